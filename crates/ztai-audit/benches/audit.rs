@@ -1,0 +1,60 @@
+//! Durable audit appends through the group-commit writer, as the gateway issues them: many
+//! concurrent requests each awaiting its own record.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ztai_audit::{AuditLog, AuditLogConfig};
+use ztai_core::{AuditRecord, Decision, StageTimings};
+
+fn record(i: u64) -> AuditRecord {
+    AuditRecord {
+        id: format!("req-{i}"),
+        time: "2026-11-21T00:00:00.000Z".into(),
+        instance: "bench".into(),
+        principal: "user:alice".into(),
+        chain: vec!["user:alice".into()],
+        action: "invoke".into(),
+        resource: "Model::\"echo-small\"".into(),
+        decision: Decision::Allow,
+        policies: vec!["staff-standard-models".into()],
+        reason: String::new(),
+        obligations: vec![],
+        findings: vec![],
+        status: 200,
+        request_digest: "0".repeat(64),
+        response_digest: "0".repeat(64),
+        timings: StageTimings::default(),
+        content: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditLogConfig::new(dir.path().join("bench.db"))).unwrap();
+    let mut group = c.benchmark_group("audit");
+    const CONCURRENT: u64 = 256;
+    group.throughput(Throughput::Elements(CONCURRENT));
+    group.bench_function("durable_append_256_concurrent", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut tasks = Vec::with_capacity(CONCURRENT as usize);
+                for i in 0..CONCURRENT {
+                    let log = log.clone();
+                    tasks.push(tokio::spawn(async move { log.append(record(i)).await }));
+                }
+                for t in tasks {
+                    t.await.unwrap().unwrap();
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

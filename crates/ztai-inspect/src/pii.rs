@@ -1,0 +1,157 @@
+//! Personal data with validation: a match counts only when its structure checks out (Luhn and
+//! issuer ranges for cards, a real top-level-domain shape for email), which is what keeps order
+//! numbers and version strings from being flagged.
+
+use crate::{Detector, InspectError};
+use regex::Regex;
+use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
+
+/// The PII detector.
+#[derive(Debug)]
+pub struct PiiDetector {
+    email: Regex,
+    card: Regex,
+}
+
+impl PiiDetector {
+    pub fn new() -> Result<Self, InspectError> {
+        let build = |p: &str| {
+            Regex::new(p).map_err(|e| InspectError::Build {
+                detector: "pii",
+                message: e.to_string(),
+            })
+        };
+        Ok(PiiDetector {
+            // Bounded parts keep every match within the streaming hold-back window.
+            email: build(
+                r"\b[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}\b",
+            )?,
+            card: build(r"\b\d(?:[ -]?\d){12,18}\b")?,
+        })
+    }
+}
+
+/// Luhn checksum over the ASCII digits of `digits`.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    let mut double = false;
+    for &d in digits.iter().rev() {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        let mut v = u32::from(d - b'0');
+        if double {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+        double = !double;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+/// Whether the digits fall in a known issuer's range with that issuer's length.
+fn issuer_known(d: &[u8]) -> bool {
+    let prefix = |n: usize| -> u32 {
+        d.iter()
+            .take(n)
+            .fold(0u32, |acc, &c| acc * 10 + u32::from(c.wrapping_sub(b'0')))
+    };
+    let len = d.len();
+    let p1 = prefix(1);
+    let p2 = prefix(2);
+    let p3 = prefix(3);
+    let p4 = prefix(4);
+    let p6 = prefix(6);
+    (p1 == 4 && matches!(len, 13 | 16 | 19)) // Visa
+        || ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16 // Mastercard
+        || (p2 == 34 || p2 == 37) && len == 15 // Amex
+        || (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622126..=622925).contains(&p6))
+            && (16..=19).contains(&len) // Discover
+        || (3528..=3589).contains(&p4) && (16..=19).contains(&len) // JCB
+        || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&len) // Diners
+        || p2 == 62 && (16..=19).contains(&len) // UnionPay
+        || (p4 == 5018 || p4 == 5020 || p4 == 5038 || p4 == 6304 || p4 == 6759 || p4 == 6761 || p4 == 6763)
+            && (12..=19).contains(&len) // Maestro
+}
+
+impl Detector for PiiDetector {
+    fn id(&self) -> &'static str {
+        "pii"
+    }
+
+    fn categories(&self) -> &'static [FindingCategory] {
+        &[FindingCategory::Pii]
+    }
+
+    fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        for m in self.email.find_iter(text) {
+            out.push(Finding {
+                kind: "email".into(),
+                category: FindingCategory::Pii,
+                severity: Severity::Medium,
+                confidence: 0.95,
+                detector: "pii",
+                span: Span::new(m.start(), m.end()),
+                channel,
+            });
+        }
+        for m in self.card.find_iter(text) {
+            let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+            if !(13..=19).contains(&digits.len()) || !luhn_valid(&digits) || !issuer_known(&digits) {
+                continue;
+            }
+            out.push(Finding {
+                kind: "credit_card".into(),
+                category: FindingCategory::Pii,
+                severity: Severity::High,
+                confidence: 0.95,
+                detector: "pii",
+                span: Span::new(m.start(), m.end()),
+                channel,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(String, &str)> {
+        let d = PiiDetector::new().unwrap();
+        let mut out = vec![];
+        d.detect(text, Channel::Output, &mut out);
+        out.iter()
+            .map(|f| (f.kind.clone(), &text[f.span.start..f.span.end]))
+            .collect()
+    }
+
+    #[test]
+    fn emails_are_found_with_exact_spans() {
+        assert_eq!(
+            found("write to jane.doe+ai@mail.example.co.uk, thanks"),
+            vec![("email".to_string(), "jane.doe+ai@mail.example.co.uk")]
+        );
+        assert!(found("not an email: a@b, foo@bar, @handle").is_empty());
+    }
+
+    #[test]
+    fn valid_cards_in_any_common_layout_are_found() {
+        for card in ["4111111111111111", "4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005", "6011000990139424"] {
+            let text = format!("card: {card}.");
+            assert_eq!(found(&text), vec![("credit_card".to_string(), card)], "{card}");
+        }
+    }
+
+    #[test]
+    fn luhn_failures_and_unknown_issuers_are_not_cards() {
+        assert!(found("4111111111111112").is_empty(), "bad checksum");
+        assert!(found("order 1234567812345670").is_empty(), "no issuer starts with 1");
+        assert!(found("phone 0000000000000").is_empty());
+        assert!(!luhn_valid(b""));
+        assert!(!luhn_valid(b"12a4"));
+    }
+}

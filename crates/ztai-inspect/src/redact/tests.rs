@@ -1,0 +1,147 @@
+use super::*;
+use proptest::prelude::*;
+
+fn inspector() -> Inspector {
+    Inspector::with_default_rules().unwrap()
+}
+
+fn redact_all(text: &str) -> String {
+    let i = inspector();
+    let f = i.inspect(text, Channel::Output).unwrap();
+    redact(text, &f, &[FindingCategory::Secret, FindingCategory::Pii])
+}
+
+fn stream(text: &str, cuts: &[usize], window: usize) -> String {
+    let i = inspector();
+    let mut r = StreamRedactor::new(vec![FindingCategory::Secret, FindingCategory::Pii], Channel::Output)
+        .with_window(window);
+    let mut out = String::new();
+    let mut pos = 0;
+    for &c in cuts {
+        let c = c.min(text.len());
+        if c <= pos || !text.is_char_boundary(c) {
+            continue;
+        }
+        out.push_str(&r.push(&i, &text[pos..c]).unwrap());
+        pos = c;
+    }
+    out.push_str(&r.push(&i, &text[pos..]).unwrap());
+    out.push_str(&r.finish(&i).unwrap());
+    out
+}
+
+const KEY: &str = "AKIAIOSFODNN7EXAMPLF";
+const GH: &str = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789";
+
+#[test]
+fn whole_text_redaction_replaces_values_with_typed_placeholders() {
+    let text = format!("mail bob@example.com key {KEY} card 4111 1111 1111 1111 end");
+    assert_eq!(
+        redact_all(&text),
+        "mail [EMAIL] key [AWS_ACCESS_KEY_ID] card [CREDIT_CARD] end"
+    );
+}
+
+#[test]
+fn redaction_is_idempotent() {
+    let once = redact_all(&format!("a {KEY} b x@y.io"));
+    assert_eq!(redact_all(&once), once);
+}
+
+#[test]
+fn overlapping_findings_merge_so_no_fragment_survives() {
+    let text = "0123456789";
+    let f = |s, e| Finding {
+        kind: "k".into(),
+        category: FindingCategory::Secret,
+        severity: ztai_core::Severity::High,
+        confidence: 1.0,
+        detector: "t",
+        span: Span::new(s, e),
+        channel: Channel::Output,
+    };
+    assert_eq!(redact(text, &[f(2, 5), f(4, 8)], &[]), "01[K]89");
+    assert_eq!(redact(text, &[f(2, 8), f(3, 4)], &[]), "01[K]89");
+    // Spans past the end or inside a multi-byte char are clamped, never panic.
+    assert_eq!(redact("héllo", &[f(2, 99)], &[]), "h[K]");
+}
+
+#[test]
+fn category_filter_leaves_other_findings_alone() {
+    let text = format!("x@y.io {KEY}");
+    let i = inspector();
+    let f = i.inspect(&text, Channel::Output).unwrap();
+    assert_eq!(redact(&text, &f, &[FindingCategory::Secret]), "x@y.io [AWS_ACCESS_KEY_ID]");
+}
+
+#[test]
+fn a_secret_split_across_two_chunks_is_redacted_before_release() {
+    let text = format!("here is the token {GH} and more text after it");
+    let split = text.find("ghp_").unwrap() + 10;
+    let i = inspector();
+    let mut r = StreamRedactor::new(vec![FindingCategory::Secret], Channel::Output).with_window(64);
+    let first = r.push(&i, &text[..split]).unwrap();
+    assert!(!first.contains("ghp_"), "no byte of the token before it is complete: {first:?}");
+    let rest = r.push(&i, &text[split..]).unwrap() + &r.finish(&i).unwrap();
+    let all = first + &rest;
+    assert_eq!(all, "here is the token [GITHUB_TOKEN] and more text after it");
+    assert_eq!(r.findings().len(), 1);
+    assert_eq!(&text[r.findings()[0].span.start..r.findings()[0].span.end], GH);
+}
+
+#[test]
+fn private_key_blocks_are_held_until_their_end_marker() {
+    let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7".repeat(20);
+    let text = format!("key:\n-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\nok");
+    let cuts: Vec<usize> = (1..text.len()).step_by(37).collect();
+    let out = stream(&text, &cuts, 64);
+    assert_eq!(out, "key:\n[PRIVATE_KEY]\nok");
+}
+
+#[test]
+fn multibyte_text_streams_without_splitting_chars() {
+    let text = "日本語のテキスト bob@example.com 終わり ünïcödé";
+    let cuts: Vec<usize> = (0..text.len()).collect();
+    assert_eq!(stream(text, &cuts, 8), redact_all(text));
+}
+
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,12}".prop_map(|s| s),
+        Just(KEY.to_string()),
+        Just(GH.to_string()),
+        Just("alice.smith@example.org".to_string()),
+        Just("4111 1111 1111 1111".to_string()),
+        Just("sk_live_4eC39HqLyjWDarjtT1zdp7dc".to_string()),
+        "[ -~]{0,16}".prop_map(|s| s),
+        "\\PC{0,6}".prop_map(|s| s),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    // For any split of a stream into chunks, the released text equals whole-text redaction and
+    // holds no fragment of a secret.
+    #[test]
+    fn streaming_equals_whole_text_redaction_for_any_chunking(
+        tokens in proptest::collection::vec(token(), 0..30),
+        cuts in proptest::collection::vec(0usize..2000, 0..40),
+        window in 48usize..300,
+    ) {
+        let text = tokens.join(" ");
+        let mut cuts = cuts;
+        cuts.sort();
+        let out = stream(&text, &cuts, window);
+        prop_assert_eq!(&out, &redact_all(&text));
+        for secret in [KEY, GH, "alice.smith@example.org", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"] {
+            prop_assert!(!out.contains(&secret[..secret.len().min(12)]) || !text.contains(secret));
+        }
+    }
+
+    #[test]
+    fn redaction_never_panics_and_is_idempotent(text in "\\PC{0,200}") {
+        let once = redact_all(&text);
+        prop_assert_eq!(redact_all(&once), once);
+    }
+}

@@ -1,0 +1,284 @@
+//! Secrets: provider key formats, private keys, JWTs, credentials in URLs and generic assignments.
+//!
+//! Provider formats are matched by their documented prefixes and lengths; the generic
+//! `password = …` rule additionally needs high entropy and rejects placeholders, so configuration
+//! examples and hashes in lock files are not flagged. Every pattern has a bounded length so the
+//! streaming redactor's hold-back window can always contain a whole match.
+
+use crate::{Detector, InspectError};
+use regex::Regex;
+use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
+
+struct Rule {
+    kind: &'static str,
+    severity: Severity,
+    regex: Regex,
+    /// Capture group holding the secret value (0 = whole match).
+    group: usize,
+    /// Minimum Shannon entropy (bits per char) the value must have; 0 = no check.
+    min_entropy: f64,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule").field("kind", &self.kind).finish()
+    }
+}
+
+const RULES: &[(&str, Severity, &str, usize, f64)] = &[
+    (
+        "private_key",
+        Severity::Critical,
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
+        0,
+        0.0,
+    ),
+    ("aws_access_key_id", Severity::High, r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", 0, 0.0),
+    (
+        "aws_secret_access_key",
+        Severity::Critical,
+        r#"(?i)\baws_?secret_?access_?key\b["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+        1,
+        3.0,
+    ),
+    ("github_token", Severity::High, r"\bgh[pousr]_[A-Za-z0-9]{36,76}\b", 0, 0.0),
+    ("github_fine_grained_pat", Severity::High, r"\bgithub_pat_[A-Za-z0-9_]{82}\b", 0, 0.0),
+    ("gitlab_token", Severity::High, r"\bglpat-[A-Za-z0-9_-]{20}\b", 0, 0.0),
+    (
+        "openai_api_key",
+        Severity::High,
+        r"\bsk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})\b",
+        0,
+        0.0,
+    ),
+    ("anthropic_api_key", Severity::High, r"\bsk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}", 0, 0.0),
+    ("slack_token", Severity::High, r"\bxox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}\b", 0, 0.0),
+    (
+        "slack_webhook",
+        Severity::High,
+        r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,100}",
+        0,
+        0.0,
+    ),
+    ("stripe_key", Severity::High, r"\b(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}\b", 0, 0.0),
+    ("google_api_key", Severity::High, r"\bAIza[0-9A-Za-z_-]{35}\b", 0, 0.0),
+    ("huggingface_token", Severity::High, r"\bhf_[A-Za-z]{34}\b", 0, 0.0),
+    ("sendgrid_api_key", Severity::High, r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", 0, 0.0),
+    ("twilio_api_key", Severity::High, r"\bSK[0-9a-fA-F]{32}\b", 0, 0.0),
+    ("npm_token", Severity::High, r"\bnpm_[A-Za-z0-9]{36}\b", 0, 0.0),
+    (
+        "jwt",
+        Severity::Medium,
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        0,
+        0.0,
+    ),
+    (
+        "connection_string_password",
+        Severity::High,
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
+        1,
+        0.0,
+    ),
+    (
+        "generic_secret_assignment",
+        Severity::Medium,
+        r#"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)\b["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
+        1,
+        3.3,
+    ),
+];
+
+/// Values that look like secrets but are documentation placeholders.
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    const WORDS: &[&str] = &[
+        "example", "placeholder", "changeme", "your_", "your-", "yourkey", "xxxxxxxx", "dummy",
+        "sample", "redacted", "<", "${", "{{", "env(", "process.env",
+    ];
+    WORDS.iter().any(|w| lower.contains(w))
+        || value.bytes().all(|b| b == value.as_bytes().first().copied().unwrap_or(0))
+}
+
+/// Hex digests (sha1/sha256/sha512 and git object ids) in lock files look random but are not
+/// secrets.
+fn is_hash_digest(value: &str) -> bool {
+    matches!(value.len(), 32 | 40 | 56 | 64 | 96 | 128) && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Shannon entropy in bits per character.
+pub fn shannon_entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in s.bytes() {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
+            *c += 1;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let n = f64::from(n);
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// The secrets detector.
+#[derive(Debug)]
+pub struct SecretDetector {
+    rules: Vec<Rule>,
+}
+
+impl SecretDetector {
+    pub fn new() -> Result<Self, InspectError> {
+        let rules = RULES
+            .iter()
+            .map(|&(kind, severity, pattern, group, min_entropy)| {
+                Regex::new(pattern)
+                    .map(|regex| Rule {
+                        kind,
+                        severity,
+                        regex,
+                        group,
+                        min_entropy,
+                    })
+                    .map_err(|e| InspectError::Build {
+                        detector: "secrets",
+                        message: format!("rule `{kind}`: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SecretDetector { rules })
+    }
+}
+
+impl Detector for SecretDetector {
+    fn id(&self) -> &'static str {
+        "secrets"
+    }
+
+    fn categories(&self) -> &'static [FindingCategory] {
+        &[FindingCategory::Secret]
+    }
+
+    fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        for rule in &self.rules {
+            for caps in rule.regex.captures_iter(text) {
+                let Some(m) = caps.get(rule.group) else {
+                    continue;
+                };
+                let value = m.as_str();
+                if rule.group != 0 || rule.min_entropy > 0.0 {
+                    if is_placeholder(value) || is_hash_digest(value) {
+                        continue;
+                    }
+                    if shannon_entropy(value) < rule.min_entropy {
+                        continue;
+                    }
+                }
+                out.push(Finding {
+                    kind: rule.kind.to_string(),
+                    category: FindingCategory::Secret,
+                    severity: rule.severity,
+                    confidence: if rule.min_entropy > 0.0 { 0.7 } else { 0.95 },
+                    detector: "secrets",
+                    span: Span::new(m.start(), m.end()),
+                    channel,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(String, String)> {
+        let d = SecretDetector::new().unwrap();
+        let mut out = vec![];
+        d.detect(text, Channel::Input, &mut out);
+        out.iter()
+            .map(|f| (f.kind.clone(), text[f.span.start..f.span.end].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn provider_keys_are_found_with_exact_spans() {
+        let cases = [
+            ("key AKIAIOSFODNN7EXAMPLF here", "aws_access_key_id", "AKIAIOSFODNN7EXAMPLF"),
+            (
+                "token=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+                "github_token",
+                "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+            ),
+            (
+                "use sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj3kLm6n now",
+                "openai_api_key",
+                "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj3kLm6n",
+            ),
+            (
+                "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+                "stripe_key",
+                "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            ),
+            ("AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe", "google_api_key", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"),
+            ("postgres://app:s3cr3tP4ss@db.internal:5432/x", "connection_string_password", "s3cr3tP4ss"),
+        ];
+        for (text, kind, value) in cases {
+            let found = kinds(text);
+            assert!(
+                found.contains(&(kind.to_string(), value.to_string())),
+                "{text}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pem_private_keys_are_found_whole_and_even_unterminated() {
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----";
+        let text = format!("here: {pem} done");
+        assert_eq!(kinds(&text), vec![("private_key".to_string(), pem.to_string())]);
+        let cut = "x -----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34";
+        assert_eq!(kinds(cut)[0].1, &cut[2..]);
+    }
+
+    #[test]
+    fn generic_assignments_need_entropy_and_skip_placeholders_and_hashes() {
+        assert_eq!(kinds("password = \"hunter2hunter2\"").len(), 0, "low entropy");
+        assert_eq!(kinds("api_key: YOUR_API_KEY_HERE_123").len(), 0);
+        assert_eq!(kinds("secret=<your-secret-here>").len(), 0);
+        assert_eq!(
+            kinds("integrity sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").len(),
+            0
+        );
+        assert_eq!(kinds("password = 'Zq8#rT2!vLp9@xW4'")[0].1, "Zq8#rT2!vLp9@xW4");
+    }
+
+    #[test]
+    fn ordinary_prose_and_near_misses_are_clean() {
+        for text in [
+            "The AKIA prefix identifies AWS keys.",
+            "ghp_short",
+            "sk-not-a-key",
+            "Visit https://example.com/path for details.",
+            "my password is long but I won't tell you",
+        ] {
+            assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
+        }
+    }
+
+    #[test]
+    fn entropy_is_zero_for_empty_and_uniform_text() {
+        assert_eq!(shannon_entropy(""), 0.0);
+        assert_eq!(shannon_entropy("aaaa"), 0.0);
+        assert!((shannon_entropy("abcd") - 2.0).abs() < 1e-9);
+    }
+}

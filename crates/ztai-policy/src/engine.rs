@@ -1,0 +1,408 @@
+//! Loading, validating and evaluating a Cedar policy set.
+//!
+//! Each policy file is parsed on its own so every error can name its file, line and column, and each
+//! policy is re-keyed by its `@id` annotation (or `file#n`) so decisions and audit records name
+//! policies the way their authors do. The whole set is validated in strict mode against the built-in
+//! schema; one invalid policy refuses the whole set, so a reload is all or nothing.
+
+use crate::{Permit, PolicyError, RequestContext, Verdict};
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use ztai_core::{Action, Decision, Obligation, PolicyDecision, Principal, Resource};
+
+/// The schema every policy set is validated against.
+pub const SCHEMA_TEXT: &str = include_str!("../schema/ztai.cedarschema");
+
+/// One policy file's name and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    pub name: String,
+    pub text: String,
+}
+
+/// A validated, immutable policy set ready to answer questions.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    authorizer: Authorizer,
+    sources: Vec<PolicySource>,
+    digest: String,
+    policy_count: usize,
+}
+
+impl PolicyEngine {
+    /// Loads every `*.cedar` file in `dir` (sorted by name, not recursive).
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let io = |e: std::io::Error| PolicyError::Io {
+            file: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cedar") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut sources = Vec::with_capacity(paths.len());
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|e| PolicyError::Io {
+                file: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+            sources.push(PolicySource {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                text,
+            });
+        }
+        if sources.is_empty() {
+            return Err(PolicyError::Empty(dir.display().to_string()));
+        }
+        Self::from_sources(sources)
+    }
+
+    /// Parses and validates policy texts.
+    pub fn from_sources(sources: Vec<PolicySource>) -> Result<Self, PolicyError> {
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT)
+            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let mut set = PolicySet::new();
+        let mut origin: HashMap<PolicyId, usize> = HashMap::new(); // id → source index
+        for (index, src) in sources.iter().enumerate() {
+            let parsed = PolicySet::from_str(&src.text).map_err(|e| {
+                let (line, column) = first_label(&e, &src.text);
+                PolicyError::Parse {
+                    file: src.name.clone(),
+                    line,
+                    column,
+                    message: e.to_string(),
+                }
+            })?;
+            if parsed.templates().next().is_some() {
+                return Err(PolicyError::Parse {
+                    file: src.name.clone(),
+                    line: 1,
+                    column: 1,
+                    message: "policy templates are not supported; write static policies".into(),
+                });
+            }
+            // Cedar names a file's policies `policy0`, `policy1`, … in source order; keep that
+            // order so `file#n` numbering follows the file.
+            let mut in_file: Vec<_> = parsed
+                .policies()
+                .map(|p| {
+                    let n: usize = p
+                        .id()
+                        .to_string()
+                        .trim_start_matches("policy")
+                        .parse()
+                        .unwrap_or(usize::MAX);
+                    (n, p)
+                })
+                .collect();
+            in_file.sort_by_key(|(n, _)| *n);
+            for (n, policy) in in_file {
+                let id = match policy.annotation("id") {
+                    Some(id) => PolicyId::new(id),
+                    None => PolicyId::new(format!("{}#{n}", src.name)),
+                };
+                if let Some(first) = origin.get(&id) {
+                    return Err(PolicyError::DuplicateId {
+                        id: id.to_string(),
+                        first: sources.get(*first).map(|s| s.name.clone()).unwrap_or_default(),
+                        second: src.name.clone(),
+                    });
+                }
+                origin.insert(id.clone(), index);
+                set.add(policy.new_id(id.clone()))
+                    .map_err(|e| PolicyError::Parse {
+                        file: src.name.clone(),
+                        line: 1,
+                        column: 1,
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        let validator = Validator::new(schema.clone());
+        let result = validator.validate(&set, ValidationMode::Strict);
+        if let Some(err) = result.validation_errors().next() {
+            let index = origin.get(err.policy_id()).copied().unwrap_or(0);
+            let src = sources.get(index);
+            let text = src.map(|s| s.text.as_str()).unwrap_or("");
+            // Validation labels are offsets into the policy's own file.
+            let (line, column) = err
+                .labels()
+                .and_then(|mut l| l.next())
+                .map(|l| line_col(text, l.offset()))
+                .unwrap_or((1, 1));
+            return Err(PolicyError::Validation {
+                file: src.map(|s| s.name.clone()).unwrap_or_default(),
+                line,
+                column,
+                policy: err.policy_id().to_string(),
+                message: err.to_string(),
+            });
+        }
+        let policy_count = set.policies().count();
+        Ok(PolicyEngine {
+            schema,
+            policies: set,
+            authorizer: Authorizer::new(),
+            digest: digest_sources(&sources),
+            sources,
+            policy_count,
+        })
+    }
+
+    /// A stable digest of the policy texts (names and contents), to version the set.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn sources(&self) -> &[PolicySource] {
+        &self.sources
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policy_count
+    }
+
+    /// Decides whether `principal` may perform `action` on `resource`.
+    ///
+    /// `resource_parents` are the groups the resource belongs to (model groups for models).
+    /// Anything that goes wrong building the question is an error, which callers must treat as
+    /// deny; a question Cedar answers with evaluation errors denies unless a permit still applies
+    /// and no forbid errored, because Cedar skips erroring policies.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Verdict, PolicyError> {
+        let principal_uid = uid(principal.kind.entity_type(), &principal.id)?;
+        let groups = principal
+            .groups
+            .iter()
+            .map(|g| uid("Group", g))
+            .collect::<Result<HashSet<_>, _>>()?;
+        let resource_uid = uid(resource.entity_type(), resource.id())?;
+        let parent_type = match resource {
+            Resource::Model(_) => Some("ModelGroup"),
+            _ => None,
+        };
+        let resource_parents = match parent_type {
+            Some(t) => resource_parents
+                .iter()
+                .map(|g| uid(t, g))
+                .collect::<Result<HashSet<_>, _>>()?,
+            None => HashSet::new(),
+        };
+        let entities = Entities::from_entities(
+            [
+                Entity::new_no_attrs(principal_uid.clone(), groups),
+                Entity::new_no_attrs(resource_uid.clone(), resource_parents),
+            ],
+            None,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let action_uid = uid("Action", action.cedar_id())?;
+        let request = Request::new(
+            principal_uid,
+            action_uid,
+            resource_uid,
+            context(ctx)?,
+            Some(&self.schema),
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+        let mut determining: Vec<&PolicyId> = diagnostics.reason().collect();
+        determining.sort();
+        let policies: Vec<String> = determining.iter().map(|id| id.to_string()).collect();
+        let reasons: Vec<String> = determining
+            .iter()
+            .filter_map(|id| self.policies.annotation(id, "reason"))
+            .map(str::to_string)
+            .collect();
+        // A forbid that failed to evaluate might have applied: fail closed.
+        let forbid_errored = diagnostics.errors().any(|e| {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+            self.policies
+                .policy(e.policy_id())
+                .is_some_and(|p| p.effect() == Effect::Forbid)
+        });
+        match response.decision() {
+            CedarDecision::Allow if !forbid_errored => {
+                let obligations = determining
+                    .iter()
+                    .filter_map(|id| self.policies.policy(id))
+                    .flat_map(|p| obligations_of(p.annotations()))
+                    .collect();
+                Ok(Verdict::Permit(Permit {
+                    decision: PolicyDecision {
+                        decision: Decision::Allow,
+                        policies,
+                        reasons,
+                        obligations,
+                        errors,
+                    },
+                }))
+            }
+            _ => {
+                let mut reasons = reasons;
+                if forbid_errored {
+                    reasons.insert(
+                        0,
+                        "a forbid policy failed to evaluate, so the request is denied (fail closed)"
+                            .to_string(),
+                    );
+                }
+                Ok(Verdict::Deny(PolicyDecision {
+                    decision: Decision::Deny,
+                    policies,
+                    reasons,
+                    obligations: Vec::new(),
+                    errors,
+                }))
+            }
+        }
+    }
+}
+
+/// Reads `@obligation("redact")`, `@obligation("log_full")` and `@obligation("approval")` (with
+/// `@redact("pii,secret")`, `@approver_group("…")` and `@approval_timeout_secs("…")`).
+fn obligations_of<'a>(annotations: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Obligation> {
+    let map: BTreeMap<&str, &str> = annotations.collect();
+    let mut out = Vec::new();
+    let Some(kinds) = map.get("obligation") else {
+        return out;
+    };
+    for kind in kinds.split(',').map(str::trim) {
+        match kind {
+            "redact" => out.push(Obligation::Redact {
+                categories: map
+                    .get("redact")
+                    .map(|s| {
+                        s.split(',')
+                            .map(|c| c.trim().to_string())
+                            .filter(|c| !c.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            "log_full" => out.push(Obligation::LogFull),
+            "approval" => out.push(Obligation::Approval {
+                group: map.get("approver_group").unwrap_or(&"admins").to_string(),
+                timeout_secs: map
+                    .get("approval_timeout_secs")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(300),
+            }),
+            // Unknown obligations must not be silently dropped: the gateway refuses what it
+            // cannot carry out.
+            other => out.push(Obligation::Approval {
+                group: format!("unknown obligation `{other}`"),
+                timeout_secs: 0,
+            }),
+        }
+    }
+    out
+}
+
+fn uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    let t = EntityTypeName::from_str(type_name)
+        .map_err(|e| PolicyError::Request(format!("entity type `{type_name}`: {e}")))?;
+    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+fn string_set(items: &std::collections::BTreeSet<String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.iter().map(|s| RestrictedExpression::new_string(s.clone())))
+}
+
+fn context(ctx: &RequestContext) -> Result<Context, PolicyError> {
+    Context::from_pairs([
+        (
+            "operation".to_string(),
+            RestrictedExpression::new_string(ctx.operation.clone()),
+        ),
+        ("stream".to_string(), RestrictedExpression::new_bool(ctx.stream)),
+        (
+            "max_severity".to_string(),
+            RestrictedExpression::new_long(ctx.max_severity),
+        ),
+        (
+            "finding_categories".to_string(),
+            string_set(&ctx.finding_categories),
+        ),
+        ("finding_types".to_string(), string_set(&ctx.finding_types)),
+        (
+            "high_severity_categories".to_string(),
+            string_set(&ctx.high_severity_categories),
+        ),
+        (
+            "risk_score".to_string(),
+            RestrictedExpression::new_long(ctx.risk_score),
+        ),
+        (
+            "estimated_tokens".to_string(),
+            RestrictedExpression::new_long(ctx.estimated_tokens),
+        ),
+    ])
+    .map_err(|e| PolicyError::Request(e.to_string()))
+}
+
+fn first_label(diag: &dyn Diagnostic, text: &str) -> (usize, usize) {
+    diag.labels()
+        .and_then(|mut l| l.next())
+        .map(|l| line_col(text, l.offset()))
+        .unwrap_or((1, 1))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut col = 1;
+    for (i, ch) in text.char_indices() {
+        if i >= offset {
+            break;
+        }
+        if ch == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+/// SHA-256 over the files' names and texts, length-prefixed so no two sets collide by
+/// shifting bytes between files; the digest versions the set in the store and the audit log.
+fn digest_sources(sources: &[PolicySource]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update((s.name.len() as u64).to_le_bytes());
+        h.update(s.name.as_bytes());
+        h.update((s.text.len() as u64).to_le_bytes());
+        h.update(s.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! The policy decision point: Cedar policies, validated against the ZTAI schema, default deny.
+//!
+//! `PolicyEngine` is immutable once built: a reload builds a new engine and the caller swaps it in
+//! atomically, so a request always sees one whole policy set. Allowing yields a `Permit`, a type only
+//! this crate can construct, which forwarding code takes as proof that authorisation ran.
+
+mod context;
+mod engine;
+
+pub use context::RequestContext;
+pub use engine::{PolicyEngine, PolicySource, SCHEMA_TEXT};
+
+use ztai_core::PolicyDecision;
+
+/// Proof that the decision point allowed a request. Only `PolicyEngine::authorize` builds one.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    decision: PolicyDecision,
+}
+
+impl Permit {
+    pub fn decision(&self) -> &PolicyDecision {
+        &self.decision
+    }
+}
+
+/// The answer to one authorisation question.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Permit(Permit),
+    Deny(PolicyDecision),
+}
+
+impl Verdict {
+    pub fn decision(&self) -> &PolicyDecision {
+        match self {
+            Verdict::Permit(p) => &p.decision,
+            Verdict::Deny(d) => d,
+        }
+    }
+}
+
+/// Why a policy set could not be loaded or a question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file `{file}`: {message}")]
+    Io { file: String, message: String },
+    #[error("{file}:{line}:{column}: syntax error: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}:{line}:{column}: policy `{policy}` does not match the schema: {message}")]
+    Validation {
+        file: String,
+        line: usize,
+        column: usize,
+        policy: String,
+        message: String,
+    },
+    #[error("policy id `{id}` is used twice (in `{first}` and `{second}`); give each policy a unique @id")]
+    DuplicateId {
+        id: String,
+        first: String,
+        second: String,
+    },
+    #[error("no policies found in `{0}`: add at least one `.cedar` file (with none, everything is denied)")]
+    Empty(String),
+    #[error("the built-in schema is invalid: {0}")]
+    Schema(String),
+    #[error("cannot build the authorisation request: {0}")]
+    Request(String),
+}

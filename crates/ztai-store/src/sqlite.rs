@@ -1,0 +1,436 @@
+//! The SQLite backend.
+//!
+//! One `Store` holds one connection; open one per thread that needs it (the audit writer owns its
+//! own). The schema is created on open and versioned in `PRAGMA user_version` so later releases can
+//! migrate it.
+
+use crate::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    principal_kind TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    groups_json TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_principal ON audit_log(principal, seq);
+CREATE INDEX IF NOT EXISTS audit_log_record_id ON audit_log(record_id);
+CREATE TABLE IF NOT EXISTS policy_sets (
+    version INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL,
+    source TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    policies_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// A stored API key: everything but the secret, which is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub secret_hash: Vec<u8>,
+    pub principal_kind: String,
+    pub principal_id: String,
+    pub groups: Vec<String>,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// One audit log row as stored: the record's canonical JSON and its place in the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub record_id: String,
+    pub time: String,
+    pub principal: String,
+    pub action: String,
+    pub decision: String,
+    pub record_json: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// One version of the policy set, as loaded by a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySetRow {
+    pub version: i64,
+    pub digest: String,
+    pub source: String,
+    pub author: String,
+    pub created_at: String,
+    /// JSON object: file name → policy text.
+    pub policies_json: String,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for tests and one-shot tools.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL lets readers run beside the audit writer; NORMAL sync in WAL mode is durable against
+        // process crashes (kill -9), which is what "an answered request is recorded" needs.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "the store's schema version {version} is newer than this binary understands ({SCHEMA_VERSION}); upgrade ztai"
+            )));
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Store { conn })
+    }
+
+    // ---- meta -------------------------------------------------------------------------------
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    // ---- API keys ---------------------------------------------------------------------------
+
+    pub fn insert_key(&self, row: &KeyRow) -> Result<(), StoreError> {
+        let groups = serde_json::to_string(&row.groups)
+            .map_err(|e| StoreError::Corrupt(format!("groups of key `{}`: {e}", row.key_id)))?;
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO api_keys(key_id, secret_hash, principal_kind, principal_id, groups_json, label, created_at, revoked_at)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                row.key_id,
+                row.secret_hash,
+                row.principal_kind,
+                row.principal_id,
+                groups,
+                row.label,
+                row.created_at,
+                row.revoked_at
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!("api key `{}`", row.key_id)));
+        }
+        Ok(())
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key_id, secret_hash, principal_kind, principal_id, groups_json, label, created_at, revoked_at
+             FROM api_keys ORDER BY created_at, key_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key_id, secret_hash, kind, id, groups_json, label, created_at, revoked_at) = row?;
+            let groups: Vec<String> = serde_json::from_str(&groups_json)
+                .map_err(|e| StoreError::Corrupt(format!("groups of key `{key_id}`: {e}")))?;
+            out.push(KeyRow {
+                key_id,
+                secret_hash,
+                principal_kind: kind,
+                principal_id: id,
+                groups,
+                label,
+                created_at,
+                revoked_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks a key revoked; returns `NotFound` for an unknown id.
+    pub fn revoke_key(&self, key_id: &str, at: &str) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
+            params![key_id, at],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("api key `{key_id}`")));
+        }
+        Ok(())
+    }
+
+    // ---- audit log --------------------------------------------------------------------------
+
+    /// The last row of the audit chain (its `seq` and `hash`), if any.
+    pub fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Appends rows in one transaction: all become durable together or none do.
+    pub fn append_audit_batch(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for r in rows {
+                stmt.execute(params![
+                    r.seq,
+                    r.record_id,
+                    r.time,
+                    r.principal,
+                    r.action,
+                    r.decision,
+                    r.record_json,
+                    r.prev_hash,
+                    r.hash
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Rows with `seq > after`, oldest first, at most `limit`.
+    pub fn audit_rows_after(&self, after: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash
+             FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], audit_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The newest rows, optionally filtered, newest first.
+    pub fn audit_search(
+        &self,
+        principal: Option<&str>,
+        decision: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash
+             FROM audit_log
+             WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR decision = ?2)
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![principal, decision, limit], audit_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn audit_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))?)
+    }
+
+    // ---- policy sets ------------------------------------------------------------------------
+
+    /// Records a policy set version unless the newest one already has this digest.
+    /// Returns the version the set is stored under.
+    pub fn record_policy_set(
+        &self,
+        digest: &str,
+        source: &str,
+        author: &str,
+        created_at: &str,
+        policies_json: &str,
+    ) -> Result<i64, StoreError> {
+        if let Some(latest) = self.latest_policy_set()? {
+            if latest.digest == digest {
+                return Ok(latest.version);
+            }
+        }
+        self.conn.execute(
+            "INSERT INTO policy_sets(digest, source, author, created_at, policies_json) VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![digest, source, author, created_at, policies_json],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn latest_policy_set(&self) -> Result<Option<PolicySetRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, digest, source, author, created_at, policies_json FROM policy_sets ORDER BY version DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(PolicySetRow {
+                        version: r.get(0)?,
+                        digest: r.get(1)?,
+                        source: r.get(2)?,
+                        author: r.get(3)?,
+                        created_at: r.get(4)?,
+                        policies_json: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        record_id: r.get(1)?,
+        time: r.get(2)?,
+        principal: r.get(3)?,
+        action: r.get(4)?,
+        decision: r.get(5)?,
+        record_json: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> KeyRow {
+        KeyRow {
+            key_id: id.into(),
+            secret_hash: vec![1, 2, 3],
+            principal_kind: "user".into(),
+            principal_id: "alice".into(),
+            groups: vec!["staff".into()],
+            label: "test".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_revoke() {
+        let s = Store::open_in_memory().unwrap();
+        s.insert_key(&key("k1")).unwrap();
+        assert!(matches!(s.insert_key(&key("k1")), Err(StoreError::Conflict(_))));
+        s.revoke_key("k1", "2026-01-02T00:00:00Z").unwrap();
+        let keys = s.list_keys().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].groups, vec!["staff".to_string()]);
+        assert_eq!(keys[0].revoked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
+        assert!(matches!(s.revoke_key("nope", "x"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn audit_batches_append_in_order_and_search_filters() {
+        let mut s = Store::open_in_memory().unwrap();
+        assert_eq!(s.audit_head().unwrap(), None);
+        let rows: Vec<AuditRow> = (1..=3)
+            .map(|i| AuditRow {
+                seq: i,
+                record_id: format!("r{i}"),
+                time: "t".into(),
+                principal: if i == 2 { "user:bob".into() } else { "user:alice".into() },
+                action: "invoke".into(),
+                decision: if i == 3 { "deny".into() } else { "allow".into() },
+                record_json: "{}".into(),
+                prev_hash: vec![0],
+                hash: vec![i as u8],
+            })
+            .collect();
+        s.append_audit_batch(&rows).unwrap();
+        assert_eq!(s.audit_head().unwrap(), Some((3, vec![3])));
+        assert_eq!(s.audit_rows_after(1, 10).unwrap().len(), 2);
+        let alice = s.audit_search(Some("user:alice"), None, 10).unwrap();
+        assert_eq!(alice.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 1]);
+        let denied = s.audit_search(None, Some("deny"), 10).unwrap();
+        assert_eq!(denied.len(), 1);
+        // A duplicate sequence number is refused and the batch leaves nothing behind.
+        let dup = vec![rows[0].clone()];
+        assert!(s.append_audit_batch(&dup).is_err());
+        assert_eq!(s.audit_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn policy_sets_are_versioned_by_digest() {
+        let s = Store::open_in_memory().unwrap();
+        let v1 = s.record_policy_set("d1", "dir", "ops", "t", "{}").unwrap();
+        let again = s.record_policy_set("d1", "dir", "ops", "t", "{}").unwrap();
+        let v2 = s.record_policy_set("d2", "dir", "ops", "t", "{}").unwrap();
+        assert_eq!(v1, again);
+        assert!(v2 > v1);
+        assert_eq!(s.latest_policy_set().unwrap().unwrap().digest, "d2");
+    }
+
+    #[test]
+    fn reopening_a_file_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ztai.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.meta_set("a", "1").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("1"));
+        s.meta_set("a", "2").unwrap();
+        assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("2"));
+    }
+}
