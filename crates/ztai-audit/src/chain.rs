@@ -32,7 +32,10 @@ impl std::fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChainProblem::Modified { seq } => {
-                write!(f, "record {seq} was modified: its hash does not match its content")
+                write!(
+                    f,
+                    "record {seq} was modified: its hash does not match its content"
+                )
             }
             ChainProblem::BrokenLink { seq } => write!(
                 f,

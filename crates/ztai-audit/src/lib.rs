@@ -16,9 +16,13 @@ pub use writer::{AuditLog, AuditLogConfig};
 /// Audit failures. Any of these on the request path means the request is refused.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
-    #[error("the audit log could not record the request ({0}); the request was refused because nothing is served unrecorded")]
+    #[error(
+        "the audit log could not record the request ({0}); the request was refused because nothing is served unrecorded"
+    )]
     Append(String),
-    #[error("the audit writer has stopped; restart the gateway (requests are refused until it runs)")]
+    #[error(
+        "the audit writer has stopped; restart the gateway (requests are refused until it runs)"
+    )]
     WriterStopped,
     #[error("cannot open the audit log: {0}")]
     Open(String),

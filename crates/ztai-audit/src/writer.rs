@@ -63,7 +63,9 @@ impl AuditLog {
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
             seq: head.as_ref().map(|(s, _)| *s).unwrap_or(0),
-            head: head.map(|(_, h)| h).unwrap_or_else(|| GENESIS_HASH.to_vec()),
+            head: head
+                .map(|(_, h)| h)
+                .unwrap_or_else(|| GENESIS_HASH.to_vec()),
         };
         std::thread::Builder::new()
             .name("ztai-audit-writer".into())
@@ -225,7 +227,9 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..500 {
             let log = log.clone();
-            tasks.push(tokio::spawn(async move { log.append(record(&format!("r{i}"))).await }));
+            tasks.push(tokio::spawn(async move {
+                log.append(record(&format!("r{i}"))).await
+            }));
         }
         let mut seqs = Vec::new();
         for t in tasks {

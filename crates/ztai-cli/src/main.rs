@@ -1,1 +1,270 @@
-fn main() {}
+//! `ztai`: one binary for the gateway, the quick start and the offline tools.
+//!
+//! Exit codes: 0 success; 1 the command ran and found a problem (invalid policies, a broken audit
+//! chain); 2 the command could not run (bad arguments, unreadable files, a port in use).
+
+mod quickstart;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ztai",
+    version,
+    about = "ZTAI — zero trust for AI: a policy-enforcing gateway for LLM apps and agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start everything locally: gateway, admin API, a stand-in model upstream, sample policies
+    /// and keys, on an embedded SQLite store. Running it again reuses the data directory.
+    Up {
+        /// Where the store, policies, keys and quickstart.env live.
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// Data-plane address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Admin-plane address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        admin_listen: String,
+        /// Stand-in upstream address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        standin_listen: String,
+    },
+    /// Run the gateway from a configuration file (see docs/configuration.md).
+    Serve {
+        #[arg(long, short, default_value = "ztai.toml")]
+        config: PathBuf,
+    },
+    /// Run only the stand-in model upstream (deterministic echo; for tests and benchmarks).
+    Standin {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// Require this upstream key from callers (read from the environment variable named).
+        #[arg(long)]
+        key_env: Option<String>,
+        /// Characters per streamed chunk.
+        #[arg(long, default_value_t = 8)]
+        chunk_chars: usize,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse and validate every .cedar file in a directory against the ZTAI schema.
+    Validate {
+        /// Directory holding .cedar files.
+        dir: PathBuf,
+    },
+    /// Print the Cedar schema policies are validated against.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit hash chain and report any modified, deleted, inserted or reordered record.
+    Verify {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ZTAI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[allow(clippy::print_stdout)]
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up {
+            data_dir,
+            listen,
+            admin_listen,
+            standin_listen,
+        } => {
+            init_logging();
+            runtime()?.block_on(quickstart::up(quickstart::UpArgs {
+                data_dir,
+                listen,
+                admin_listen,
+                standin_listen,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            init_logging();
+            let cfg = ztai_gateway::Config::load(&config)?;
+            runtime()?.block_on(async move {
+                let gw = ztai_gateway::Gateway::new(cfg)?;
+                let running = ztai_gateway::server::start(gw).await?;
+                tracing::info!(listen = %running.addr, admin = %running.admin_addr, "ztai gateway serving");
+                shutdown_signal().await;
+                running.shutdown(std::time::Duration::from_secs(10)).await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Standin {
+            listen,
+            key_env,
+            chunk_chars,
+        } => {
+            init_logging();
+            let required_key = match key_env {
+                Some(var) => Some(
+                    std::env::var(&var)
+                        .with_context(|| format!("environment variable `{var}` is not set"))?,
+                ),
+                None => None,
+            };
+            runtime()?.block_on(async move {
+                let l = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                println!(
+                    "ztai stand-in upstream (not a model) at http://{}/v1",
+                    l.local_addr()?
+                );
+                let cfg = ztai_standin::StandinConfig {
+                    chunk_chars,
+                    required_key,
+                    ..Default::default()
+                };
+                tokio::select! {
+                    r = ztai_standin::serve(l, cfg) => r.context("stand-in failed")?,
+                    _ = shutdown_signal() => {}
+                }
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Schema,
+        } => {
+            print!("{}", ztai_policy::SCHEMA_TEXT);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Validate { dir },
+        } => match ztai_policy::PolicyEngine::load_dir(&dir) {
+            Ok(engine) => {
+                println!(
+                    "ok: {} policies in {} file(s) are valid (digest {})",
+                    engine.policy_count(),
+                    engine.sources().len(),
+                    engine.digest()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ztai_policy::PolicyError::Io { file, message }) => {
+                anyhow::bail!("cannot read `{file}`: {message}")
+            }
+            Err(e) => {
+                eprintln!("invalid: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir, json },
+        } => {
+            let db = data_dir.join("ztai.db");
+            anyhow::ensure!(
+                db.is_file(),
+                "no audit log at `{}`; pass --data-dir",
+                db.display()
+            );
+            let store = ztai_store::Store::open(&db)?;
+            let report = ztai_audit::verify_chain(&store)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"records": report.records, "head_hash": report.head_hash, "intact": report.problems.is_empty(),
+                                       "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
+                );
+            } else if report.problems.is_empty() {
+                println!(
+                    "ok: {} records, chain intact, head {}",
+                    report.records, report.head_hash
+                );
+            } else {
+                println!("TAMPERED: {} records checked", report.records);
+                for p in &report.problems {
+                    println!("  - {p}");
+                }
+            }
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! The ZTAI gateway: the policy enforcement point in front of OpenAI-compatible model APIs.
+//!
+//! Every data-plane request runs the same path — authenticate, limit, inspect input, authorise,
+//! forward, inspect output, record — and any stage that fails refuses the request. The crate only
+//! composes: credentials are checked by `ztai-identity`, content by `ztai-inspect`, decisions by
+//! `ztai-policy`, records by `ztai-audit`; here live the HTTP edges, the upstream client, rate
+//! limits, metrics and live policy reload.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod proxy;
+mod record;
+pub mod server;
+pub mod sse;
+mod state;
+mod upstream;
+
+pub use config::{Config, ConfigError, ModelConfig, UpstreamConfig, UpstreamKey};
+pub use error::GatewayError;
+pub use server::RunningGateway;
+pub use state::{Gateway, StartError};

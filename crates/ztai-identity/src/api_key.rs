@@ -177,12 +177,24 @@ mod tests {
     fn unknown_ids_malformed_keys_and_revoked_keys_are_refused() {
         let k = generate_key();
         let mut r = registry_with(&k);
-        assert_eq!(r.authenticate(&generate_key().full_key), Err(AuthError::Invalid));
-        for bad in ["", "ztai_", "sk-abc", "ztai_zz_zz", &k.full_key[..k.full_key.len() - 1]] {
+        assert_eq!(
+            r.authenticate(&generate_key().full_key),
+            Err(AuthError::Invalid)
+        );
+        for bad in [
+            "",
+            "ztai_",
+            "sk-abc",
+            "ztai_zz_zz",
+            &k.full_key[..k.full_key.len() - 1],
+        ] {
             assert_eq!(r.authenticate(bad), Err(AuthError::Malformed), "{bad:?}");
         }
         assert!(r.revoke(&k.key_id));
-        assert!(matches!(r.authenticate(&k.full_key), Err(AuthError::Revoked(_))));
+        assert!(matches!(
+            r.authenticate(&k.full_key),
+            Err(AuthError::Revoked(_))
+        ));
         assert!(!r.revoke("0000000000000000"));
     }
 

@@ -12,9 +12,7 @@ pub use api_key::{ApiKeyRegistry, GeneratedKey, KeyEntry, generate_key, hash_sec
 /// credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error(
-        "no credential: send `Authorization: Bearer <api key>` (or `x-api-key: <api key>`)"
-    )]
+    #[error("no credential: send `Authorization: Bearer <api key>` (or `x-api-key: <api key>`)")]
     Missing,
     #[error("the credential is not a well-formed ZTAI API key (expected `ztai_<id>_<secret>`)")]
     Malformed,

@@ -100,7 +100,8 @@ impl Detector for PiiDetector {
         }
         for m in self.card.find_iter(text) {
             let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
-            if !(13..=19).contains(&digits.len()) || !luhn_valid(&digits) || !issuer_known(&digits) {
+            if !(13..=19).contains(&digits.len()) || !luhn_valid(&digits) || !issuer_known(&digits)
+            {
                 continue;
             }
             out.push(Finding {
@@ -140,16 +141,29 @@ mod tests {
 
     #[test]
     fn valid_cards_in_any_common_layout_are_found() {
-        for card in ["4111111111111111", "4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005", "6011000990139424"] {
+        for card in [
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "5500-0000-0000-0004",
+            "378282246310005",
+            "6011000990139424",
+        ] {
             let text = format!("card: {card}.");
-            assert_eq!(found(&text), vec![("credit_card".to_string(), card)], "{card}");
+            assert_eq!(
+                found(&text),
+                vec![("credit_card".to_string(), card)],
+                "{card}"
+            );
         }
     }
 
     #[test]
     fn luhn_failures_and_unknown_issuers_are_not_cards() {
         assert!(found("4111111111111112").is_empty(), "bad checksum");
-        assert!(found("order 1234567812345670").is_empty(), "no issuer starts with 1");
+        assert!(
+            found("order 1234567812345670").is_empty(),
+            "no issuer starts with 1"
+        );
         assert!(found("phone 0000000000000").is_empty());
         assert!(!luhn_valid(b""));
         assert!(!luhn_valid(b"12a4"));

@@ -219,14 +219,18 @@ impl StreamRedactor {
         let out = redact(released_text, &local, &self.categories);
         for f in &local {
             let mut g = f.clone();
-            g.span = Span::new(f.span.start + self.released_bytes, f.span.end + self.released_bytes);
+            g.span = Span::new(
+                f.span.start + self.released_bytes,
+                f.span.end + self.released_bytes,
+            );
             self.findings.push(g);
         }
         // Keep the tail of released text as left context for the next scan.
         let mut new_context = String::with_capacity(self.window * 2);
         new_context.push_str(&self.context);
         new_context.push_str(released_text);
-        let keep_from = ceil_char_boundary(&new_context, new_context.len().saturating_sub(self.window));
+        let keep_from =
+            ceil_char_boundary(&new_context, new_context.len().saturating_sub(self.window));
         self.context = new_context.get(keep_from..).unwrap_or_default().to_string();
         self.pending = self.pending.get(cut..).unwrap_or_default().to_string();
         self.released_bytes += cut;

@@ -33,7 +33,13 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
         0,
         0.0,
     ),
-    ("aws_access_key_id", Severity::High, r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", 0, 0.0),
+    (
+        "aws_access_key_id",
+        Severity::High,
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+        0,
+        0.0,
+    ),
     (
         "aws_secret_access_key",
         Severity::Critical,
@@ -41,9 +47,27 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
         1,
         3.0,
     ),
-    ("github_token", Severity::High, r"\bgh[pousr]_[A-Za-z0-9]{36,76}\b", 0, 0.0),
-    ("github_fine_grained_pat", Severity::High, r"\bgithub_pat_[A-Za-z0-9_]{82}\b", 0, 0.0),
-    ("gitlab_token", Severity::High, r"\bglpat-[A-Za-z0-9_-]{20}\b", 0, 0.0),
+    (
+        "github_token",
+        Severity::High,
+        r"\bgh[pousr]_[A-Za-z0-9]{36,76}\b",
+        0,
+        0.0,
+    ),
+    (
+        "github_fine_grained_pat",
+        Severity::High,
+        r"\bgithub_pat_[A-Za-z0-9_]{82}\b",
+        0,
+        0.0,
+    ),
+    (
+        "gitlab_token",
+        Severity::High,
+        r"\bglpat-[A-Za-z0-9_-]{20}\b",
+        0,
+        0.0,
+    ),
     (
         "openai_api_key",
         Severity::High,
@@ -51,8 +75,20 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
         0,
         0.0,
     ),
-    ("anthropic_api_key", Severity::High, r"\bsk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}", 0, 0.0),
-    ("slack_token", Severity::High, r"\bxox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}\b", 0, 0.0),
+    (
+        "anthropic_api_key",
+        Severity::High,
+        r"\bsk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}",
+        0,
+        0.0,
+    ),
+    (
+        "slack_token",
+        Severity::High,
+        r"\bxox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}\b",
+        0,
+        0.0,
+    ),
     (
         "slack_webhook",
         Severity::High,
@@ -60,12 +96,48 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
         0,
         0.0,
     ),
-    ("stripe_key", Severity::High, r"\b(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}\b", 0, 0.0),
-    ("google_api_key", Severity::High, r"\bAIza[0-9A-Za-z_-]{35}\b", 0, 0.0),
-    ("huggingface_token", Severity::High, r"\bhf_[A-Za-z]{34}\b", 0, 0.0),
-    ("sendgrid_api_key", Severity::High, r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", 0, 0.0),
-    ("twilio_api_key", Severity::High, r"\bSK[0-9a-fA-F]{32}\b", 0, 0.0),
-    ("npm_token", Severity::High, r"\bnpm_[A-Za-z0-9]{36}\b", 0, 0.0),
+    (
+        "stripe_key",
+        Severity::High,
+        r"\b(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}\b",
+        0,
+        0.0,
+    ),
+    (
+        "google_api_key",
+        Severity::High,
+        r"\bAIza[0-9A-Za-z_-]{35}\b",
+        0,
+        0.0,
+    ),
+    (
+        "huggingface_token",
+        Severity::High,
+        r"\bhf_[A-Za-z]{34}\b",
+        0,
+        0.0,
+    ),
+    (
+        "sendgrid_api_key",
+        Severity::High,
+        r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b",
+        0,
+        0.0,
+    ),
+    (
+        "twilio_api_key",
+        Severity::High,
+        r"\bSK[0-9a-fA-F]{32}\b",
+        0,
+        0.0,
+    ),
+    (
+        "npm_token",
+        Severity::High,
+        r"\bnpm_[A-Za-z0-9]{36}\b",
+        0,
+        0.0,
+    ),
     (
         "jwt",
         Severity::Medium,
@@ -93,17 +165,33 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
 fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     const WORDS: &[&str] = &[
-        "example", "placeholder", "changeme", "your_", "your-", "yourkey", "xxxxxxxx", "dummy",
-        "sample", "redacted", "<", "${", "{{", "env(", "process.env",
+        "example",
+        "placeholder",
+        "changeme",
+        "your_",
+        "your-",
+        "yourkey",
+        "xxxxxxxx",
+        "dummy",
+        "sample",
+        "redacted",
+        "<",
+        "${",
+        "{{",
+        "env(",
+        "process.env",
     ];
     WORDS.iter().any(|w| lower.contains(w))
-        || value.bytes().all(|b| b == value.as_bytes().first().copied().unwrap_or(0))
+        || value
+            .bytes()
+            .all(|b| b == value.as_bytes().first().copied().unwrap_or(0))
 }
 
 /// Hex digests (sha1/sha256/sha512 and git object ids) in lock files look random but are not
 /// secrets.
 fn is_hash_digest(value: &str) -> bool {
-    matches!(value.len(), 32 | 40 | 56 | 64 | 96 | 128) && value.bytes().all(|b| b.is_ascii_hexdigit())
+    matches!(value.len(), 32 | 40 | 56 | 64 | 96 | 128)
+        && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Shannon entropy in bits per character.
@@ -213,7 +301,11 @@ mod tests {
     #[test]
     fn provider_keys_are_found_with_exact_spans() {
         let cases = [
-            ("key AKIAIOSFODNN7EXAMPLF here", "aws_access_key_id", "AKIAIOSFODNN7EXAMPLF"),
+            (
+                "key AKIAIOSFODNN7EXAMPLF here",
+                "aws_access_key_id",
+                "AKIAIOSFODNN7EXAMPLF",
+            ),
             (
                 "token=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
                 "github_token",
@@ -229,8 +321,16 @@ mod tests {
                 "stripe_key",
                 "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
             ),
-            ("AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe", "google_api_key", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"),
-            ("postgres://app:s3cr3tP4ss@db.internal:5432/x", "connection_string_password", "s3cr3tP4ss"),
+            (
+                "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+                "google_api_key",
+                "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+            ),
+            (
+                "postgres://app:s3cr3tP4ss@db.internal:5432/x",
+                "connection_string_password",
+                "s3cr3tP4ss",
+            ),
         ];
         for (text, kind, value) in cases {
             let found = kinds(text);
@@ -245,21 +345,32 @@ mod tests {
     fn pem_private_keys_are_found_whole_and_even_unterminated() {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----";
         let text = format!("here: {pem} done");
-        assert_eq!(kinds(&text), vec![("private_key".to_string(), pem.to_string())]);
+        assert_eq!(
+            kinds(&text),
+            vec![("private_key".to_string(), pem.to_string())]
+        );
         let cut = "x -----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34";
         assert_eq!(kinds(cut)[0].1, &cut[2..]);
     }
 
     #[test]
     fn generic_assignments_need_entropy_and_skip_placeholders_and_hashes() {
-        assert_eq!(kinds("password = \"hunter2hunter2\"").len(), 0, "low entropy");
+        assert_eq!(
+            kinds("password = \"hunter2hunter2\"").len(),
+            0,
+            "low entropy"
+        );
         assert_eq!(kinds("api_key: YOUR_API_KEY_HERE_123").len(), 0);
         assert_eq!(kinds("secret=<your-secret-here>").len(), 0);
         assert_eq!(
-            kinds("integrity sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").len(),
+            kinds("integrity sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                .len(),
             0
         );
-        assert_eq!(kinds("password = 'Zq8#rT2!vLp9@xW4'")[0].1, "Zq8#rT2!vLp9@xW4");
+        assert_eq!(
+            kinds("password = 'Zq8#rT2!vLp9@xW4'")[0].1,
+            "Zq8#rT2!vLp9@xW4"
+        );
     }
 
     #[test]

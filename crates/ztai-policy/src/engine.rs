@@ -118,7 +118,10 @@ impl PolicyEngine {
                 if let Some(first) = origin.get(&id) {
                     return Err(PolicyError::DuplicateId {
                         id: id.to_string(),
-                        first: sources.get(*first).map(|s| s.name.clone()).unwrap_or_default(),
+                        first: sources
+                            .get(*first)
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default(),
                         second: src.name.clone(),
                     });
                 }
@@ -330,7 +333,11 @@ fn uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {
 }
 
 fn string_set(items: &std::collections::BTreeSet<String>) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.iter().map(|s| RestrictedExpression::new_string(s.clone())))
+    RestrictedExpression::new_set(
+        items
+            .iter()
+            .map(|s| RestrictedExpression::new_string(s.clone())),
+    )
 }
 
 fn context(ctx: &RequestContext) -> Result<Context, PolicyError> {
@@ -339,7 +346,10 @@ fn context(ctx: &RequestContext) -> Result<Context, PolicyError> {
             "operation".to_string(),
             RestrictedExpression::new_string(ctx.operation.clone()),
         ),
-        ("stream".to_string(), RestrictedExpression::new_bool(ctx.stream)),
+        (
+            "stream".to_string(),
+            RestrictedExpression::new_bool(ctx.stream),
+        ),
         (
             "max_severity".to_string(),
             RestrictedExpression::new_long(ctx.max_severity),

@@ -60,13 +60,17 @@ pub enum PolicyError {
         policy: String,
         message: String,
     },
-    #[error("policy id `{id}` is used twice (in `{first}` and `{second}`); give each policy a unique @id")]
+    #[error(
+        "policy id `{id}` is used twice (in `{first}` and `{second}`); give each policy a unique @id"
+    )]
     DuplicateId {
         id: String,
         first: String,
         second: String,
     },
-    #[error("no policies found in `{0}`: add at least one `.cedar` file (with none, everything is denied)")]
+    #[error(
+        "no policies found in `{0}`: add at least one `.cedar` file (with none, everything is denied)"
+    )]
     Empty(String),
     #[error("the built-in schema is invalid: {0}")]
     Schema(String),

@@ -55,7 +55,10 @@ pub fn router(config: StandinConfig) -> Router {
 }
 
 /// Serves the stand-in on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, config: StandinConfig) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: StandinConfig,
+) -> std::io::Result<()> {
     axum::serve(listener, router(config)).await
 }
 
@@ -82,7 +85,10 @@ fn authorised(cfg: &StandinConfig, headers: &HeaderMap) -> bool {
 
 async fn models(State(cfg): State<Shared>, headers: HeaderMap) -> Response {
     if !authorised(&cfg, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "stand-in: missing or wrong upstream key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stand-in: missing or wrong upstream key",
+        );
     }
     let data: Vec<Value> = cfg
         .models
@@ -112,7 +118,10 @@ fn tokens(text: &str) -> usize {
 /// Common handling of the deliberate faults; `None` means behave.
 async fn fault(model: &str) -> Option<Response> {
     match model {
-        "fault-500" => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "stand-in: simulated upstream failure")),
+        "fault-500" => Some(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stand-in: simulated upstream failure",
+        )),
         "fault-slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Some(error(StatusCode::GATEWAY_TIMEOUT, "stand-in: too slow"))
@@ -130,12 +139,19 @@ async fn fault(model: &str) -> Option<Response> {
 
 async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorised(&cfg, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "stand-in: missing or wrong upstream key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stand-in: missing or wrong upstream key",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
     };
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("standin-echo").to_string();
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("standin-echo")
+        .to_string();
     if let Some(r) = fault(&model).await {
         return r;
     }
@@ -177,18 +193,29 @@ async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 
 async fn completions(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorised(&cfg, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "stand-in: missing or wrong upstream key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stand-in: missing or wrong upstream key",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
     };
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("standin-echo").to_string();
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("standin-echo")
+        .to_string();
     if let Some(r) = fault(&model).await {
         return r;
     }
     let prompt = match req.get("prompt") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => String::new(),
     };
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
@@ -207,18 +234,29 @@ async fn completions(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes)
 
 async fn embeddings(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorised(&cfg, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "stand-in: missing or wrong upstream key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stand-in: missing or wrong upstream key",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
     };
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("standin-echo").to_string();
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("standin-echo")
+        .to_string();
     if let Some(r) = fault(&model).await {
         return r;
     }
     let inputs: Vec<String> = match req.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => vec![],
     };
     let data: Vec<Value> = inputs
@@ -273,7 +311,9 @@ fn sse(cfg: &StandinConfig, model: &str, answer: &str, object: &str, chat: bool)
     let mut frames: Vec<Result<Bytes, std::io::Error>> = Vec::new();
     for (i, e) in events.into_iter().enumerate() {
         if bad && i == 1 {
-            frames.push(Ok(Bytes::from("data: {\"choices\": [ this is not json\n\n")));
+            frames.push(Ok(Bytes::from(
+                "data: {\"choices\": [ this is not json\n\n",
+            )));
             continue;
         }
         frames.push(Ok(Bytes::from(format!("data: {e}\n\n"))));
@@ -294,7 +334,12 @@ fn sse(cfg: &StandinConfig, model: &str, answer: &str, object: &str, chat: bool)
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "stand-in: cannot build stream"))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stand-in: cannot build stream",
+            )
+        })
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ pub use sqlite::{AuditRow, KeyRow, PolicySetRow, Store};
 /// Everything that can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at `{path}`: {source}; check that the directory exists and is writable")]
+    #[error(
+        "cannot open the store at `{path}`: {source}; check that the directory exists and is writable"
+    )]
     Open {
         path: String,
         #[source]

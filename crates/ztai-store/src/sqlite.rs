@@ -370,13 +370,19 @@ mod tests {
     fn keys_round_trip_and_revoke() {
         let s = Store::open_in_memory().unwrap();
         s.insert_key(&key("k1")).unwrap();
-        assert!(matches!(s.insert_key(&key("k1")), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.insert_key(&key("k1")),
+            Err(StoreError::Conflict(_))
+        ));
         s.revoke_key("k1", "2026-01-02T00:00:00Z").unwrap();
         let keys = s.list_keys().unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].groups, vec!["staff".to_string()]);
         assert_eq!(keys[0].revoked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
-        assert!(matches!(s.revoke_key("nope", "x"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.revoke_key("nope", "x"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -388,9 +394,17 @@ mod tests {
                 seq: i,
                 record_id: format!("r{i}"),
                 time: "t".into(),
-                principal: if i == 2 { "user:bob".into() } else { "user:alice".into() },
+                principal: if i == 2 {
+                    "user:bob".into()
+                } else {
+                    "user:alice".into()
+                },
                 action: "invoke".into(),
-                decision: if i == 3 { "deny".into() } else { "allow".into() },
+                decision: if i == 3 {
+                    "deny".into()
+                } else {
+                    "allow".into()
+                },
                 record_json: "{}".into(),
                 prev_hash: vec![0],
                 hash: vec![i as u8],

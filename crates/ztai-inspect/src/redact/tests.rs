@@ -13,8 +13,11 @@ fn redact_all(text: &str) -> String {
 
 fn stream(text: &str, cuts: &[usize], window: usize) -> String {
     let i = inspector();
-    let mut r = StreamRedactor::new(vec![FindingCategory::Secret, FindingCategory::Pii], Channel::Output)
-        .with_window(window);
+    let mut r = StreamRedactor::new(
+        vec![FindingCategory::Secret, FindingCategory::Pii],
+        Channel::Output,
+    )
+    .with_window(window);
     let mut out = String::new();
     let mut pos = 0;
     for &c in cuts {
@@ -71,7 +74,10 @@ fn category_filter_leaves_other_findings_alone() {
     let text = format!("x@y.io {KEY}");
     let i = inspector();
     let f = i.inspect(&text, Channel::Output).unwrap();
-    assert_eq!(redact(&text, &f, &[FindingCategory::Secret]), "x@y.io [AWS_ACCESS_KEY_ID]");
+    assert_eq!(
+        redact(&text, &f, &[FindingCategory::Secret]),
+        "x@y.io [AWS_ACCESS_KEY_ID]"
+    );
 }
 
 #[test]
@@ -81,12 +87,21 @@ fn a_secret_split_across_two_chunks_is_redacted_before_release() {
     let i = inspector();
     let mut r = StreamRedactor::new(vec![FindingCategory::Secret], Channel::Output).with_window(64);
     let first = r.push(&i, &text[..split]).unwrap();
-    assert!(!first.contains("ghp_"), "no byte of the token before it is complete: {first:?}");
+    assert!(
+        !first.contains("ghp_"),
+        "no byte of the token before it is complete: {first:?}"
+    );
     let rest = r.push(&i, &text[split..]).unwrap() + &r.finish(&i).unwrap();
     let all = first + &rest;
-    assert_eq!(all, "here is the token [GITHUB_TOKEN] and more text after it");
+    assert_eq!(
+        all,
+        "here is the token [GITHUB_TOKEN] and more text after it"
+    );
     assert_eq!(r.findings().len(), 1);
-    assert_eq!(&text[r.findings()[0].span.start..r.findings()[0].span.end], GH);
+    assert_eq!(
+        &text[r.findings()[0].span.start..r.findings()[0].span.end],
+        GH
+    );
 }
 
 #[test]

@@ -34,7 +34,13 @@ fn finding(kind: &str, category: FindingCategory, severity: Severity) -> Finding
     }
 }
 
-fn invoke(engine: &PolicyEngine, p: &Principal, model: &str, groups: &[&str], findings: &[Finding]) -> Verdict {
+fn invoke(
+    engine: &PolicyEngine,
+    p: &Principal,
+    model: &str,
+    groups: &[&str],
+    findings: &[Finding],
+) -> Verdict {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     engine
         .authorize(
@@ -58,11 +64,15 @@ fn the_sample_pack_loads_and_validates() {
 fn staff_may_invoke_standard_models_with_a_redact_obligation() {
     let e = PolicyEngine::from_sources(pack()).unwrap();
     let v = invoke(&e, &user("alice", &["staff"]), "small", &["standard"], &[]);
-    let Verdict::Permit(permit) = v else { panic!("expected permit") };
+    let Verdict::Permit(permit) = v else {
+        panic!("expected permit")
+    };
     assert_eq!(permit.decision().policies, vec!["staff-standard-models"]);
     assert_eq!(
         permit.decision().obligations,
-        vec![Obligation::Redact { categories: vec!["secret".into()] }]
+        vec![Obligation::Redact {
+            categories: vec!["secret".into()]
+        }]
     );
 }
 
@@ -70,24 +80,42 @@ fn staff_may_invoke_standard_models_with_a_redact_obligation() {
 fn default_deny_for_models_outside_the_callers_groups() {
     let e = PolicyEngine::from_sources(pack()).unwrap();
     let v = invoke(&e, &user("alice", &["staff"]), "big", &["restricted"], &[]);
-    let Verdict::Deny(d) = v else { panic!("expected deny") };
+    let Verdict::Deny(d) = v else {
+        panic!("expected deny")
+    };
     assert!(d.policies.is_empty());
     assert!(d.denial_message().contains("default deny"));
     // No groups at all: denied too.
-    assert!(matches!(invoke(&e, &user("eve", &[]), "small", &["standard"], &[]), Verdict::Deny(_)));
+    assert!(matches!(
+        invoke(&e, &user("eve", &[]), "small", &["standard"], &[]),
+        Verdict::Deny(_)
+    ));
 }
 
 #[test]
 fn high_severity_injection_is_forbidden_even_for_permitted_callers() {
     let e = PolicyEngine::from_sources(pack()).unwrap();
-    let f = [finding("instruction_override", FindingCategory::PromptInjection, Severity::High)];
+    let f = [finding(
+        "instruction_override",
+        FindingCategory::PromptInjection,
+        Severity::High,
+    )];
     let v = invoke(&e, &user("alice", &["staff"]), "small", &["standard"], &f);
-    let Verdict::Deny(d) = v else { panic!("expected deny") };
+    let Verdict::Deny(d) = v else {
+        panic!("expected deny")
+    };
     assert_eq!(d.policies, vec!["deny-prompt-injection"]);
     assert!(d.denial_message().contains("prompt-injection"));
     // A low-severity injection hint alone does not trip the forbid.
-    let low = [finding("instruction_override", FindingCategory::PromptInjection, Severity::Low)];
-    assert!(matches!(invoke(&e, &user("alice", &["staff"]), "small", &["standard"], &low), Verdict::Permit(_)));
+    let low = [finding(
+        "instruction_override",
+        FindingCategory::PromptInjection,
+        Severity::Low,
+    )];
+    assert!(matches!(
+        invoke(&e, &user("alice", &["staff"]), "small", &["standard"], &low),
+        Verdict::Permit(_)
+    ));
 }
 
 #[test]
@@ -96,11 +124,13 @@ fn admin_action_needs_the_admins_group() {
     let ctx = RequestContext::new("admin");
     let api = Resource::Api("keys".into());
     assert!(matches!(
-        e.authorize(&user("root", &["admins"]), Action::Admin, &api, &[], &ctx).unwrap(),
+        e.authorize(&user("root", &["admins"]), Action::Admin, &api, &[], &ctx)
+            .unwrap(),
         Verdict::Permit(_)
     ));
     assert!(matches!(
-        e.authorize(&user("alice", &["staff"]), Action::Admin, &api, &[], &ctx).unwrap(),
+        e.authorize(&user("alice", &["staff"]), Action::Admin, &api, &[], &ctx)
+            .unwrap(),
         Verdict::Deny(_)
     ));
 }
@@ -129,7 +159,9 @@ fn schema_violations_are_refused_with_the_policy_named() {
     };
     let err = PolicyEngine::from_sources(vec![bad]).unwrap_err();
     match &err {
-        PolicyError::Validation { file, policy, line, .. } => {
+        PolicyError::Validation {
+            file, policy, line, ..
+        } => {
             assert_eq!(file, "typo.cedar");
             assert_eq!(policy, "typo");
             assert_eq!(*line, 3);
@@ -141,9 +173,18 @@ fn schema_violations_are_refused_with_the_policy_named() {
 
 #[test]
 fn duplicate_ids_across_files_are_refused() {
-    let a = PolicySource { name: "a.cedar".into(), text: "@id(\"x\") permit (principal, action, resource);".into() };
-    let b = PolicySource { name: "b.cedar".into(), text: "@id(\"x\") forbid (principal, action, resource);".into() };
-    assert!(matches!(PolicyEngine::from_sources(vec![a, b]), Err(PolicyError::DuplicateId { .. })));
+    let a = PolicySource {
+        name: "a.cedar".into(),
+        text: "@id(\"x\") permit (principal, action, resource);".into(),
+    };
+    let b = PolicySource {
+        name: "b.cedar".into(),
+        text: "@id(\"x\") forbid (principal, action, resource);".into(),
+    };
+    assert!(matches!(
+        PolicyEngine::from_sources(vec![a, b]),
+        Err(PolicyError::DuplicateId { .. })
+    ));
 }
 
 #[test]
@@ -153,15 +194,25 @@ fn unknown_obligations_are_not_dropped() {
         text: "@obligation(\"notify_ceo\") permit (principal, action == Action::\"invoke\", resource);".into(),
     };
     let e = PolicyEngine::from_sources(vec![src]).unwrap();
-    let Verdict::Permit(p) = invoke(&e, &user("a", &[]), "m", &[], &[]) else { panic!() };
-    assert!(matches!(&p.decision().obligations[..], [Obligation::Approval { group, .. }] if group.contains("notify_ceo")));
+    let Verdict::Permit(p) = invoke(&e, &user("a", &[]), "m", &[], &[]) else {
+        panic!()
+    };
+    assert!(
+        matches!(&p.decision().obligations[..], [Obligation::Approval { group, .. }] if group.contains("notify_ceo"))
+    );
 }
 
 #[test]
 fn hostile_ids_do_not_break_evaluation() {
     let e = PolicyEngine::from_sources(pack()).unwrap();
-    let p = user("\"; permit (principal, action, resource); //\u{0}\u{202e}", &["staff\"\n"]);
-    assert!(matches!(invoke(&e, &p, "small\u{0}", &["standard"], &[]), Verdict::Deny(_)));
+    let p = user(
+        "\"; permit (principal, action, resource); //\u{0}\u{202e}",
+        &["staff\"\n"],
+    );
+    assert!(matches!(
+        invoke(&e, &p, "small\u{0}", &["standard"], &[]),
+        Verdict::Deny(_)
+    ));
 }
 
 mod properties {

@@ -1,0 +1,401 @@
+//! The admin plane: health, metrics and the versioned control-plane API under `/api/v1`.
+//!
+//! Every API call is authenticated like a data-plane request, authorised by Cedar (`admin` on an
+//! `Api` resource) and recorded in the audit log, so changing who may do what is itself governed
+//! and traceable.
+
+use crate::error::GatewayError;
+use crate::proxy::{authenticate, new_request_id};
+use crate::record::{Trace, micros, rfc3339};
+use crate::state::{Gateway, entry_from_row};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use ztai_core::{Action, Principal, PrincipalKind, Resource};
+use ztai_policy::{RequestContext, Verdict};
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/keys", get(list_keys).post(create_key))
+        .route("/api/v1/keys/{key_id}", delete(revoke_key))
+        .route("/api/v1/audit", get(search_audit))
+        .route("/api/v1/audit/verify", get(verify_audit))
+        .route("/api/v1/policies", get(policies))
+        .route("/api/v1/policies/reload", post(reload_policies))
+        .fallback(crate::proxy::not_found)
+        .with_state(gw)
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Ready when the store answers and the audit writer runs.
+pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let g = gw.clone();
+    let store_ok = tokio::task::spawn_blocking(move || {
+        let s = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        s.audit_count().is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if store_ok {
+        axum::Json(json!({"status": "ready", "policy_version": gw.policy_version.load(std::sync::atomic::Ordering::Relaxed)})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not ready", "reason": "the store does not answer"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gw.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Authenticates and authorises an admin call on `area`, runs `f`, and records the outcome.
+async fn governed<F, Fut>(
+    gw: &Arc<Gateway>,
+    headers: &HeaderMap,
+    area: &str,
+    action: &'static str,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Principal) -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, Value), GatewayError>>,
+{
+    let request_id = new_request_id();
+    let mut trace = Trace::new(request_id.clone(), action);
+    trace.resource = Resource::Api(area.to_string()).to_string();
+    let result = async {
+        let t = Instant::now();
+        let principal = authenticate(gw, headers)?;
+        trace.timings.authenticate_us = micros(t);
+        trace.principal = Some(principal.clone());
+        let t = Instant::now();
+        let verdict = gw
+            .policy
+            .load()
+            .authorize(
+                &principal,
+                Action::Admin,
+                &Resource::Api(area.to_string()),
+                &[],
+                &RequestContext::new("admin"),
+            )
+            .map_err(|e| {
+                gw.metrics.fail("policy");
+                GatewayError::StageFailed {
+                    stage: "policy",
+                    message: format!("the policy decision failed: {e}"),
+                }
+            })?;
+        trace.timings.authorize_us = micros(t);
+        match verdict {
+            Verdict::Permit(p) => trace.decision = Some(p.decision().clone()),
+            Verdict::Deny(d) => {
+                let msg = d.denial_message();
+                trace.decision = Some(d);
+                return Err(GatewayError::Forbidden(msg));
+            }
+        }
+        f(principal).await
+    }
+    .await;
+    let resp = match result {
+        Ok((status, body)) => {
+            trace.status = status.as_u16();
+            (status, axum::Json(body)).into_response()
+        }
+        Err(e) => {
+            trace.status = e.status().as_u16();
+            trace.reason = e.message().to_string();
+            e.into_response()
+        }
+    };
+    let ok = resp.status().is_success();
+    let resp = match gw
+        .audit
+        .append(trace.into_record(&gw.config.instance))
+        .await
+    {
+        Ok(_) => resp,
+        Err(e) => {
+            gw.metrics.fail("audit");
+            if ok {
+                GatewayError::AuditUnavailable(e.to_string()).into_response()
+            } else {
+                resp
+            }
+        }
+    };
+    let mut resp = resp;
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn store_failed(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::StageFailed {
+        stage: "store",
+        message: format!("the store failed: {e}"),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    gw: &Arc<Gateway>,
+    f: impl FnOnce(&Gateway) -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    let g = gw.clone();
+    tokio::task::spawn_blocking(move || f(&g))
+        .await
+        .map_err(store_failed)?
+}
+
+async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    governed(&gw, &headers, "whoami", "admin::whoami", |p| async move {
+        Ok((
+            StatusCode::OK,
+            json!({"kind": p.kind, "id": p.id, "groups": p.groups, "credential": p.credential_id}),
+        ))
+    })
+    .await
+}
+
+async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "keys", "admin::list_keys", |_| async move {
+        let rows = blocking(&g, |gw| gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(store_failed)).await?;
+        let keys: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({"key_id": r.key_id, "principal": format!("{}:{}", r.principal_kind, r.principal_id),
+                       "groups": r.groups, "label": r.label, "created_at": r.created_at, "revoked_at": r.revoked_at})
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({"keys": keys})))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub principal_id: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub label: String,
+}
+
+fn default_kind() -> String {
+    "user".into()
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+async fn create_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "keys", "admin::create_key", |actor| async move {
+        let req: CreateKey = serde_json::from_slice(&body)
+            .map_err(|e| GatewayError::Unprocessable(format!("expected {{\"principal_id\", \"kind\", \"groups\", \"label\"}}: {e}")))?;
+        let kind = PrincipalKind::parse(&req.kind)
+            .ok_or_else(|| GatewayError::Unprocessable(format!("`kind` `{}` must be user, agent, service or model", req.kind)))?;
+        if !valid_name(&req.principal_id) || !req.groups.iter().all(|g| valid_name(g)) {
+            return Err(GatewayError::Unprocessable(
+                "`principal_id` and `groups` must be 1-128 characters of letters, digits, `-`, `_`, `.` or `@`".into(),
+            ));
+        }
+        let generated = ztai_identity::generate_key();
+        let row = ztai_store::KeyRow {
+            key_id: generated.key_id.clone(),
+            secret_hash: generated.secret_hash.to_vec(),
+            principal_kind: kind.as_str().into(),
+            principal_id: req.principal_id.clone(),
+            groups: req.groups.clone(),
+            label: if req.label.is_empty() { format!("created by {}", actor.id) } else { req.label.clone() },
+            created_at: rfc3339(SystemTime::now()),
+            revoked_at: None,
+        };
+        let r2 = row.clone();
+        blocking(&g, move |gw| {
+            gw.store.lock().unwrap_or_else(|p| p.into_inner()).insert_key(&r2).map_err(store_failed)?;
+            if let Some((id, entry)) = entry_from_row(&r2) {
+                gw.keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, entry);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok((
+            StatusCode::CREATED,
+            json!({"key_id": row.key_id, "api_key": generated.full_key, "principal": format!("{}:{}", kind, req.principal_id),
+                   "groups": req.groups, "note": "the api_key is shown once; store it now"}),
+        ))
+    })
+    .await
+}
+
+async fn revoke_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "keys", "admin::revoke_key", |_| async move {
+        let id = key_id.clone();
+        blocking(&g, move |gw| {
+            // Revoke in memory first: the key stops working at once even if the store write fails.
+            gw.keys
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .revoke(&id);
+            gw.store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .revoke_key(&id, &rfc3339(SystemTime::now()))
+                .map_err(|e| match e {
+                    ztai_store::StoreError::NotFound(m) => GatewayError::NotFound(m),
+                    other => store_failed(other),
+                })
+        })
+        .await?;
+        Ok((StatusCode::OK, json!({"key_id": key_id, "revoked": true})))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub principal: Option<String>,
+    pub decision: Option<String>,
+    pub limit: Option<usize>,
+}
+
+async fn search_audit(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let g = gw.clone();
+    governed(
+        &gw,
+        &headers,
+        "audit",
+        "admin::search_audit",
+        |_| async move {
+            if let Some(d) = &q.decision {
+                if d != "allow" && d != "deny" {
+                    return Err(GatewayError::Unprocessable(
+                        "`decision` must be allow or deny".into(),
+                    ));
+                }
+            }
+            let limit = q.limit.unwrap_or(100).min(10_000);
+            let rows = blocking(&g, move |gw| {
+                gw.store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .audit_search(q.principal.as_deref(), q.decision.as_deref(), limit)
+                    .map_err(store_failed)
+            })
+            .await?;
+            let records: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut v: Value = serde_json::from_str(&r.record_json).unwrap_or(Value::Null);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("seq".into(), json!(r.seq));
+                        o.insert("hash".into(), json!(hex::encode(&r.hash)));
+                    }
+                    v
+                })
+                .collect();
+            Ok((StatusCode::OK, json!({"records": records})))
+        },
+    )
+    .await
+}
+
+async fn verify_audit(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "audit", "admin::verify_audit", |_| async move {
+        let report = blocking(&g, |gw| {
+            let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            ztai_audit::verify_chain(&store).map_err(store_failed)
+        })
+        .await?;
+        Ok((
+            StatusCode::OK,
+            json!({"records": report.records, "head_hash": report.head_hash, "intact": report.problems.is_empty(),
+                   "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()}),
+        ))
+    })
+    .await
+}
+
+async fn policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "policies", "admin::read_policies", |_| async move {
+        let engine = g.policy.load();
+        Ok((
+            StatusCode::OK,
+            json!({"version": g.policy_version.load(std::sync::atomic::Ordering::Relaxed), "digest": engine.digest(),
+                   "policies": engine.policy_count(), "files": engine.sources().iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+                   "directory": g.config.policy_dir.display().to_string()}),
+        ))
+    })
+    .await
+}
+
+async fn reload_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(
+        &gw,
+        &headers,
+        "policies",
+        "admin::reload_policies",
+        |actor| async move {
+            match g
+                .reload_policies(&format!("{}:{}", actor.kind, actor.id))
+                .await
+            {
+                Ok(version) => Ok((StatusCode::OK, json!({"version": version, "applied": true}))),
+                Err(e) => Err(GatewayError::Unprocessable(format!(
+                    "the new policy set was refused and the running one stays: {e}"
+                ))),
+            }
+        },
+    )
+    .await
+}

@@ -1,0 +1,586 @@
+//! Gateway configuration: one TOML file, validated whole at start.
+//!
+//! Every error names the key and what is wrong with it. Upstream credentials are never read from
+//! the file's text: the file names an environment variable or a file that holds them, so the
+//! configuration can be committed and shared without leaking a key.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use ztai_core::FindingCategory;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error at `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    inspect: RawInspect,
+    #[serde(default)]
+    upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    instance: Option<String>,
+    max_body_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dir: Option<PathBuf>,
+    reload_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_minute: Option<u32>,
+    request_burst: Option<u32>,
+    tokens_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInspect {
+    redact_output: Option<Vec<String>>,
+    block_output: Option<Vec<String>>,
+    stream_window_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: Option<String>,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    api_key: Option<toml::Value>,
+    connect_timeout_ms: Option<u64>,
+    first_byte_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Option<String>,
+    upstream: Option<String>,
+    upstream_model: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u32>,
+}
+
+/// Where an upstream's key comes from. There is deliberately no variant for a literal in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamKey {
+    None,
+    Env(String),
+    File(PathBuf),
+    /// Set programmatically (the quick start), never parsed from configuration text.
+    Value(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Base URL including the API prefix, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub key: UpstreamKey,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// The name clients use.
+    pub name: String,
+    pub upstream: String,
+    /// The name sent upstream.
+    pub upstream_model: String,
+    /// Model groups (Cedar `ModelGroup` parents).
+    pub groups: Vec<String>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub requests_per_minute: u32,
+    pub request_burst: u32,
+    pub tokens_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectConfig {
+    pub redact_output: Vec<FindingCategory>,
+    pub block_output: Vec<FindingCategory>,
+    pub stream_window_bytes: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub instance: String,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub data_dir: PathBuf,
+    pub policy_dir: PathBuf,
+    pub policy_reload_interval: Duration,
+    pub limits: LimitsConfig,
+    pub inspect: InspectConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    text.parse().map_err(|_| {
+        err(
+            key,
+            format!(
+                "`{text}` is not a socket address; write it as `127.0.0.1:8080` or `[::1]:8080`"
+            ),
+        )
+    })
+}
+
+fn categories(
+    key: &str,
+    values: Option<Vec<String>>,
+    default: &[FindingCategory],
+) -> Result<Vec<FindingCategory>, ConfigError> {
+    match values {
+        None => Ok(default.to_vec()),
+        Some(v) => v
+            .iter()
+            .map(|c| {
+                FindingCategory::parse(c).ok_or_else(|| {
+                    err(
+                        key,
+                        format!("unknown category `{c}`; use prompt_injection, pii, secret, obfuscation, custom or leak"),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+fn ms(key: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(err(key, "must be greater than 0 milliseconds")),
+        v => Ok(Duration::from_millis(v)),
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Parses and validates configuration text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text
+                        .get(..s.start)
+                        .map(|t| t.matches('\n').count() + 1)
+                        .unwrap_or(0);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(file)".into());
+            err(key, e.message().to_string())
+        })?;
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let listen = addr("server.listen", raw.server.listen, "127.0.0.1:8080")?;
+        let admin_listen = addr(
+            "server.admin_listen",
+            raw.server.admin_listen,
+            "127.0.0.1:8081",
+        )?;
+        let max_body_bytes = raw.server.max_body_bytes.unwrap_or(4 * 1024 * 1024);
+        if max_body_bytes == 0 || max_body_bytes > 256 * 1024 * 1024 {
+            return Err(err(
+                "server.max_body_bytes",
+                "must be between 1 and 268435456",
+            ));
+        }
+        let max_header_bytes = raw.server.max_header_bytes.unwrap_or(16 * 1024);
+        if !(8192..=1024 * 1024).contains(&max_header_bytes) {
+            return Err(err(
+                "server.max_header_bytes",
+                "must be between 8192 and 1048576",
+            ));
+        }
+        let data_dir = resolve(
+            raw.storage
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(".ztai")),
+        );
+        let policy_dir = resolve(raw.policy.dir.unwrap_or_else(|| PathBuf::from("policies")));
+
+        let limits = LimitsConfig {
+            requests_per_minute: raw.limits.requests_per_minute.unwrap_or(600),
+            request_burst: raw.limits.request_burst.unwrap_or(100),
+            tokens_per_minute: raw.limits.tokens_per_minute.unwrap_or(1_000_000),
+        };
+        if limits.requests_per_minute == 0 {
+            return Err(err("limits.requests_per_minute", "must be at least 1"));
+        }
+        if limits.tokens_per_minute == 0 {
+            return Err(err("limits.tokens_per_minute", "must be at least 1"));
+        }
+
+        let inspect = InspectConfig {
+            redact_output: categories(
+                "inspect.redact_output",
+                raw.inspect.redact_output,
+                &[FindingCategory::Secret, FindingCategory::Pii],
+            )?,
+            block_output: categories("inspect.block_output", raw.inspect.block_output, &[])?,
+            stream_window_bytes: raw.inspect.stream_window_bytes.unwrap_or(256),
+        };
+        if !(32..=65536).contains(&inspect.stream_window_bytes) {
+            return Err(err(
+                "inspect.stream_window_bytes",
+                "must be between 32 and 65536",
+            ));
+        }
+
+        let mut upstreams = Vec::new();
+        let mut names = HashSet::new();
+        for (i, u) in raw.upstreams.into_iter().enumerate() {
+            let k = |f: &str| format!("upstreams[{i}].{f}");
+            let name = u.name.ok_or_else(|| err(k("name"), "is required"))?;
+            if !names.insert(name.clone()) {
+                return Err(err(
+                    k("name"),
+                    format!("upstream `{name}` is defined twice"),
+                ));
+            }
+            let base_url = u
+                .base_url
+                .ok_or_else(|| err(k("base_url"), "is required"))?;
+            let uri: http::Uri = base_url
+                .parse()
+                .map_err(|e| err(k("base_url"), format!("`{base_url}` is not a URL: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+                return Err(err(
+                    k("base_url"),
+                    format!(
+                        "`{base_url}` must be an http:// or https:// URL with a host, e.g. `https://api.openai.com/v1`"
+                    ),
+                ));
+            }
+            if u.api_key.is_some() {
+                return Err(err(
+                    k("api_key"),
+                    "keys are never read from the configuration text; use `api_key_env = \"VAR\"` or `api_key_file = \"path\"`",
+                ));
+            }
+            let key = match (u.api_key_env, u.api_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        k("api_key_env"),
+                        "set either api_key_env or api_key_file, not both",
+                    ));
+                }
+                (Some(v), None) => {
+                    if std::env::var_os(&v).is_none() {
+                        return Err(err(
+                            k("api_key_env"),
+                            format!("environment variable `{v}` is not set"),
+                        ));
+                    }
+                    UpstreamKey::Env(v)
+                }
+                (None, Some(f)) => {
+                    let f = resolve(f);
+                    if !f.is_file() {
+                        return Err(err(
+                            k("api_key_file"),
+                            format!("`{}` does not exist or is not a file", f.display()),
+                        ));
+                    }
+                    UpstreamKey::File(f)
+                }
+                (None, None) => UpstreamKey::None,
+            };
+            upstreams.push(UpstreamConfig {
+                name,
+                base_url: base_url.trim_end_matches('/').to_string(),
+                key,
+                connect_timeout: ms(&k("connect_timeout_ms"), u.connect_timeout_ms, 2_000)?,
+                first_byte_timeout: ms(
+                    &k("first_byte_timeout_ms"),
+                    u.first_byte_timeout_ms,
+                    60_000,
+                )?,
+                idle_timeout: ms(&k("idle_timeout_ms"), u.idle_timeout_ms, 30_000)?,
+                max_response_bytes: u.max_response_bytes.unwrap_or(32 * 1024 * 1024),
+            });
+        }
+
+        let mut models = Vec::new();
+        let mut model_names = HashSet::new();
+        for (i, m) in raw.models.into_iter().enumerate() {
+            let k = |f: &str| format!("models[{i}].{f}");
+            let name = m.name.ok_or_else(|| err(k("name"), "is required"))?;
+            if name.is_empty() || name.len() > 256 {
+                return Err(err(k("name"), "must be 1 to 256 characters"));
+            }
+            if !model_names.insert(name.clone()) {
+                return Err(err(k("name"), format!("model `{name}` is defined twice")));
+            }
+            let upstream = m
+                .upstream
+                .ok_or_else(|| err(k("upstream"), "is required"))?;
+            if !names.contains(&upstream) {
+                return Err(err(
+                    k("upstream"),
+                    format!("no upstream named `{upstream}`; define it under [[upstreams]]"),
+                ));
+            }
+            if m.requests_per_minute == Some(0) || m.tokens_per_minute == Some(0) {
+                return Err(err(
+                    k("requests_per_minute"),
+                    "per-model limits must be at least 1",
+                ));
+            }
+            models.push(ModelConfig {
+                upstream_model: m.upstream_model.unwrap_or_else(|| name.clone()),
+                name,
+                upstream,
+                groups: m.groups,
+                requests_per_minute: m.requests_per_minute,
+                tokens_per_minute: m.tokens_per_minute,
+            });
+        }
+        if models.is_empty() {
+            return Err(err(
+                "models",
+                "define at least one [[models]] entry; without one every request is refused",
+            ));
+        }
+
+        Ok(Config {
+            listen,
+            admin_listen,
+            instance: raw.server.instance.unwrap_or_else(|| "ztai-1".into()),
+            max_body_bytes,
+            max_header_bytes,
+            header_read_timeout: ms(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+                10_000,
+            )?,
+            body_read_timeout: ms(
+                "server.body_read_timeout_ms",
+                raw.server.body_read_timeout_ms,
+                30_000,
+            )?,
+            data_dir,
+            policy_dir,
+            policy_reload_interval: ms(
+                "policy.reload_interval_ms",
+                raw.policy.reload_interval_ms,
+                1_000,
+            )?,
+            limits,
+            inspect,
+            upstreams,
+            models,
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("ztai.db")
+    }
+}
+
+impl UpstreamConfig {
+    /// Reads the key now (at start, and again never: a rotated key needs a restart or reload).
+    pub fn resolve_key(&self) -> Result<Option<String>, ConfigError> {
+        let key = format!("upstreams.{}", self.name);
+        match &self.key {
+            UpstreamKey::None => Ok(None),
+            UpstreamKey::Value(v) => Ok(Some(v.clone())),
+            UpstreamKey::Env(var) => std::env::var(var)
+                .map(|v| Some(v.trim().to_string()))
+                .map_err(|_| {
+                    err(
+                        format!("{key}.api_key_env"),
+                        format!("environment variable `{var}` is not set or not UTF-8"),
+                    )
+                }),
+            UpstreamKey::File(path) => std::fs::read_to_string(path)
+                .map(|v| Some(v.trim().to_string()))
+                .map_err(|e| {
+                    err(
+                        format!("{key}.api_key_file"),
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[upstreams]]
+name = "local"
+base_url = "http://127.0.0.1:9000/v1/"
+
+[[models]]
+name = "m"
+upstream = "local"
+groups = ["standard"]
+"#;
+
+    #[test]
+    fn a_minimal_file_gets_safe_defaults() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/ztai")).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.upstreams[0].base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(c.models[0].upstream_model, "m");
+        assert_eq!(c.policy_dir, PathBuf::from("/etc/ztai/policies"));
+        assert_eq!(
+            c.inspect.redact_output,
+            vec![FindingCategory::Secret, FindingCategory::Pii]
+        );
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        Config::parse(text, Path::new(".")).unwrap_err()
+    }
+
+    #[test]
+    fn every_error_names_its_key() {
+        let cases = [
+            (
+                format!("{MINIMAL}\n[server]\nlisten = \"nowhere\""),
+                "server.listen",
+            ),
+            (
+                MINIMAL.replace("upstream = \"local\"", "upstream = \"other\""),
+                "models[0].upstream",
+            ),
+            (
+                MINIMAL.replace("http://127.0.0.1:9000/v1/", "ftp://x"),
+                "upstreams[0].base_url",
+            ),
+            (
+                MINIMAL.replace("base_url", "api_key = \"sk-123\"\nbase_url"),
+                "upstreams[0].api_key",
+            ),
+            (
+                MINIMAL.replace(
+                    "base_url",
+                    "api_key_env = \"ZTAI_SURELY_UNSET_VAR\"\nbase_url",
+                ),
+                "upstreams[0].api_key_env",
+            ),
+            (
+                format!("{MINIMAL}\n[inspect]\nredact_output = [\"emails\"]"),
+                "inspect.redact_output",
+            ),
+            (
+                format!("{MINIMAL}\n[limits]\nrequests_per_minute = 0"),
+                "limits.requests_per_minute",
+            ),
+            (
+                MINIMAL.replace(
+                    "[[models]]\nname = \"m\"\nupstream = \"local\"\ngroups = [\"standard\"]",
+                    "",
+                ),
+                "models",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = error_of(&text);
+            assert_eq!(e.key, key, "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused_with_a_line() {
+        let e = error_of(&format!("{MINIMAL}\n[server]\nlisten_addr = \"x\""));
+        assert!(e.key.starts_with("line "), "{e}");
+        assert!(e.message.contains("listen_addr"), "{e}");
+        let e = error_of("[server]\nmax_body_bytes = \"big\"");
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn keys_never_come_from_the_text_but_from_env_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "sk-from-file\n").unwrap();
+        let text = MINIMAL.replace("base_url", "api_key_file = \"key\"\nbase_url");
+        let c = Config::parse(&text, dir.path()).unwrap();
+        assert_eq!(
+            c.upstreams[0].resolve_key().unwrap().as_deref(),
+            Some("sk-from-file")
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Every way a data-plane request can fail, and the one place they become HTTP answers.
+//!
+//! Answers use the OpenAI error shape so existing SDKs raise the right exception class; the
+//! `code` field is ours and stable, so clients and tests can tell the reasons apart.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    Unauthenticated(String),
+    Forbidden(String),
+    ModelNotFound(String),
+    /// Malformed request (bad JSON, not UTF-8).
+    BadRequest(String),
+    /// Well-formed JSON of the wrong shape (missing field, wrong type).
+    Unprocessable(String),
+    TooLarge(String),
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    RequestTimeout(String),
+    /// A stage failed; the request is refused (fail closed).
+    StageFailed {
+        stage: &'static str,
+        message: String,
+    },
+    AuditUnavailable(String),
+    UpstreamFailed(String),
+    UpstreamTimeout(String),
+    NotFound(String),
+    Conflict(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::StageFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+        }
+    }
+
+    /// OpenAI's `type` field.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthenticated(_) => "authentication_error",
+            GatewayError::Forbidden(_) => "permission_error",
+            GatewayError::ModelNotFound(_)
+            | GatewayError::NotFound(_)
+            | GatewayError::BadRequest(_)
+            | GatewayError::Unprocessable(_)
+            | GatewayError::TooLarge(_)
+            | GatewayError::RequestTimeout(_)
+            | GatewayError::Conflict(_) => "invalid_request_error",
+            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::StageFailed { .. } | GatewayError::AuditUnavailable(_) => "server_error",
+            GatewayError::UpstreamFailed(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
+        }
+    }
+
+    /// Our stable `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthenticated(_) => "invalid_api_key",
+            GatewayError::Forbidden(_) => "policy_denied",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::BadRequest(_) => "malformed_request",
+            GatewayError::Unprocessable(_) => "invalid_request",
+            GatewayError::TooLarge(_) => "request_too_large",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::RequestTimeout(_) => "request_timeout",
+            GatewayError::StageFailed { stage, .. } => match *stage {
+                "inspect" => "inspection_failed",
+                "policy" => "policy_failed",
+                "store" => "store_failed",
+                _ => "internal_error",
+            },
+            GatewayError::AuditUnavailable(_) => "audit_unavailable",
+            GatewayError::UpstreamFailed(_) => "upstream_failed",
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::Conflict(_) => "conflict",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            GatewayError::Unauthenticated(m)
+            | GatewayError::Forbidden(m)
+            | GatewayError::ModelNotFound(m)
+            | GatewayError::NotFound(m)
+            | GatewayError::BadRequest(m)
+            | GatewayError::Unprocessable(m)
+            | GatewayError::TooLarge(m)
+            | GatewayError::RequestTimeout(m)
+            | GatewayError::AuditUnavailable(m)
+            | GatewayError::UpstreamFailed(m)
+            | GatewayError::UpstreamTimeout(m)
+            | GatewayError::Conflict(m) => m,
+            GatewayError::RateLimited { message, .. } => message,
+            GatewayError::StageFailed { message, .. } => message,
+        }
+    }
+
+    /// The OpenAI error body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.message(), "type": self.error_type(), "param": null, "code": self.code()}})
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status(), axum::Json(self.body())).into_response();
+        if let GatewayError::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if matches!(self, GatewayError::Unauthenticated(_)) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ztai\""),
+            );
+        }
+        resp
+    }
+}

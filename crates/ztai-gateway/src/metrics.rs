@@ -1,0 +1,149 @@
+//! Prometheus metrics for the gateway.
+//!
+//! Label sets are small and closed (routes, outcomes, categories, stages) so cardinality stays
+//! bounded whatever clients send.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub category: &'static str,
+    pub channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Stage {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Component {
+    pub component: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub decisions: Family<Outcome, Counter>,
+    pub findings: Family<FindingLabels, Counter>,
+    pub stage_seconds: Family<Stage, Histogram, fn() -> Histogram>,
+    pub request_seconds: Histogram,
+    pub failures: Family<Component, Counter>,
+    pub streams_active: Gauge,
+    pub policy_reloads: Family<Outcome, Counter>,
+}
+
+fn stage_histogram() -> Histogram {
+    // 1 µs … ~16 s
+    Histogram::new(exponential_buckets(1e-6, 4.0, 13))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ztai");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let decisions = Family::<Outcome, Counter>::default();
+        let findings = Family::<FindingLabels, Counter>::default();
+        let stage_seconds =
+            Family::<Stage, Histogram, fn() -> Histogram>::new_with_constructor(stage_histogram);
+        let request_seconds = stage_histogram();
+        let failures = Family::<Component, Counter>::default();
+        let streams_active = Gauge::default();
+        let policy_reloads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "requests",
+            "Data-plane requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Policy decisions by outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "findings",
+            "Inspection findings by category and channel",
+            findings.clone(),
+        );
+        registry.register(
+            "stage_duration_seconds",
+            "Time spent per request stage",
+            stage_seconds.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "End-to-end request time",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "failures",
+            "Internal failures that refused a request (fail closed), by component",
+            failures.clone(),
+        );
+        registry.register(
+            "streams_active",
+            "Streaming responses in flight",
+            streams_active.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by outcome",
+            policy_reloads.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            decisions,
+            findings,
+            stage_seconds,
+            request_seconds,
+            failures,
+            streams_active,
+            policy_reloads,
+        }
+    }
+
+    pub fn observe_stage(&self, stage: &'static str, d: Duration) {
+        self.stage_seconds
+            .get_or_create(&Stage { stage })
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn fail(&self, component: &'static str) {
+        self.failures.get_or_create(&Component { component }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            out.push_str("# metrics encoding failed\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,1445 @@
+//! The data plane: OpenAI-compatible endpoints running the full enforcement path.
+//!
+//! Each request runs in its own spawned task, so a client that disconnects cannot cancel the
+//! pipeline half-way: the request is still recorded. Forwarding needs a `Permit`, which only the
+//! policy engine can produce, so no code path can reach an upstream without authorisation.
+
+use crate::error::GatewayError;
+use crate::limits::Rate;
+use crate::metrics::{FindingLabels, Outcome, RouteStatus};
+use crate::record::{Trace, micros, obligation_name};
+use crate::sse::SseParser;
+use crate::state::Gateway;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use rand::RngCore;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+use ztai_core::{Action, Channel, Finding, FindingCategory, Obligation, Principal, Resource};
+use ztai_inspect::{StreamRedactor, redact};
+use ztai_policy::{Permit, RequestContext, Verdict};
+
+/// Which OpenAI endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Completion,
+    Embedding,
+}
+
+impl Operation {
+    fn route(self) -> &'static str {
+        match self {
+            Operation::Chat => "/v1/chat/completions",
+            Operation::Completion => "/v1/completions",
+            Operation::Embedding => "/v1/embeddings",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Completion => "completion",
+            Operation::Embedding => "embedding",
+        }
+    }
+
+    fn upstream_path(self) -> &'static str {
+        match self {
+            Operation::Chat => "/chat/completions",
+            Operation::Completion => "/completions",
+            Operation::Embedding => "/embeddings",
+        }
+    }
+}
+
+/// A fresh 128-bit request id, hex.
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn with_request_id(mut resp: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+// ---- handlers -------------------------------------------------------------------------------
+
+pub async fn chat(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
+    run(gw, Operation::Chat, req).await
+}
+
+pub async fn completions(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
+    run(gw, Operation::Completion, req).await
+}
+
+pub async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
+    run(gw, Operation::Embedding, req).await
+}
+
+async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
+    let request_id = new_request_id();
+    let id = request_id.clone();
+    let route = op.route();
+    let gw2 = gw.clone();
+    // Spawned so that a client disconnect does not cancel the pipeline before it is recorded.
+    let joined = tokio::spawn(async move {
+        let mut trace = Trace::new(request_id, Action::Invoke.cedar_id());
+        let result = pipeline(&gw2, op, req, &mut trace).await;
+        finish(&gw2, route, trace, result).await
+    })
+    .await;
+    let resp = joined.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request task failed");
+        gw.metrics.fail("gateway");
+        GatewayError::StageFailed {
+            stage: "gateway",
+            message: "internal error; the request was refused".into(),
+        }
+        .into_response()
+    });
+    with_request_id(resp, &id)
+}
+
+/// Records the request and produces the answer. A buffered answer is released only after its
+/// record is durable; a streamed one records before its final event (see `stream_task`).
+async fn finish(
+    gw: &Gateway,
+    route: &'static str,
+    mut trace: Trace,
+    result: Result<Outcome2, GatewayError>,
+) -> Response {
+    let (resp, streaming) = match result {
+        Ok(Outcome2::Buffered(resp, digest)) => {
+            trace.status = resp.status().as_u16();
+            trace.response_digest = digest;
+            (resp, false)
+        }
+        Ok(Outcome2::Streaming(resp)) => (resp, true),
+        Err(e) => {
+            trace.status = e.status().as_u16();
+            if trace.reason.is_empty() {
+                trace.reason = e.message().to_string();
+            }
+            let resp = e.into_response();
+            (resp, false)
+        }
+    };
+    if streaming {
+        // The stream task records and counts it when it ends.
+        return resp;
+    }
+    let status = resp.status().as_u16();
+    gw.metrics
+        .requests
+        .get_or_create(&RouteStatus { route, status })
+        .inc();
+    gw.metrics
+        .request_seconds
+        .observe(trace.started.elapsed().as_secs_f64());
+    log_request(&trace);
+    let ok = status < 400;
+    match gw
+        .audit
+        .append(trace.into_record(&gw.config.instance))
+        .await
+    {
+        Ok(_) => resp,
+        Err(e) => {
+            gw.metrics.fail("audit");
+            tracing::error!(error = %e, "audit append failed");
+            if ok {
+                // Fail closed: an answer that could not be recorded is not released.
+                GatewayError::AuditUnavailable(e.to_string()).into_response()
+            } else {
+                resp
+            }
+        }
+    }
+}
+
+fn log_request(trace: &Trace) {
+    tracing::info!(
+        request_id = %trace.request_id,
+        principal = trace.principal.as_ref().map(|p| format!("{}:{}", p.kind, p.id)).unwrap_or_else(|| "anonymous".into()),
+        resource = %trace.resource,
+        status = trace.status,
+        findings = trace.findings.len(),
+        total_us = micros(trace.started),
+        "request"
+    );
+}
+
+enum Outcome2 {
+    /// A complete answer and the SHA-256 of its body.
+    Buffered(Response, String),
+    /// A stream whose task records it.
+    Streaming(Response),
+}
+
+// ---- stages ---------------------------------------------------------------------------------
+
+pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    let presented = match (headers.get(header::AUTHORIZATION), headers.get("x-api-key")) {
+        (Some(v), _) => {
+            let v = v.to_str().map_err(|_| {
+                GatewayError::Unauthenticated("the Authorization header is not valid text".into())
+            })?;
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    GatewayError::Unauthenticated(
+                        "the Authorization header must be `Bearer <api key>`".into(),
+                    )
+                })?
+                .to_string()
+        }
+        (None, Some(v)) => v
+            .to_str()
+            .map_err(|_| {
+                GatewayError::Unauthenticated("the x-api-key header is not valid text".into())
+            })?
+            .to_string(),
+        (None, None) => {
+            return Err(GatewayError::Unauthenticated(
+                ztai_identity::AuthError::Missing.to_string(),
+            ));
+        }
+    };
+    let keys = gw.keys.read().unwrap_or_else(|p| p.into_inner());
+    keys.authenticate(&presented)
+        .map_err(|e| GatewayError::Unauthenticated(e.to_string()))
+}
+
+async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayError> {
+    let max = gw.config.max_body_bytes;
+    let too_large = || {
+        GatewayError::TooLarge(format!(
+            "the request body is larger than the limit of {max} bytes"
+        ))
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    let limited = Limited::new(req.into_body(), max);
+    match tokio::time::timeout(gw.config.body_read_timeout, limited.collect()).await {
+        Err(_) => Err(GatewayError::RequestTimeout(format!(
+            "the request body did not arrive within {} ms",
+            gw.config.body_read_timeout.as_millis()
+        ))),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(too_large())
+            } else {
+                Err(GatewayError::BadRequest(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Where a piece of inspected text lives in the request JSON, so redaction can write it back.
+#[derive(Debug, Clone)]
+enum TextSlot {
+    /// `messages[i].content` (a string)
+    Message(usize),
+    /// `messages[i].content[j].text`
+    MessagePart(usize, usize),
+    /// `prompt` / `input` as a string
+    Whole(&'static str),
+    /// `prompt[i]` / `input[i]`
+    Item(&'static str, usize),
+    /// `messages[i].tool_calls[k].function.arguments`
+    ToolArguments(usize, usize),
+}
+
+#[derive(Debug)]
+struct ParsedRequest {
+    body: Value,
+    model: String,
+    stream: bool,
+    texts: Vec<(TextSlot, String, Channel)>,
+    max_tokens: u64,
+}
+
+fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(GatewayError::BadRequest(
+            "the request body is not valid UTF-8".into(),
+        ));
+    }
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        GatewayError::BadRequest(format!("the request body is not valid JSON: {e}"))
+    })?;
+    let obj = body.as_object().ok_or_else(|| {
+        GatewayError::Unprocessable("the request body must be a JSON object".into())
+    })?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => {
+            return Err(GatewayError::Unprocessable(
+                "`model` must be a non-empty string".into(),
+            ));
+        }
+        None => return Err(GatewayError::Unprocessable("`model` is required".into())),
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(GatewayError::Unprocessable(
+                "`stream` must be true or false".into(),
+            ));
+        }
+    };
+    if stream && op == Operation::Embedding {
+        return Err(GatewayError::Unprocessable(
+            "embeddings cannot be streamed".into(),
+        ));
+    }
+    let max_tokens = match obj
+        .get("max_completion_tokens")
+        .or_else(|| obj.get("max_tokens"))
+    {
+        None | Some(Value::Null) => 256,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            GatewayError::Unprocessable("`max_tokens` must be a non-negative integer".into())
+        })?,
+    };
+    let mut texts = Vec::new();
+    match op {
+        Operation::Chat => {
+            let messages = match obj.get("messages") {
+                Some(Value::Array(m)) if !m.is_empty() => m,
+                Some(Value::Array(_)) => {
+                    return Err(GatewayError::Unprocessable(
+                        "`messages` must not be empty".into(),
+                    ));
+                }
+                Some(_) => {
+                    return Err(GatewayError::Unprocessable(
+                        "`messages` must be an array".into(),
+                    ));
+                }
+                None => return Err(GatewayError::Unprocessable("`messages` is required".into())),
+            };
+            for (i, m) in messages.iter().enumerate() {
+                let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
+                    GatewayError::Unprocessable(format!(
+                        "`messages[{i}].role` is required and must be a string"
+                    ))
+                })?;
+                let channel = match role {
+                    "system" | "developer" | "user" | "assistant" => Channel::Input,
+                    // Tool and function results are data from elsewhere: never instructions.
+                    "tool" | "function" => Channel::Untrusted,
+                    other => {
+                        return Err(GatewayError::Unprocessable(format!(
+                            "`messages[{i}].role` `{other}` is not one of system, developer, user, assistant, tool, function"
+                        )));
+                    }
+                };
+                match m.get("content") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) => {
+                        texts.push((TextSlot::Message(i), s.clone(), channel))
+                    }
+                    Some(Value::Array(parts)) => {
+                        for (j, p) in parts.iter().enumerate() {
+                            match p.get("type").and_then(Value::as_str) {
+                                Some("text") => {
+                                    let t =
+                                        p.get("text").and_then(Value::as_str).ok_or_else(|| {
+                                            GatewayError::Unprocessable(format!(
+                                                "`messages[{i}].content[{j}].text` must be a string"
+                                            ))
+                                        })?;
+                                    texts.push((
+                                        TextSlot::MessagePart(i, j),
+                                        t.to_string(),
+                                        channel,
+                                    ));
+                                }
+                                Some(other) => {
+                                    // Content we cannot inspect is refused rather than waved through.
+                                    return Err(GatewayError::Unprocessable(format!(
+                                        "`messages[{i}].content[{j}]` has type `{other}`, which this gateway cannot inspect; send text parts only"
+                                    )));
+                                }
+                                None => {
+                                    return Err(GatewayError::Unprocessable(format!(
+                                        "`messages[{i}].content[{j}].type` is required"
+                                    )));
+                                }
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        return Err(GatewayError::Unprocessable(format!(
+                            "`messages[{i}].content` must be a string, an array of parts, or null"
+                        )));
+                    }
+                }
+                if let Some(Value::Array(calls)) = m.get("tool_calls") {
+                    // Arguments of earlier tool calls are inspected as input too.
+                    for (k, c) in calls.iter().enumerate() {
+                        if let Some(a) = c.pointer("/function/arguments").and_then(Value::as_str) {
+                            texts.push((
+                                TextSlot::ToolArguments(i, k),
+                                a.to_string(),
+                                Channel::Input,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Operation::Completion | Operation::Embedding => {
+            let field = if op == Operation::Completion {
+                "prompt"
+            } else {
+                "input"
+            };
+            match obj.get(field) {
+                Some(Value::String(s)) => {
+                    texts.push((TextSlot::Whole(field), s.clone(), Channel::Input))
+                }
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                    for (i, v) in items.iter().enumerate() {
+                        if let Some(s) = v.as_str() {
+                            texts.push((TextSlot::Item(field, i), s.to_string(), Channel::Input));
+                        }
+                    }
+                }
+                Some(Value::Array(_)) => {
+                    return Err(GatewayError::Unprocessable(format!(
+                        "`{field}` must be a string or an array of strings; token-id input cannot be inspected"
+                    )));
+                }
+                Some(_) => {
+                    return Err(GatewayError::Unprocessable(format!(
+                        "`{field}` must be a string or an array of strings"
+                    )));
+                }
+                None => {
+                    return Err(GatewayError::Unprocessable(format!(
+                        "`{field}` is required"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(ParsedRequest {
+        body,
+        model,
+        stream,
+        texts,
+        max_tokens,
+    })
+}
+
+fn write_text(body: &mut Value, slot: &TextSlot, text: String) {
+    let target = match slot {
+        TextSlot::Message(i) => body
+            .get_mut("messages")
+            .and_then(|m| m.get_mut(*i))
+            .and_then(|m| m.get_mut("content")),
+        TextSlot::MessagePart(i, j) => body
+            .get_mut("messages")
+            .and_then(|m| m.get_mut(*i))
+            .and_then(|m| m.get_mut("content"))
+            .and_then(|c| c.get_mut(*j))
+            .and_then(|p| p.get_mut("text")),
+        TextSlot::Whole(f) => body.get_mut(*f),
+        TextSlot::Item(f, i) => body.get_mut(*f).and_then(|v| v.get_mut(*i)),
+        TextSlot::ToolArguments(i, k) => body
+            .get_mut("messages")
+            .and_then(|m| m.get_mut(*i))
+            .and_then(|m| m.get_mut("tool_calls"))
+            .and_then(|c| c.get_mut(*k))
+            .and_then(|c| c.pointer_mut("/function/arguments")),
+    };
+    if let Some(t) = target {
+        *t = Value::String(text);
+    }
+}
+
+fn categories_of(names: &[String]) -> Vec<FindingCategory> {
+    names
+        .iter()
+        .filter_map(|c| FindingCategory::parse(c))
+        .collect()
+}
+
+async fn pipeline(
+    gw: &Arc<Gateway>,
+    op: Operation,
+    req: Request<Body>,
+    trace: &mut Trace,
+) -> Result<Outcome2, GatewayError> {
+    // 1. authenticate
+    let t = Instant::now();
+    let principal = authenticate(gw, req.headers());
+    trace.timings.authenticate_us = micros(t);
+    gw.metrics.observe_stage("authenticate", t.elapsed());
+    let principal = principal?;
+    trace.principal = Some(principal.clone());
+    let principal_key = format!("{}:{}", principal.kind, principal.id);
+
+    // 2a. per-principal request limit, before the body is read
+    let t = Instant::now();
+    let limits = &gw.config.limits;
+    let now = Instant::now();
+    gw.limiter
+        .take(
+            &format!("req|{principal_key}"),
+            Rate::per_minute(limits.requests_per_minute, limits.request_burst),
+            1.0,
+            "requests",
+            now,
+        )
+        .map_err(|e| GatewayError::RateLimited {
+            message: format!(
+                "request rate limit reached for `{principal_key}`; retry after {} s",
+                e.retry_after_secs
+            ),
+            retry_after_secs: e.retry_after_secs,
+        })?;
+
+    let bytes = read_body(gw, req).await?;
+    trace.request_digest = hex::encode(Sha256::digest(&bytes));
+    let mut parsed = parse_request(op, &bytes)?;
+    let model = gw
+        .models
+        .get(&parsed.model)
+        .ok_or_else(|| {
+            GatewayError::ModelNotFound(format!(
+                "the model `{}` does not exist or you do not have access to it",
+                parsed.model
+            ))
+        })?
+        .clone();
+    trace.resource = Resource::Model(model.name.clone()).to_string();
+
+    // 2b. per-model limits
+    let chars: usize = parsed.texts.iter().map(|(_, t, _)| t.chars().count()).sum();
+    let estimated_prompt = (chars as u64).div_ceil(4);
+    let token_cost = (estimated_prompt
+        + if op == Operation::Embedding {
+            0
+        } else {
+            parsed.max_tokens
+        }) as f64;
+    let token_rate = Rate::per_minute(
+        model.tokens_per_minute.unwrap_or(limits.tokens_per_minute),
+        model.tokens_per_minute.unwrap_or(limits.tokens_per_minute),
+    );
+    let token_key = format!("tok|{principal_key}|{}", model.name);
+    if let Some(rpm) = model.requests_per_minute {
+        gw.limiter
+            .take(
+                &format!("req|{principal_key}|{}", model.name),
+                Rate::per_minute(rpm, rpm),
+                1.0,
+                "requests",
+                now,
+            )
+            .map_err(|e| GatewayError::RateLimited {
+                message: format!(
+                    "request rate limit for model `{}` reached; retry after {} s",
+                    model.name, e.retry_after_secs
+                ),
+                retry_after_secs: e.retry_after_secs,
+            })?;
+    }
+    gw.limiter
+        .take(&token_key, token_rate, token_cost, "tokens", now)
+        .map_err(|e| GatewayError::RateLimited {
+            message: format!(
+                "token rate limit for model `{}` reached; retry after {} s",
+                model.name, e.retry_after_secs
+            ),
+            retry_after_secs: e.retry_after_secs,
+        })?;
+    trace.timings.limit_us = micros(t);
+    gw.metrics.observe_stage("limit", t.elapsed());
+
+    // 3. inspect input
+    let t = Instant::now();
+    let mut per_text: Vec<(String, Vec<Finding>)> = Vec::with_capacity(parsed.texts.len());
+    for (_, text, channel) in &parsed.texts {
+        let f = gw.inspector.inspect(text, *channel).map_err(|e| {
+            gw.metrics.fail("inspect");
+            match e {
+                ztai_inspect::InspectError::TooLarge { .. } => {
+                    GatewayError::TooLarge(e.to_string())
+                }
+                _ => GatewayError::StageFailed {
+                    stage: "inspect",
+                    message: format!("inspection failed, so the request was refused: {e}"),
+                },
+            }
+        })?;
+        per_text.push((text.clone(), f));
+    }
+    for (_, f) in &per_text {
+        for finding in f {
+            gw.metrics
+                .findings
+                .get_or_create(&FindingLabels {
+                    category: finding.category.as_str(),
+                    channel: channel_name(finding.channel),
+                })
+                .inc();
+        }
+        trace.findings.extend(f.iter().cloned());
+    }
+    trace.timings.inspect_input_us = micros(t);
+    gw.metrics.observe_stage("inspect_input", t.elapsed());
+
+    // 4. authorise
+    let t = Instant::now();
+    let mut ctx = RequestContext::new(op.name()).with_findings(trace.findings.iter());
+    ctx.stream = parsed.stream;
+    ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
+    let engine = gw.policy.load();
+    let verdict = engine
+        .authorize(
+            &principal,
+            Action::Invoke,
+            &Resource::Model(model.name.clone()),
+            &model.groups,
+            &ctx,
+        )
+        .map_err(|e| {
+            gw.metrics.fail("policy");
+            GatewayError::StageFailed {
+                stage: "policy",
+                message: format!("the policy decision failed, so the request was refused: {e}"),
+            }
+        });
+    trace.timings.authorize_us = micros(t);
+    gw.metrics.observe_stage("authorize", t.elapsed());
+    let permit: Permit = match verdict? {
+        Verdict::Permit(p) => {
+            gw.metrics
+                .decisions
+                .get_or_create(&Outcome { outcome: "allow" })
+                .inc();
+            trace.decision = Some(p.decision().clone());
+            p
+        }
+        Verdict::Deny(d) => {
+            gw.metrics
+                .decisions
+                .get_or_create(&Outcome { outcome: "deny" })
+                .inc();
+            let msg = d.denial_message();
+            trace.reason = msg.clone();
+            trace.decision = Some(d);
+            return Err(GatewayError::Forbidden(msg));
+        }
+    };
+
+    // Obligations of the permit.
+    let mut log_full = false;
+    for o in &permit.decision().obligations {
+        match o {
+            Obligation::Redact { categories } => {
+                let cats = categories_of(categories);
+                for ((slot, text, _), (_, f)) in parsed.texts.iter().zip(per_text.iter()) {
+                    if f.iter()
+                        .any(|x| cats.is_empty() || cats.contains(&x.category))
+                    {
+                        write_text(&mut parsed.body, slot, redact(text, f, &cats));
+                    }
+                }
+                trace.obligations_done.push(obligation_name(o));
+            }
+            Obligation::LogFull => {
+                log_full = true;
+                trace.obligations_done.push(obligation_name(o));
+            }
+            Obligation::Approval { group, .. } => {
+                let msg = format!(
+                    "policy requires approval by `{group}` for this request, and this gateway cannot hold requests for approval yet; the request was refused"
+                );
+                trace.reason = msg.clone();
+                return Err(GatewayError::Forbidden(msg));
+            }
+        }
+    }
+    if log_full {
+        trace.content = Some(json!({"request": parsed.body.clone()}));
+    }
+
+    // 5. forward
+    forward(
+        gw, op, &permit, &model, parsed, trace, token_key, token_rate, token_cost, log_full,
+    )
+    .await
+}
+
+fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Input => "input",
+        Channel::Untrusted => "untrusted",
+        Channel::Output => "output",
+    }
+}
+
+fn upstream_error(status: StatusCode, upstream: &str, body: &[u8]) -> GatewayError {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .map(|m| m.chars().take(300).collect::<String>())
+        .unwrap_or_default();
+    match status.as_u16() {
+        401 | 403 => GatewayError::UpstreamFailed(format!(
+            "upstream `{upstream}` refused the gateway's credential (HTTP {status}); an operator must fix the upstream key"
+        )),
+        429 => GatewayError::RateLimited {
+            message: format!("upstream `{upstream}` is rate limiting; retry later"),
+            retry_after_secs: 1,
+        },
+        400..=499 => GatewayError::Unprocessable(format!(
+            "upstream `{upstream}` rejected the request (HTTP {status}): {message}"
+        )),
+        _ => GatewayError::UpstreamFailed(format!("upstream `{upstream}` failed (HTTP {status})")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    gw: &Arc<Gateway>,
+    op: Operation,
+    _permit: &Permit,
+    model: &crate::config::ModelConfig,
+    mut parsed: ParsedRequest,
+    trace: &mut Trace,
+    token_key: String,
+    token_rate: Rate,
+    token_cost: f64,
+    log_full: bool,
+) -> Result<Outcome2, GatewayError> {
+    let upstream = gw
+        .config
+        .upstreams
+        .iter()
+        .find(|u| u.name == model.upstream)
+        .ok_or_else(|| GatewayError::StageFailed {
+            stage: "gateway",
+            message: format!("model `{}` names a missing upstream", model.name),
+        })?;
+    if let Some(obj) = parsed.body.as_object_mut() {
+        obj.insert("model".into(), Value::String(model.upstream_model.clone()));
+    }
+    let out_bytes = serde_json::to_vec(&parsed.body).map_err(|e| GatewayError::StageFailed {
+        stage: "gateway",
+        message: format!("cannot encode the upstream request: {e}"),
+    })?;
+    let uri = format!("{}{}", upstream.base_url, op.upstream_path());
+    let mut builder = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(&uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::ACCEPT,
+            if parsed.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        );
+    // The client's credential is never forwarded; the upstream's own is injected.
+    if let Some(Some(auth)) = gw.upstream_auth.get(&upstream.name) {
+        builder = builder.header(header::AUTHORIZATION, auth.clone());
+    }
+    let up_req = builder
+        .body(Full::new(Bytes::from(out_bytes)))
+        .map_err(|e| GatewayError::StageFailed {
+            stage: "gateway",
+            message: format!("cannot build the upstream request: {e}"),
+        })?;
+
+    let t = Instant::now();
+    let resp =
+        match tokio::time::timeout(upstream.first_byte_timeout, gw.client.request(up_req)).await {
+            Err(_) => {
+                gw.metrics.fail("upstream");
+                return Err(GatewayError::UpstreamTimeout(format!(
+                    "upstream `{}` did not answer within {} ms",
+                    upstream.name,
+                    upstream.first_byte_timeout.as_millis()
+                )));
+            }
+            Ok(Err(e)) => {
+                gw.metrics.fail("upstream");
+                let cause = if e.is_connect() {
+                    "is unreachable"
+                } else {
+                    "failed"
+                };
+                tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+                return Err(GatewayError::UpstreamFailed(format!(
+                    "upstream `{}` {cause}",
+                    upstream.name
+                )));
+            }
+            Ok(Ok(r)) => r,
+        };
+    let status = resp.status();
+    if !status.is_success() {
+        let body = read_upstream(resp.into_body(), 64 * 1024, upstream.idle_timeout)
+            .await
+            .unwrap_or_default();
+        gw.metrics.fail("upstream");
+        return Err(upstream_error(status, &upstream.name, &body));
+    }
+
+    let mut redact_cats = gw.config.inspect.redact_output.clone();
+    for c in &gw.config.inspect.block_output {
+        if !redact_cats.contains(c) {
+            redact_cats.push(*c);
+        }
+    }
+
+    if parsed.stream {
+        let is_sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            gw.metrics.fail("upstream");
+            return Err(GatewayError::UpstreamFailed(format!(
+                "upstream `{}` answered a streaming request without an event stream",
+                upstream.name
+            )));
+        }
+        trace.timings.upstream_us = micros(t);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+        let task = StreamTask {
+            gw: gw.clone(),
+            trace: std::mem::replace(trace, Trace::new(String::new(), "")),
+            redact_cats,
+            tx,
+            idle: upstream.idle_timeout,
+            upstream_name: upstream.name.clone(),
+            token_key,
+            token_rate,
+            token_cost,
+            log_full,
+        };
+        tokio::spawn(task.run(resp.into_body()));
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| {
+                (
+                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)),
+                    rx,
+                )
+            })
+        });
+        let body = Body::new(http_body_util::StreamBody::new(stream));
+        let resp = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .header("x-accel-buffering", "no")
+            .body(body)
+            .map_err(|e| GatewayError::StageFailed {
+                stage: "gateway",
+                message: e.to_string(),
+            })?;
+        return Ok(Outcome2::Streaming(resp));
+    }
+
+    let body = read_upstream(
+        resp.into_body(),
+        upstream.max_response_bytes,
+        upstream.idle_timeout,
+    )
+    .await
+    .map_err(|e| {
+        gw.metrics.fail("upstream");
+        match e {
+            ReadError::Timeout => GatewayError::UpstreamTimeout(format!(
+                "upstream `{}` stalled while sending its answer",
+                upstream.name
+            )),
+            ReadError::TooLarge => GatewayError::UpstreamFailed(format!(
+                "upstream `{}` sent an answer larger than {} bytes",
+                upstream.name, upstream.max_response_bytes
+            )),
+            ReadError::Broken(m) => GatewayError::UpstreamFailed(format!(
+                "upstream `{}` broke off its answer: {m}",
+                upstream.name
+            )),
+        }
+    })?;
+    trace.timings.upstream_us = micros(t);
+    let mut answer: Value = serde_json::from_slice(&body).map_err(|_| {
+        gw.metrics.fail("upstream");
+        GatewayError::UpstreamFailed(format!(
+            "upstream `{}` sent an answer that is not JSON",
+            upstream.name
+        ))
+    })?;
+
+    // 6. inspect output
+    let t = Instant::now();
+    if let Some(usage) = answer
+        .get("usage")
+        .and_then(|u| u.get("total_tokens"))
+        .and_then(Value::as_u64)
+    {
+        gw.limiter
+            .settle(&token_key, token_rate, usage as f64 - token_cost);
+    }
+    if op != Operation::Embedding {
+        let choices = answer.get_mut("choices").and_then(Value::as_array_mut);
+        if let Some(choices) = choices {
+            for choice in choices {
+                let slot = if op == Operation::Chat {
+                    "/message/content"
+                } else {
+                    "/text"
+                };
+                let Some(text) = choice
+                    .pointer(slot)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                let findings = gw.inspector.inspect(&text, Channel::Output).map_err(|e| {
+                    gw.metrics.fail("inspect");
+                    GatewayError::StageFailed {
+                        stage: "inspect",
+                        message: format!(
+                            "output inspection failed, so the answer was withheld: {e}"
+                        ),
+                    }
+                })?;
+                for f in &findings {
+                    gw.metrics
+                        .findings
+                        .get_or_create(&FindingLabels {
+                            category: f.category.as_str(),
+                            channel: "output",
+                        })
+                        .inc();
+                }
+                if let Some(blocked) = findings
+                    .iter()
+                    .find(|f| gw.config.inspect.block_output.contains(&f.category))
+                {
+                    let msg = format!(
+                        "the answer was blocked because it contains {} ({})",
+                        blocked.category, blocked.kind
+                    );
+                    trace.findings.extend(findings.iter().cloned());
+                    trace.reason = msg.clone();
+                    return Err(GatewayError::Forbidden(msg));
+                }
+                let relevant: Vec<Finding> = findings
+                    .iter()
+                    .filter(|f| redact_cats.contains(&f.category))
+                    .cloned()
+                    .collect();
+                if !relevant.is_empty() {
+                    if let Some(target) = choice.pointer_mut(slot) {
+                        *target = Value::String(redact(&text, &relevant, &redact_cats));
+                    }
+                }
+                trace.findings.extend(findings);
+            }
+        }
+    }
+    trace.timings.inspect_output_us = micros(t);
+    gw.metrics.observe_stage("inspect_output", t.elapsed());
+    if log_full {
+        if let Some(c) = trace.content.as_mut() {
+            c["response"] = answer.clone();
+        }
+    }
+    let out = serde_json::to_vec(&answer).map_err(|e| GatewayError::StageFailed {
+        stage: "gateway",
+        message: format!("cannot encode the answer: {e}"),
+    })?;
+    let digest = hex::encode(Sha256::digest(&out));
+    let resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(out))
+        .map_err(|e| GatewayError::StageFailed {
+            stage: "gateway",
+            message: e.to_string(),
+        })?;
+    Ok(Outcome2::Buffered(resp, digest))
+}
+
+enum ReadError {
+    Timeout,
+    TooLarge,
+    Broken(String),
+}
+
+async fn read_upstream(
+    mut body: hyper::body::Incoming,
+    max: usize,
+    idle: std::time::Duration,
+) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => return Err(ReadError::Broken(e.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    if out.len() + d.len() > max {
+                        return Err(ReadError::TooLarge);
+                    }
+                    out.extend_from_slice(d);
+                }
+            }
+        }
+    }
+}
+
+// ---- streaming ------------------------------------------------------------------------------
+
+struct StreamTask {
+    gw: Arc<Gateway>,
+    trace: Trace,
+    redact_cats: Vec<FindingCategory>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    idle: std::time::Duration,
+    upstream_name: String,
+    token_key: String,
+    token_rate: Rate,
+    token_cost: f64,
+    log_full: bool,
+}
+
+/// Decrements the active-stream gauge however the task ends.
+struct ActiveStream<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for ActiveStream<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+enum StreamEnd {
+    Done,
+    ClientGone,
+    Failed(GatewayError),
+}
+
+impl StreamTask {
+    async fn run(mut self, body: hyper::body::Incoming) {
+        let gw = self.gw.clone();
+        gw.metrics.streams_active.inc();
+        let _active = ActiveStream(&gw.metrics.streams_active);
+        let mut hasher = Sha256::new();
+        let mut released_text = String::new();
+        let end = self.pump(body, &mut hasher, &mut released_text).await;
+        let t_out = Instant::now();
+        let (status, final_frame) = match &end {
+            StreamEnd::Done => (200, Some(Bytes::from_static(b"data: [DONE]\n\n"))),
+            StreamEnd::ClientGone => (499, None),
+            StreamEnd::Failed(e) => {
+                self.trace.reason = e.message().to_string();
+                (
+                    e.status().as_u16(),
+                    Some(Bytes::from(format!("data: {}\n\n", e.body()))),
+                )
+            }
+        };
+        self.trace.status = status;
+        self.trace.timings.inspect_output_us += micros(t_out);
+        if self.log_full {
+            if let Some(c) = self.trace.content.as_mut() {
+                c["response"] = Value::String(released_text);
+            }
+        }
+        let route = "/v1/chat/completions(stream)";
+        gw.metrics
+            .requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
+        let mut trace = std::mem::replace(&mut self.trace, Trace::new(String::new(), ""));
+        if let Some(f) = &final_frame {
+            hasher.update(f);
+        }
+        trace.response_digest = hex::encode(hasher.finalize_reset());
+        gw.metrics
+            .request_seconds
+            .observe(trace.started.elapsed().as_secs_f64());
+        log_request(&trace);
+        // The final event is released only once the stream's record is durable.
+        match gw
+            .audit
+            .append(trace.into_record(&gw.config.instance))
+            .await
+        {
+            Ok(_) => {
+                if let Some(f) = final_frame {
+                    let _ = self.tx.send(f).await;
+                }
+            }
+            Err(e) => {
+                gw.metrics.fail("audit");
+                tracing::error!(error = %e, "audit append failed for a stream");
+                let err = GatewayError::AuditUnavailable(e.to_string());
+                let _ = self
+                    .tx
+                    .send(Bytes::from(format!("data: {}\n\n", err.body())))
+                    .await;
+            }
+        }
+    }
+
+    async fn send(&self, hasher: &mut Sha256, frame: Bytes) -> bool {
+        hasher.update(&frame);
+        self.tx.send(frame).await.is_ok()
+    }
+
+    async fn pump(
+        &mut self,
+        mut body: hyper::body::Incoming,
+        hasher: &mut Sha256,
+        released_text: &mut String,
+    ) -> StreamEnd {
+        let gw = self.gw.clone();
+        let mut parser = SseParser::new(1024 * 1024);
+        let mut redactors: std::collections::BTreeMap<u64, StreamRedactor> = Default::default();
+        let mut events = Vec::new();
+        let mut last_template: Option<Value> = None;
+        let window = gw.config.inspect.stream_window_bytes;
+        loop {
+            let frame = tokio::select! {
+                _ = self.tx.closed() => return StreamEnd::ClientGone,
+                f = tokio::time::timeout(self.idle, body.frame()) => f,
+            };
+            let data = match frame {
+                Err(_) => {
+                    gw.metrics.fail("upstream");
+                    return StreamEnd::Failed(GatewayError::UpstreamTimeout(format!(
+                        "upstream `{}` stopped sending for {} ms mid-stream",
+                        self.upstream_name,
+                        self.idle.as_millis()
+                    )));
+                }
+                Ok(None) => {
+                    gw.metrics.fail("upstream");
+                    return StreamEnd::Failed(GatewayError::UpstreamFailed(format!(
+                        "upstream `{}` ended the stream without [DONE]",
+                        self.upstream_name
+                    )));
+                }
+                Ok(Some(Err(e))) => {
+                    gw.metrics.fail("upstream");
+                    return StreamEnd::Failed(GatewayError::UpstreamFailed(format!(
+                        "upstream `{}` broke off the stream: {e}",
+                        self.upstream_name
+                    )));
+                }
+                Ok(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            if let Err(e) = parser.feed(&data, &mut events) {
+                gw.metrics.fail("upstream");
+                return StreamEnd::Failed(GatewayError::UpstreamFailed(format!(
+                    "upstream `{}` sent a malformed stream: {e}",
+                    self.upstream_name
+                )));
+            }
+            for ev in events.drain(..) {
+                if ev.data.trim() == "[DONE]" {
+                    // Flush what is held, in one last content event per choice.
+                    for (index, r) in redactors.iter_mut() {
+                        let rest = match r.finish(&gw.inspector) {
+                            Ok(s) => s,
+                            Err(e) => return StreamEnd::Failed(inspect_failed(&gw, e)),
+                        };
+                        if let Some(end) = self.check_block(r) {
+                            return end;
+                        }
+                        if !rest.is_empty() {
+                            released_text.push_str(&rest);
+                            let ev = content_event(last_template.as_ref(), *index, &rest);
+                            if !self
+                                .send(hasher, Bytes::from(format!("data: {ev}\n\n")))
+                                .await
+                            {
+                                return StreamEnd::ClientGone;
+                            }
+                        }
+                    }
+                    self.collect_findings(&redactors);
+                    return StreamEnd::Done;
+                }
+                let mut v: Value = match serde_json::from_str(&ev.data) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        gw.metrics.fail("upstream");
+                        return StreamEnd::Failed(GatewayError::UpstreamFailed(format!(
+                            "upstream `{}` sent a stream event that is not JSON",
+                            self.upstream_name
+                        )));
+                    }
+                };
+                if v.get("error").is_some() {
+                    return StreamEnd::Failed(GatewayError::UpstreamFailed(format!(
+                        "upstream `{}` reported an error mid-stream",
+                        self.upstream_name
+                    )));
+                }
+                if let Some(total) = v.pointer("/usage/total_tokens").and_then(Value::as_u64) {
+                    gw.limiter.settle(
+                        &self.token_key,
+                        self.token_rate,
+                        total as f64 - self.token_cost,
+                    );
+                }
+                let mut skip = true;
+                if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+                    for choice in choices.iter_mut() {
+                        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+                        let pointer = if choice.get("delta").is_some() {
+                            "/delta/content"
+                        } else {
+                            "/text"
+                        };
+                        let text = choice
+                            .pointer(pointer)
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        let r = redactors.entry(index).or_insert_with(|| {
+                            StreamRedactor::new(self.redact_cats.clone(), Channel::Output)
+                                .with_window(window)
+                        });
+                        let mut released = match &text {
+                            Some(t) => match r.push(&gw.inspector, t) {
+                                Ok(s) => s,
+                                Err(e) => return StreamEnd::Failed(inspect_failed(&gw, e)),
+                            },
+                            None => String::new(),
+                        };
+                        if finishing {
+                            match r.finish(&gw.inspector) {
+                                Ok(s) => released.push_str(&s),
+                                Err(e) => return StreamEnd::Failed(inspect_failed(&gw, e)),
+                            }
+                        }
+                        if let Some(end) = self.check_block(r) {
+                            return end;
+                        }
+                        if text.is_some() {
+                            if let Some(target) = choice.pointer_mut(pointer) {
+                                *target = Value::String(released.clone());
+                            }
+                        } else if !released.is_empty() {
+                            // Held text flushed on an event that carried none.
+                            if let Some(delta) =
+                                choice.get_mut("delta").and_then(Value::as_object_mut)
+                            {
+                                delta.insert("content".into(), Value::String(released.clone()));
+                            }
+                        }
+                        let has_other = choice
+                            .get("delta")
+                            .and_then(Value::as_object)
+                            .is_some_and(|d| d.keys().any(|k| k != "content"));
+                        if !released.is_empty()
+                            || finishing
+                            || has_other
+                            || text.as_deref() == Some("")
+                        {
+                            skip = false;
+                        }
+                        released_text.push_str(&released);
+                    }
+                } else {
+                    skip = false;
+                }
+                if last_template.is_none() {
+                    last_template = Some(v.clone());
+                }
+                if skip {
+                    continue;
+                }
+                let line = format!("data: {v}\n\n");
+                if !self.send(hasher, Bytes::from(line)).await {
+                    return StreamEnd::ClientGone;
+                }
+            }
+        }
+    }
+
+    fn check_block(&mut self, r: &StreamRedactor) -> Option<StreamEnd> {
+        let block = &self.gw.config.inspect.block_output;
+        r.findings()
+            .iter()
+            .find(|f| block.contains(&f.category))
+            .map(|f| {
+                StreamEnd::Failed(GatewayError::Forbidden(format!(
+                    "the answer was blocked because it contains {} ({})",
+                    f.category, f.kind
+                )))
+            })
+    }
+
+    fn collect_findings(&mut self, redactors: &std::collections::BTreeMap<u64, StreamRedactor>) {
+        for r in redactors.values() {
+            for f in r.findings() {
+                self.gw
+                    .metrics
+                    .findings
+                    .get_or_create(&FindingLabels {
+                        category: f.category.as_str(),
+                        channel: "output",
+                    })
+                    .inc();
+                self.trace.findings.push(f.clone());
+            }
+        }
+    }
+}
+
+fn inspect_failed(gw: &Gateway, e: ztai_inspect::InspectError) -> GatewayError {
+    gw.metrics.fail("inspect");
+    GatewayError::StageFailed {
+        stage: "inspect",
+        message: format!("output inspection failed, so the stream was cut: {e}"),
+    }
+}
+
+/// A content-only event shaped like the upstream's own events.
+fn content_event(template: Option<&Value>, index: u64, text: &str) -> Value {
+    let mut v = template
+        .cloned()
+        .unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
+    let is_chat = v.pointer("/choices/0/delta").is_some()
+        || v.get("object").and_then(Value::as_str) == Some("chat.completion.chunk");
+    let choice = if is_chat {
+        json!({"index": index, "delta": {"content": text}, "finish_reason": null})
+    } else {
+        json!({"index": index, "text": text, "finish_reason": null})
+    };
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("choices".into(), Value::Array(vec![choice]));
+        obj.remove("usage");
+    }
+    v
+}
+
+// ---- models list ----------------------------------------------------------------------------
+
+pub async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let request_id = new_request_id();
+    let mut trace = Trace::new(request_id.clone(), Action::ListModel.cedar_id());
+    trace.resource = "Model::*".into();
+    let result = (|| -> Result<Outcome2, GatewayError> {
+        let t = Instant::now();
+        let principal = authenticate(&gw, &headers)?;
+        trace.timings.authenticate_us = micros(t);
+        trace.principal = Some(principal.clone());
+        let t = Instant::now();
+        let engine = gw.policy.load();
+        let ctx = RequestContext::new("list");
+        let mut data = Vec::new();
+        let mut names: Vec<&String> = gw.models.keys().collect();
+        names.sort();
+        for name in names {
+            let Some(m) = gw.models.get(name) else {
+                continue;
+            };
+            let v = engine
+                .authorize(
+                    &principal,
+                    Action::ListModel,
+                    &Resource::Model(m.name.clone()),
+                    &m.groups,
+                    &ctx,
+                )
+                .map_err(|e| {
+                    gw.metrics.fail("policy");
+                    GatewayError::StageFailed {
+                        stage: "policy",
+                        message: format!("the policy decision failed: {e}"),
+                    }
+                })?;
+            if matches!(v, Verdict::Permit(_)) {
+                data.push(json!({"id": m.name, "object": "model", "created": 0, "owned_by": format!("ztai:{}", m.upstream)}));
+            }
+        }
+        trace.timings.authorize_us = micros(t);
+        trace.reason = format!("{} model(s) listed", data.len());
+        trace.decision = Some(ztai_core::PolicyDecision {
+            decision: ztai_core::Decision::Allow,
+            policies: vec![],
+            reasons: vec![],
+            obligations: vec![],
+            errors: vec![],
+        });
+        let out = serde_json::to_vec(&json!({"object": "list", "data": data})).map_err(|e| {
+            GatewayError::StageFailed {
+                stage: "gateway",
+                message: e.to_string(),
+            }
+        })?;
+        let digest = hex::encode(Sha256::digest(&out));
+        let resp = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(out))
+            .map_err(|e| GatewayError::StageFailed {
+                stage: "gateway",
+                message: e.to_string(),
+            })?;
+        Ok(Outcome2::Buffered(resp, digest))
+    })();
+    let resp = finish(&gw, "/v1/models", trace, result).await;
+    with_request_id(resp, &request_id)
+}
+
+/// Any other path: a JSON 404 in the OpenAI shape.
+pub async fn not_found() -> Response {
+    GatewayError::NotFound("no such endpoint; the gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models".into())
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

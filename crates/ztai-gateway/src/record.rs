@@ -1,0 +1,103 @@
+//! What one request gathers on its way through the stages, turned into an `AuditRecord` at the end.
+
+use std::time::{Instant, SystemTime};
+use ztai_core::{
+    AuditRecord, Decision, Finding, FindingSummary, Obligation, PolicyDecision, Principal,
+    StageTimings,
+};
+
+#[derive(Debug)]
+pub(crate) struct Trace {
+    pub request_id: String,
+    pub started: Instant,
+    pub time: SystemTime,
+    pub principal: Option<Principal>,
+    pub action: &'static str,
+    pub resource: String,
+    pub findings: Vec<Finding>,
+    pub decision: Option<PolicyDecision>,
+    pub obligations_done: Vec<String>,
+    pub timings: StageTimings,
+    pub request_digest: String,
+    pub response_digest: String,
+    pub status: u16,
+    pub reason: String,
+    pub content: Option<serde_json::Value>,
+}
+
+pub(crate) fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+pub(crate) fn obligation_name(o: &Obligation) -> String {
+    match o {
+        Obligation::Redact { categories } if categories.is_empty() => "redact".into(),
+        Obligation::Redact { categories } => format!("redact:{}", categories.join(",")),
+        Obligation::LogFull => "log_full".into(),
+        Obligation::Approval { group, .. } => format!("approval:{group}"),
+    }
+}
+
+impl Trace {
+    pub fn new(request_id: String, action: &'static str) -> Self {
+        Trace {
+            request_id,
+            started: Instant::now(),
+            time: SystemTime::now(),
+            principal: None,
+            action,
+            resource: String::new(),
+            findings: Vec::new(),
+            decision: None,
+            obligations_done: Vec::new(),
+            timings: StageTimings::default(),
+            request_digest: String::new(),
+            response_digest: String::new(),
+            status: 0,
+            reason: String::new(),
+            content: None,
+        }
+    }
+
+    pub fn into_record(mut self, instance: &str) -> AuditRecord {
+        self.timings.total_us = micros(self.started);
+        let (principal, chain) = match &self.principal {
+            Some(p) => (format!("{}:{}", p.kind, p.id), p.chain()),
+            None => ("anonymous".to_string(), vec![]),
+        };
+        let (decision, policies) = match &self.decision {
+            Some(d) => (d.decision, d.policies.clone()),
+            None => (Decision::Deny, vec![]),
+        };
+        // A request that never reached a decision but got an answer is impossible by
+        // construction; a success status without a permit is recorded as the denial it is.
+        let decision = if self.status >= 400 {
+            Decision::Deny
+        } else {
+            decision
+        };
+        AuditRecord {
+            id: self.request_id,
+            time: rfc3339(self.time),
+            instance: instance.to_string(),
+            principal,
+            chain,
+            action: self.action.to_string(),
+            resource: self.resource,
+            decision,
+            policies,
+            reason: self.reason,
+            obligations: self.obligations_done,
+            findings: self.findings.iter().map(FindingSummary::from).collect(),
+            status: self.status,
+            request_digest: self.request_digest,
+            response_digest: self.response_digest,
+            timings: self.timings,
+            content: self.content,
+        }
+    }
+}

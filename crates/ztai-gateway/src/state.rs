@@ -1,0 +1,311 @@
+//! The gateway's shared state and its construction from a validated `Config`.
+//!
+//! The policy engine sits behind an `ArcSwap`: request tasks load the current engine without a
+//! lock, and a reload validates a new set completely before swapping it in, so an invalid set never
+//! serves and the running one keeps going.
+
+use crate::config::{Config, ConfigError, ModelConfig};
+use crate::limits::RateLimiter;
+use crate::metrics::{Metrics, Outcome};
+use crate::upstream::{HttpClient, build_client};
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+use ztai_audit::{AuditLog, AuditLogConfig};
+use ztai_core::{AuditRecord, Decision, PrincipalKind, StageTimings};
+use ztai_identity::{ApiKeyRegistry, KeyEntry};
+use ztai_inspect::Inspector;
+use ztai_policy::{PolicyEngine, PolicyError};
+use ztai_store::Store;
+
+/// Why the gateway could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the data directory `{path}`: {message}")]
+    DataDir { path: String, message: String },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] ztai_store::StoreError),
+    #[error("the policy set in `{dir}` is invalid, so the gateway will not start: {source}")]
+    Policy {
+        dir: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("cannot start the audit log: {0}")]
+    Audit(#[from] ztai_audit::AuditError),
+    #[error("cannot build the detectors: {0}")]
+    Inspect(#[from] ztai_inspect::InspectError),
+    #[error("cannot build the upstream client: {0}")]
+    Client(String),
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: String, message: String },
+}
+
+/// Everything a request needs, shared by all request tasks.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) policy: ArcSwap<PolicyEngine>,
+    pub(crate) policy_version: std::sync::atomic::AtomicI64,
+    pub(crate) keys: RwLock<ApiKeyRegistry>,
+    pub(crate) inspector: Inspector,
+    pub(crate) audit: AuditLog,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) metrics: Metrics,
+    pub(crate) client: HttpClient,
+    pub(crate) upstream_auth: HashMap<String, Option<HeaderValue>>,
+    pub(crate) models: HashMap<String, ModelConfig>,
+    /// Control-plane store connection (keys, policy versions, audit queries).
+    pub(crate) store: Mutex<Store>,
+}
+
+pub(crate) fn entry_from_row(row: &ztai_store::KeyRow) -> Option<(String, KeyEntry)> {
+    let hash: [u8; 32] = row.secret_hash.as_slice().try_into().ok()?;
+    Some((
+        row.key_id.clone(),
+        KeyEntry {
+            secret_hash: hash,
+            principal_kind: PrincipalKind::parse(&row.principal_kind)?,
+            principal_id: row.principal_id.clone(),
+            groups: row.groups.clone(),
+            revoked: row.revoked_at.is_some(),
+        },
+    ))
+}
+
+impl Gateway {
+    /// Opens the store, loads keys and policies and starts the audit writer.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        restrict_permissions(&config.data_dir);
+        let store = Store::open(&config.db_path())?;
+        let mut keys = ApiKeyRegistry::new();
+        for row in store.list_keys()? {
+            match entry_from_row(&row) {
+                Some((id, entry)) => keys.insert(id, entry),
+                None => {
+                    tracing::warn!(key_id = %row.key_id, "skipping a stored API key that is corrupt")
+                }
+            }
+        }
+        let engine =
+            PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
+                dir: config.policy_dir.display().to_string(),
+                source,
+            })?;
+        let version = record_policy_version(&store, &engine, "startup")?;
+        let audit = AuditLog::open(AuditLogConfig::new(config.db_path()))?;
+        let mut upstream_auth = HashMap::new();
+        for u in &config.upstreams {
+            let header = match u.resolve_key()? {
+                Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                    ConfigError {
+                        key: format!("upstreams.{}.api_key", u.name),
+                        message: "the key contains characters not allowed in an HTTP header".into(),
+                    }
+                })?),
+                None => None,
+            }
+            .map(|mut h| {
+                h.set_sensitive(true);
+                h
+            });
+            upstream_auth.insert(u.name.clone(), header);
+        }
+        let models = config
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
+        let client = build_client(&config).map_err(StartError::Client)?;
+        let inspector = Inspector::with_default_rules()?;
+        Ok(Arc::new(Gateway {
+            policy: ArcSwap::from_pointee(engine),
+            policy_version: std::sync::atomic::AtomicI64::new(version),
+            keys: RwLock::new(keys),
+            inspector,
+            audit,
+            limiter: RateLimiter::new(),
+            metrics: Metrics::new(),
+            client,
+            upstream_auth,
+            models,
+            store: Mutex::new(store),
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Reloads the policy directory; on any error the running set stays.
+    /// Returns the new version, or the error that kept the old set.
+    pub async fn reload_policies(self: &Arc<Self>, actor: &str) -> Result<i64, PolicyError> {
+        let gw = self.clone();
+        let actor = actor.to_string();
+        let result = tokio::task::spawn_blocking(move || gw.reload_blocking(&actor))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PolicyError::Io {
+                    file: "reload task".into(),
+                    message: e.to_string(),
+                })
+            });
+        result
+    }
+
+    fn reload_blocking(&self, actor: &str) -> Result<i64, PolicyError> {
+        let outcome = PolicyEngine::load_dir(&self.config.policy_dir);
+        match outcome {
+            Ok(engine) => {
+                if engine.digest() == self.policy.load().digest() {
+                    return Ok(self
+                        .policy_version
+                        .load(std::sync::atomic::Ordering::Relaxed));
+                }
+                let version = {
+                    let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                    record_policy_version(&store, &engine, actor).map_err(|e| PolicyError::Io {
+                        file: "store".into(),
+                        message: e.to_string(),
+                    })?
+                };
+                let digest = engine.digest().to_string();
+                self.policy.store(Arc::new(engine));
+                self.policy_version
+                    .store(version, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&Outcome { outcome: "applied" })
+                    .inc();
+                tracing::info!(version, %digest, actor, "policy set reloaded");
+                self.record_system_event(
+                    "policy_reload",
+                    Decision::Allow,
+                    format!("policy set version {version} ({digest}) applied"),
+                );
+                Ok(version)
+            }
+            Err(e) => {
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&Outcome {
+                        outcome: "rejected",
+                    })
+                    .inc();
+                tracing::error!(error = %e, "policy reload rejected; the running policy set stays in force");
+                self.record_system_event("policy_reload", Decision::Deny, format!("rejected: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a control-plane event that has no HTTP caller (a reload by the file watcher).
+    fn record_system_event(&self, action: &str, decision: Decision, reason: String) {
+        let record = AuditRecord {
+            id: crate::proxy::new_request_id(),
+            time: crate::record::rfc3339(SystemTime::now()),
+            instance: self.config.instance.clone(),
+            principal: "service:ztai".into(),
+            chain: vec!["service:ztai".into()],
+            action: action.into(),
+            resource: "Api::\"policies\"".into(),
+            decision,
+            policies: vec![],
+            reason,
+            obligations: vec![],
+            findings: vec![],
+            status: 0,
+            request_digest: String::new(),
+            response_digest: String::new(),
+            timings: StageTimings::default(),
+            content: None,
+        };
+        let audit = self.audit.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = audit.append(record).await {
+                    tracing::error!(error = %e, "could not record a policy reload");
+                }
+            });
+        }
+    }
+
+    /// Polls the policy directory and reloads when its files change.
+    pub(crate) async fn watch_policies(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut last = dir_signature(&self.config.policy_dir);
+        let mut tick = tokio::time::interval(self.config.policy_reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = dir_signature(&self.config.policy_dir);
+            if now != last {
+                last = now;
+                let _ = self.reload_policies("policy-watcher").await;
+            }
+        }
+    }
+}
+
+fn record_policy_version(
+    store: &Store,
+    engine: &PolicyEngine,
+    author: &str,
+) -> Result<i64, ztai_store::StoreError> {
+    let files: serde_json::Map<String, serde_json::Value> = engine
+        .sources()
+        .iter()
+        .map(|s| (s.name.clone(), serde_json::Value::String(s.text.clone())))
+        .collect();
+    store.record_policy_set(
+        engine.digest(),
+        "directory",
+        author,
+        &crate::record::rfc3339(SystemTime::now()),
+        &serde_json::Value::Object(files).to_string(),
+    )
+}
+
+/// Names, sizes and modification times of the policy files: cheap to compute every second.
+fn dir_signature(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut sig: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some((e.path(), m.len(), m.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    sig.sort();
+    sig
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &std::path::Path) {}
