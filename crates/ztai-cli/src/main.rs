@@ -60,6 +60,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// API keys, written straight into the store (to bootstrap the first administrator before
+    /// `serve`; a running gateway picks up keys created through its admin API instead).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -76,6 +82,26 @@ enum PolicyCommand {
     },
     /// Print the Cedar schema policies are validated against.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// The principal's id, e.g. `alice`.
+        #[arg(long)]
+        principal: String,
+        /// user, agent, service or model.
+        #[arg(long, default_value = "user")]
+        kind: String,
+        /// Comma-separated groups, e.g. `staff,admins`.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long, default_value = "created with ztai keys create")]
+        label: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +235,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    data_dir,
+                    principal,
+                    kind,
+                    groups,
+                    label,
+                },
+        } => {
+            let kind = ztai_core::PrincipalKind::parse(&kind).with_context(|| {
+                format!("--kind `{kind}` must be user, agent, service or model")
+            })?;
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+            let store = ztai_store::Store::open(&data_dir.join("ztai.db"))?;
+            let g = ztai_identity::generate_key();
+            store.insert_key(&ztai_store::KeyRow {
+                key_id: g.key_id.clone(),
+                secret_hash: g.secret_hash.to_vec(),
+                principal_kind: kind.as_str().into(),
+                principal_id: principal,
+                groups,
+                label,
+                created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+                revoked_at: None,
+            })?;
+            println!("{}", g.full_key);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command: AuditCommand::Verify { data_dir, json },
         } => {
