@@ -1,6 +1,6 @@
 //! Durable audit appends through the group-commit writer, as the gateway issues them: many
 //! concurrent requests each awaiting its own record.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ztai_audit::{AuditLog, AuditLogConfig};

@@ -92,10 +92,10 @@ fn ensure_key(
             },
         );
     }
-    if let Some(k) = existing {
-        if registry.authenticate(k).is_ok_and(|p| p.id == principal) {
-            return Ok(k.to_string());
-        }
+    if let Some(k) = existing
+        && registry.authenticate(k).is_ok_and(|p| p.id == principal)
+    {
+        return Ok(k.to_string());
     }
     let g = generate_key();
     store.insert_key(&KeyRow {

@@ -314,12 +314,13 @@ async fn search_audit(
         "audit",
         "admin::search_audit",
         |_| async move {
-            if let Some(d) = &q.decision {
-                if d != "allow" && d != "deny" {
-                    return Err(GatewayError::Unprocessable(
-                        "`decision` must be allow or deny".into(),
-                    ));
-                }
+            if let Some(d) = &q.decision
+                && d != "allow"
+                && d != "deny"
+            {
+                return Err(GatewayError::Unprocessable(
+                    "`decision` must be allow or deny".into(),
+                ));
             }
             let limit = q.limit.unwrap_or(100).min(10_000);
             let rows = blocking(&g, move |gw| {

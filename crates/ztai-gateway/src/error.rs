@@ -127,10 +127,9 @@ impl IntoResponse for GatewayError {
         if let GatewayError::RateLimited {
             retry_after_secs, ..
         } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string())
         {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         if matches!(self, GatewayError::Unauthenticated(_)) {
             resp.headers_mut().insert(

@@ -7,7 +7,7 @@
 //! cannot overshoot the budget by more than one request.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -63,9 +63,8 @@ impl RateLimiter {
     }
 
     fn shard(&self, key: &str) -> Option<&Mutex<HashMap<String, Bucket>>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        self.shards.get((h.finish() as usize) % SHARDS)
+        self.shards
+            .get((self.hasher.hash_one(key) as usize) % SHARDS)
     }
 
     /// Takes `cost` from the bucket `key` if it holds that much; otherwise says when it will.

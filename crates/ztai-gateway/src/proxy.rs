@@ -233,10 +233,9 @@ async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayErr
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > max as u64
     {
-        if len > max as u64 {
-            return Err(too_large());
-        }
+        return Err(too_large());
     }
     let limited = Limited::new(req.into_body(), max);
     match tokio::time::timeout(gw.config.body_read_timeout, limited.collect()).await {
@@ -972,10 +971,10 @@ async fn forward(
                     .filter(|f| redact_cats.contains(&f.category))
                     .cloned()
                     .collect();
-                if !relevant.is_empty() {
-                    if let Some(target) = choice.pointer_mut(slot) {
-                        *target = Value::String(redact(&text, &relevant, &redact_cats));
-                    }
+                if !relevant.is_empty()
+                    && let Some(target) = choice.pointer_mut(slot)
+                {
+                    *target = Value::String(redact(&text, &relevant, &redact_cats));
                 }
                 trace.findings.extend(findings);
             }
@@ -983,10 +982,8 @@ async fn forward(
     }
     trace.timings.inspect_output_us = micros(t);
     gw.metrics.observe_stage("inspect_output", t.elapsed());
-    if log_full {
-        if let Some(c) = trace.content.as_mut() {
-            c["response"] = answer.clone();
-        }
+    if log_full && let Some(c) = trace.content.as_mut() {
+        c["response"] = answer.clone();
     }
     let out = serde_json::to_vec(&answer).map_err(|e| GatewayError::StageFailed {
         stage: "gateway",
@@ -1085,10 +1082,10 @@ impl StreamTask {
         };
         self.trace.status = status;
         self.trace.timings.inspect_output_us += micros(t_out);
-        if self.log_full {
-            if let Some(c) = self.trace.content.as_mut() {
-                c["response"] = Value::String(released_text);
-            }
+        if self.log_full
+            && let Some(c) = self.trace.content.as_mut()
+        {
+            c["response"] = Value::String(released_text);
         }
         let route = "/v1/chat/completions(stream)";
         gw.metrics

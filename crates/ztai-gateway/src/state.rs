@@ -156,15 +156,15 @@ impl Gateway {
     pub async fn reload_policies(self: &Arc<Self>, actor: &str) -> Result<i64, PolicyError> {
         let gw = self.clone();
         let actor = actor.to_string();
-        let result = tokio::task::spawn_blocking(move || gw.reload_blocking(&actor))
+
+        tokio::task::spawn_blocking(move || gw.reload_blocking(&actor))
             .await
             .unwrap_or_else(|e| {
                 Err(PolicyError::Io {
                     file: "reload task".into(),
                     message: e.to_string(),
                 })
-            });
-        result
+            })
     }
 
     fn reload_blocking(&self, actor: &str) -> Result<i64, PolicyError> {

@@ -1,5 +1,5 @@
 //! Cost of authenticating an API key (the hot path's first stage).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;

@@ -1,1 +1,49 @@
-fn main() {}
+//! Rules-tier cost on 4 KiB of text, whole and streamed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use ztai_core::{Channel, FindingCategory};
+use ztai_inspect::{Inspector, StreamRedactor};
+
+fn text_4k() -> String {
+    let para = "Our quarterly review covers the migration of the billing service, the new on-call rota \
+and open questions about data retention. Contact the team lead at jane.doe@example.com or the \
+service desk for access. The staging key AKIAIOSFODNN7EXAMPLF must be rotated before launch. ";
+    let mut s = String::new();
+    while s.len() < 4096 {
+        s.push_str(para);
+    }
+    s.truncate(4096);
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let inspector = Inspector::with_default_rules().unwrap();
+    let text = text_4k();
+    let mut g = c.benchmark_group("inspect");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("rules_tier_4k_all_categories", |b| {
+        b.iter(|| inspector.inspect(black_box(&text), Channel::Input).unwrap())
+    });
+    g.bench_function("stream_redact_4k_in_16_byte_chunks", |b| {
+        b.iter(|| {
+            let mut r = StreamRedactor::new(
+                vec![FindingCategory::Secret, FindingCategory::Pii],
+                Channel::Output,
+            );
+            let mut out = 0;
+            for chunk in text.as_bytes().chunks(16) {
+                out += r
+                    .push(&inspector, std::str::from_utf8(chunk).unwrap())
+                    .unwrap()
+                    .len();
+            }
+            out + r.finish(&inspector).unwrap().len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

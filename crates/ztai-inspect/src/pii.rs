@@ -49,7 +49,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         sum += v;
         double = !double;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// Whether the digits fall in a known issuer's range with that issuer's length.

@@ -302,10 +302,10 @@ impl Store {
         created_at: &str,
         policies_json: &str,
     ) -> Result<i64, StoreError> {
-        if let Some(latest) = self.latest_policy_set()? {
-            if latest.digest == digest {
-                return Ok(latest.version);
-            }
+        if let Some(latest) = self.latest_policy_set()?
+            && latest.digest == digest
+        {
+            return Ok(latest.version);
         }
         self.conn.execute(
             "INSERT INTO policy_sets(digest, source, author, created_at, policies_json) VALUES(?1, ?2, ?3, ?4, ?5)",
