@@ -49,7 +49,18 @@ pub struct Metrics {
     pub failures: Family<Component, Counter>,
     pub streams_active: Gauge,
     pub policy_reloads: Family<Outcome, Counter>,
+    /// Handles to the per-stage histograms, resolved once so the hot path skips the family's
+    /// lock and label hashing.
+    stages: Vec<(&'static str, Histogram)>,
 }
+
+const STAGES: &[&str] = &[
+    "authenticate",
+    "limit",
+    "inspect_input",
+    "authorize",
+    "inspect_output",
+];
 
 fn stage_histogram() -> Histogram {
     // 1 µs … ~16 s
@@ -114,7 +125,12 @@ impl Metrics {
             "Policy reloads by outcome",
             policy_reloads.clone(),
         );
+        let stages = STAGES
+            .iter()
+            .map(|&stage| (stage, stage_seconds.get_or_create(&Stage { stage }).clone()))
+            .collect();
         Metrics {
+            stages,
             registry,
             requests,
             decisions,
@@ -128,6 +144,10 @@ impl Metrics {
     }
 
     pub fn observe_stage(&self, stage: &'static str, d: Duration) {
+        if let Some((_, h)) = self.stages.iter().find(|(s, _)| *s == stage) {
+            h.observe(d.as_secs_f64());
+            return;
+        }
         self.stage_seconds
             .get_or_create(&Stage { stage })
             .observe(d.as_secs_f64());

@@ -24,9 +24,9 @@ impl PiiDetector {
         Ok(PiiDetector {
             // Bounded parts keep every match within the streaming hold-back window.
             email: build(
-                r"\b[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}\b",
+                r"(?-u:\b)[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}(?-u:\b)",
             )?,
-            card: build(r"\b\d(?:[ -]?\d){12,18}\b")?,
+            card: build(r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)")?,
         })
     }
 }

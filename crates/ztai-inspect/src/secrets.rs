@@ -36,56 +36,56 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
     (
         "aws_access_key_id",
         Severity::High,
-        r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+        r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "aws_secret_access_key",
         Severity::Critical,
-        r#"(?i)\baws_?secret_?access_?key\b["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+        r#"(?i)(?-u:\b)aws_?secret_?access_?key(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
         1,
         3.0,
     ),
     (
         "github_token",
         Severity::High,
-        r"\bgh[pousr]_[A-Za-z0-9]{36,76}\b",
+        r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,76}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "github_fine_grained_pat",
         Severity::High,
-        r"\bgithub_pat_[A-Za-z0-9_]{82}\b",
+        r"(?-u:\b)github_pat_[A-Za-z0-9_]{82}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "gitlab_token",
         Severity::High,
-        r"\bglpat-[A-Za-z0-9_-]{20}\b",
+        r"(?-u:\b)glpat-[A-Za-z0-9_-]{20}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "openai_api_key",
         Severity::High,
-        r"\bsk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})\b",
+        r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?-u:\b)",
         0,
         0.0,
     ),
     (
         "anthropic_api_key",
         Severity::High,
-        r"\bsk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}",
+        r"(?-u:\b)sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}",
         0,
         0.0,
     ),
     (
         "slack_token",
         Severity::High,
-        r"\bxox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}\b",
+        r"(?-u:\b)xox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}(?-u:\b)",
         0,
         0.0,
     ),
@@ -99,63 +99,63 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
     (
         "stripe_key",
         Severity::High,
-        r"\b(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}\b",
+        r"(?-u:\b)(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "google_api_key",
         Severity::High,
-        r"\bAIza[0-9A-Za-z_-]{35}\b",
+        r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "huggingface_token",
         Severity::High,
-        r"\bhf_[A-Za-z]{34}\b",
+        r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "sendgrid_api_key",
         Severity::High,
-        r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b",
+        r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "twilio_api_key",
         Severity::High,
-        r"\bSK[0-9a-fA-F]{32}\b",
+        r"(?-u:\b)SK[0-9a-fA-F]{32}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "npm_token",
         Severity::High,
-        r"\bnpm_[A-Za-z0-9]{36}\b",
+        r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)",
         0,
         0.0,
     ),
     (
         "jwt",
         Severity::Medium,
-        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
         0,
         0.0,
     ),
     (
         "connection_string_password",
         Severity::High,
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
+        r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
         1,
         0.0,
     ),
     (
         "generic_secret_assignment",
         Severity::Medium,
-        r#"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)\b["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
+        r#"(?i)(?-u:\b)(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
         1,
         3.3,
     ),
@@ -218,6 +218,18 @@ pub fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
+fn finding(rule: &Rule, start: usize, end: usize, channel: Channel) -> Finding {
+    Finding {
+        kind: rule.kind.to_string(),
+        category: FindingCategory::Secret,
+        severity: rule.severity,
+        confidence: if rule.min_entropy > 0.0 { 0.7 } else { 0.95 },
+        detector: "secrets",
+        span: Span::new(start, end),
+        channel,
+    }
+}
+
 /// The secrets detector.
 #[derive(Debug)]
 pub struct SecretDetector {
@@ -258,6 +270,13 @@ impl Detector for SecretDetector {
 
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
         for rule in &self.rules {
+            if rule.group == 0 && rule.min_entropy == 0.0 {
+                // No capture needed: the cheaper search path.
+                for m in rule.regex.find_iter(text) {
+                    out.push(finding(rule, m.start(), m.end(), channel));
+                }
+                continue;
+            }
             for caps in rule.regex.captures_iter(text) {
                 let Some(m) = caps.get(rule.group) else {
                     continue;
@@ -271,15 +290,7 @@ impl Detector for SecretDetector {
                         continue;
                     }
                 }
-                out.push(Finding {
-                    kind: rule.kind.to_string(),
-                    category: FindingCategory::Secret,
-                    severity: rule.severity,
-                    confidence: if rule.min_entropy > 0.0 { 0.7 } else { 0.95 },
-                    detector: "secrets",
-                    span: Span::new(m.start(), m.end()),
-                    channel,
-                });
+                out.push(finding(rule, m.start(), m.end(), channel));
             }
         }
     }

@@ -5,6 +5,7 @@
 //! policies the way their authors do. The whole set is validated in strict mode against the built-in
 //! schema; one invalid policy refuses the whole set, so a reload is all or nothing.
 
+use crate::cache::{ContextUse, DecisionCache};
 use crate::{Permit, PolicyError, RequestContext, Verdict};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
@@ -36,6 +37,8 @@ pub struct PolicyEngine {
     sources: Vec<PolicySource>,
     digest: String,
     policy_count: usize,
+    context_use: ContextUse,
+    cache: DecisionCache,
 }
 
 impl PolicyEngine {
@@ -160,6 +163,8 @@ impl PolicyEngine {
             schema,
             policies: set,
             authorizer: Authorizer::new(),
+            context_use: ContextUse::of(sources.iter().map(|s| s.text.as_str())),
+            cache: DecisionCache::new(),
             digest: digest_sources(&sources),
             sources,
             policy_count,
@@ -186,6 +191,31 @@ impl PolicyEngine {
     /// deny; a question Cedar answers with evaluation errors denies unless a permit still applies
     /// and no forbid errored, because Cedar skips erroring policies.
     pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Verdict, PolicyError> {
+        let key = crate::cache::key(
+            principal,
+            action,
+            resource,
+            resource_parents,
+            ctx,
+            self.context_use,
+        );
+        if let Some(v) = self.cache.get(&key) {
+            return Ok(v);
+        }
+        let verdict = self.evaluate(principal, action, resource, resource_parents, ctx)?;
+        self.cache.insert(key, verdict.clone());
+        Ok(verdict)
+    }
+
+    /// Evaluates without the cache (what `authorize` does on a miss).
+    pub fn evaluate(
         &self,
         principal: &Principal,
         action: Action,

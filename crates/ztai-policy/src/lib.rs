@@ -4,6 +4,7 @@
 //! atomically, so a request always sees one whole policy set. Allowing yields a `Permit`, a type only
 //! this crate can construct, which forwarding code takes as proof that authorisation ran.
 
+mod cache;
 mod context;
 mod engine;
 

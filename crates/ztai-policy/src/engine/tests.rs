@@ -215,6 +215,33 @@ fn hostile_ids_do_not_break_evaluation() {
     ));
 }
 
+#[test]
+fn cached_decisions_follow_the_fields_policies_read() {
+    let e = PolicyEngine::from_sources(pack()).unwrap();
+    let alice = user("alice", &["staff"]);
+    let clean = invoke(&e, &alice, "small", &["standard"], &[]);
+    assert!(matches!(clean, Verdict::Permit(_)));
+    // Same principal and model, now with a high-severity injection: must not hit the clean entry.
+    let f = [finding(
+        "instruction_override",
+        FindingCategory::PromptInjection,
+        Severity::High,
+    )];
+    assert!(matches!(
+        invoke(&e, &alice, "small", &["standard"], &f),
+        Verdict::Deny(_)
+    ));
+    // Another principal with other groups: not the cached permit either.
+    assert!(matches!(
+        invoke(&e, &user("alice", &[]), "small", &["standard"], &[]),
+        Verdict::Deny(_)
+    ));
+    assert!(matches!(
+        invoke(&e, &alice, "small", &["standard"], &[]),
+        Verdict::Permit(_)
+    ));
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -241,9 +268,12 @@ mod properties {
             };
             let g: Vec<&str> = groups.iter().map(String::as_str).collect();
             let v = e.authorize(&user("p", &g), Action::Invoke, &Resource::Model("m".into()), &["standard".into()], &ctx).unwrap();
-            if let Verdict::Permit(p) = v {
+            if let Verdict::Permit(p) = &v {
                 prop_assert!(!p.decision().policies.is_empty());
             }
+            // The cache answers exactly what evaluation answers.
+            let fresh = e.evaluate(&user("p", &g), Action::Invoke, &Resource::Model("m".into()), &["standard".into()], &ctx).unwrap();
+            prop_assert_eq!(v.decision(), fresh.decision());
         }
     }
 }

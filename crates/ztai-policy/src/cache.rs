@@ -1,0 +1,270 @@
+//! The decision cache: answers a repeated question without evaluating Cedar again.
+//!
+//! The key holds everything a decision can depend on — the principal and its groups, the action,
+//! the resource and its parents, and every context field some policy reads — so a hit can never
+//! answer a different question. Fields no policy reads are left out of the key, which is what lets
+//! requests that differ only in, say, prompt length share an entry. The cache belongs to one
+//! `PolicyEngine`; a reload builds a new engine and so starts empty.
+
+use crate::{RequestContext, Verdict};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use ztai_core::{Action, Principal, Resource};
+
+const SHARDS: usize = 16;
+const MAX_PER_SHARD: usize = 8192;
+
+/// Which context fields the policy set reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContextUse {
+    pub operation: bool,
+    pub stream: bool,
+    pub max_severity: bool,
+    pub finding_categories: bool,
+    pub finding_types: bool,
+    pub high_severity_categories: bool,
+    pub risk_score: bool,
+    pub estimated_tokens: bool,
+}
+
+impl ContextUse {
+    /// Scans policy texts. Any use of `context` other than `context.<field>` (a comparison of the
+    /// whole record, `context has …`, an index) counts as reading every field.
+    pub fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut u = ContextUse::default();
+        for text in texts {
+            let mut rest = text;
+            while let Some(i) = rest.find("context") {
+                let after = rest.get(i + "context".len()..).unwrap_or("");
+                let before_ok = rest
+                    .get(..i)
+                    .and_then(|b| b.chars().next_back())
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+                let trimmed = after.trim_start();
+                if before_ok {
+                    match trimmed.strip_prefix('.') {
+                        Some(field) => {
+                            let name: String = field
+                                .trim_start()
+                                .chars()
+                                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                                .collect();
+                            u.mark(&name);
+                        }
+                        None if after.starts_with(|c: char| c.is_alphanumeric() || c == '_') => {}
+                        None => u = ContextUse::all(),
+                    }
+                }
+                rest = after;
+            }
+        }
+        u
+    }
+
+    fn all() -> Self {
+        ContextUse {
+            operation: true,
+            stream: true,
+            max_severity: true,
+            finding_categories: true,
+            finding_types: true,
+            high_severity_categories: true,
+            risk_score: true,
+            estimated_tokens: true,
+        }
+    }
+
+    fn mark(&mut self, field: &str) {
+        match field {
+            "operation" => self.operation = true,
+            "stream" => self.stream = true,
+            "max_severity" => self.max_severity = true,
+            "finding_categories" => self.finding_categories = true,
+            "finding_types" => self.finding_types = true,
+            "high_severity_categories" => self.high_severity_categories = true,
+            "risk_score" => self.risk_score = true,
+            "estimated_tokens" => self.estimated_tokens = true,
+            // A field the schema does not have fails validation; be safe anyway.
+            _ => *self = ContextUse::all(),
+        }
+    }
+}
+
+fn push(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// A length-prefixed encoding of everything the decision depends on.
+pub(crate) fn key(
+    principal: &Principal,
+    action: Action,
+    resource: &Resource,
+    parents: &[String],
+    ctx: &RequestContext,
+    used: ContextUse,
+) -> Vec<u8> {
+    let mut k = Vec::with_capacity(128);
+    push(&mut k, principal.kind.as_str());
+    push(&mut k, &principal.id);
+    let mut groups: Vec<&str> = principal.groups.iter().map(String::as_str).collect();
+    groups.sort_unstable();
+    k.extend_from_slice(&(groups.len() as u64).to_le_bytes());
+    for g in groups {
+        push(&mut k, g);
+    }
+    push(&mut k, action.cedar_id());
+    push(&mut k, resource.entity_type());
+    push(&mut k, resource.id());
+    let mut parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+    parents.sort_unstable();
+    k.extend_from_slice(&(parents.len() as u64).to_le_bytes());
+    for p in parents {
+        push(&mut k, p);
+    }
+    let sets = [
+        (used.finding_categories, &ctx.finding_categories),
+        (used.finding_types, &ctx.finding_types),
+        (used.high_severity_categories, &ctx.high_severity_categories),
+    ];
+    k.push(u8::from(used.operation));
+    if used.operation {
+        push(&mut k, &ctx.operation);
+    }
+    k.push(u8::from(used.stream) * 2 + u8::from(ctx.stream && used.stream));
+    for (on, value) in [
+        (used.max_severity, ctx.max_severity),
+        (used.risk_score, ctx.risk_score),
+        (used.estimated_tokens, ctx.estimated_tokens),
+    ] {
+        k.push(u8::from(on));
+        if on {
+            k.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    for (on, set) in sets {
+        k.push(u8::from(on));
+        if on {
+            k.extend_from_slice(&(set.len() as u64).to_le_bytes());
+            for s in set {
+                push(&mut k, s);
+            }
+        }
+    }
+    k
+}
+
+type Shard = Mutex<HashMap<Vec<u8>, Verdict, foldhash::fast::RandomState>>;
+
+#[derive(Debug)]
+pub(crate) struct DecisionCache {
+    shards: Vec<Shard>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl DecisionCache {
+    pub fn new() -> Self {
+        DecisionCache {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> Option<&Shard> {
+        self.shards
+            .get((self.hasher.hash_one(key) as usize) % SHARDS)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Verdict> {
+        let shard = self.shard(key)?;
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn insert(&self, key: Vec<u8>, verdict: Verdict) {
+        if let Some(shard) = self.shard(&key) {
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_PER_SHARD {
+                // Bounded memory: start the shard over rather than track recency.
+                map.clear();
+            }
+            map.insert(key, verdict);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_use_is_read_from_the_policy_text() {
+        let u = ContextUse::of([
+            "permit (principal, action, resource) when { context.max_severity > 2 && context . risk_score < 5 };",
+        ]);
+        assert!(u.max_severity && u.risk_score);
+        assert!(!u.estimated_tokens && !u.finding_types);
+        // Whole-record use means every field matters.
+        assert_eq!(
+            ContextUse::of(["when { context has foo }"]),
+            ContextUse::all()
+        );
+        assert_eq!(
+            ContextUse::of(["when { context == {} }"]),
+            ContextUse::all()
+        );
+        // Identifiers that merely contain the word are not uses.
+        assert_eq!(
+            ContextUse::of(["// mycontextual notes; contextual"]),
+            ContextUse::default()
+        );
+    }
+
+    #[test]
+    fn keys_differ_exactly_where_the_used_fields_differ() {
+        let p = Principal {
+            kind: ztai_core::PrincipalKind::User,
+            id: "a".into(),
+            groups: vec!["x".into(), "y".into()],
+            on_behalf_of: vec![],
+            credential_id: "k1".into(),
+        };
+        let r = Resource::Model("m".into());
+        let used = ContextUse {
+            estimated_tokens: false,
+            max_severity: true,
+            ..Default::default()
+        };
+        let mut c1 = RequestContext::new("chat");
+        c1.estimated_tokens = 10;
+        let mut c2 = c1.clone();
+        c2.estimated_tokens = 99;
+        let k = |p: &Principal, c: &RequestContext| key(p, Action::Invoke, &r, &[], c, used);
+        assert_eq!(
+            k(&p, &c1),
+            k(&p, &c2),
+            "an unused field does not split the key"
+        );
+        c2.max_severity = 3;
+        assert_ne!(k(&p, &c1), k(&p, &c2));
+        let mut q = p.clone();
+        q.groups.reverse();
+        assert_eq!(k(&p, &c1), k(&q, &c1), "group order does not matter");
+        q.groups.push("z".into());
+        assert_ne!(k(&p, &c1), k(&q, &c1));
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        let mut s1 = p.clone();
+        s1.id = "ab".into();
+        s1.groups = vec!["c".into()];
+        let mut s2 = p.clone();
+        s2.id = "a".into();
+        s2.groups = vec!["bc".into()];
+        assert_ne!(k(&s1, &c1), k(&s2, &c1));
+    }
+}
