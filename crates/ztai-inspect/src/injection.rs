@@ -119,10 +119,12 @@ impl Detector for InjectionRules {
         let mut wanted = [false; 8];
         if text.is_ascii() {
             for m in self.triggers.find_overlapping_iter(text) {
-                if let Some(&rule) = self.trigger_rule.get(m.pattern().as_usize()) {
-                    if let Some(w) = wanted.get_mut(rule) {
-                        *w = true;
-                    }
+                if let Some(w) = self
+                    .trigger_rule
+                    .get(m.pattern().as_usize())
+                    .and_then(|&rule| wanted.get_mut(rule))
+                {
+                    *w = true;
                 }
             }
         } else {
