@@ -29,8 +29,15 @@ impl AuditLogConfig {
     }
 }
 
+/// A record already encoded by the request task, so the single writer thread only hashes and
+/// inserts.
 struct Job {
-    record: AuditRecord,
+    record_id: String,
+    time: String,
+    principal: String,
+    action: String,
+    decision: &'static str,
+    json: String,
     done: oneshot::Sender<Result<i64, AuditError>>,
 }
 
@@ -52,6 +59,13 @@ impl AuditLog {
     /// Opens the log and starts its writer thread.
     pub fn open(config: AuditLogConfig) -> Result<Self, AuditError> {
         let store = Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
+        // Checkpoints run on their own thread so a commit, which requests wait for, never pays
+        // for copying the WAL back into the database.
+        store
+            .disable_autocheckpoint()
+            .map_err(|e| AuditError::Open(e.to_string()))?;
+        let checkpointer =
+            Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
         let head = store
             .audit_head()
             .map_err(|e| AuditError::Open(e.to_string()))?;
@@ -67,18 +81,58 @@ impl AuditLog {
                 .map(|(_, h)| h)
                 .unwrap_or_else(|| GENESIS_HASH.to_vec()),
         };
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let alive_w = alive.clone();
         std::thread::Builder::new()
             .name("ztai-audit-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                writer.run();
+                alive_w.store(false, Ordering::Relaxed);
+            })
             .map_err(|e| AuditError::Open(format!("cannot start the writer thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("ztai-audit-checkpoint".into())
+            .spawn(move || {
+                // Passive checkpoints keep up without blocking the writer; once the WAL passes
+                // 4096 frames (16 MiB) a restarting one lets the writer wrap it around.
+                const RESTART_FRAMES: i64 = 4096;
+                let mut restart = false;
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    match checkpointer.checkpoint(restart) {
+                        Ok((frames, _)) => restart = frames > RESTART_FRAMES,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry")
+                        }
+                    }
+                    if !alive.load(Ordering::Relaxed) {
+                        let _ = checkpointer.checkpoint(true);
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| AuditError::Open(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(AuditLog { tx, stats })
     }
 
     /// Appends a record and waits until it is durable; returns its sequence number.
     pub async fn append(&self, record: AuditRecord) -> Result<i64, AuditError> {
+        let json = serde_json::to_string(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
         let (done, wait) = oneshot::channel();
+        let job = Job {
+            json,
+            decision: match record.decision {
+                Decision::Allow => "allow",
+                Decision::Deny => "deny",
+            },
+            record_id: record.id,
+            time: record.time,
+            principal: record.principal,
+            action: record.action,
+            done,
+        };
         self.tx
-            .send(Job { record, done })
+            .send(job)
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         wait.await.map_err(|_| AuditError::WriterStopped)?
@@ -128,28 +182,17 @@ impl Writer {
         let mut rows = Vec::with_capacity(jobs.len());
         let mut head = self.head.clone();
         let mut seq = self.seq;
-        let mut encode_failed: Vec<usize> = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            let json = match serde_json::to_string(&job.record) {
-                Ok(j) => j,
-                Err(_) => {
-                    encode_failed.push(i);
-                    continue;
-                }
-            };
+        for job in jobs.iter_mut() {
             seq += 1;
-            let hash = chain_hash(&head, seq, &json);
+            let hash = chain_hash(&head, seq, &job.json);
             rows.push(AuditRow {
                 seq,
-                record_id: job.record.id.clone(),
-                time: job.record.time.clone(),
-                principal: job.record.principal.clone(),
-                action: job.record.action.clone(),
-                decision: match job.record.decision {
-                    Decision::Allow => "allow".into(),
-                    Decision::Deny => "deny".into(),
-                },
-                record_json: json,
+                record_id: std::mem::take(&mut job.record_id),
+                time: std::mem::take(&mut job.time),
+                principal: std::mem::take(&mut job.principal),
+                action: std::mem::take(&mut job.action),
+                decision: job.decision.to_string(),
+                record_json: std::mem::take(&mut job.json),
                 prev_hash: head,
                 hash: hash.to_vec(),
             });
@@ -172,18 +215,10 @@ impl Writer {
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
             }
         }
-        let mut row_iter = rows.iter();
-        for (i, job) in jobs.drain(..).enumerate() {
-            let answer = if encode_failed.contains(&i) {
-                Err(AuditError::Encode("record is not serialisable".into()))
-            } else {
-                match &result {
-                    Ok(()) => row_iter
-                        .next()
-                        .map(|r| r.seq)
-                        .ok_or_else(|| AuditError::Append("row accounting mismatch".into())),
-                    Err(e) => Err(AuditError::Append(e.to_string())),
-                }
+        for (job, row) in jobs.drain(..).zip(rows.iter()) {
+            let answer = match &result {
+                Ok(()) => Ok(row.seq),
+                Err(e) => Err(AuditError::Append(e.to_string())),
             };
             // The requester may have gone (client disconnected); the record is durable anyway.
             let _ = job.done.send(answer);

@@ -144,16 +144,19 @@ async fn finish(
         .requests
         .get_or_create(&RouteStatus { route, status })
         .inc();
-    gw.metrics
-        .request_seconds
-        .observe(trace.started.elapsed().as_secs_f64());
     log_request(&trace);
     let ok = status < 400;
-    match gw
+    let started = trace.started;
+    let t = Instant::now();
+    let appended = gw
         .audit
         .append(trace.into_record(&gw.config.instance))
-        .await
-    {
+        .await;
+    gw.metrics.observe_stage("record", t.elapsed());
+    gw.metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match appended {
         Ok(_) => resp,
         Err(e) => {
             gw.metrics.fail("audit");
@@ -920,6 +923,7 @@ async fn forward(
         gw.limiter
             .settle(&token_key, token_rate, usage as f64 - token_cost);
     }
+    let mut changed = false;
     if op != Operation::Embedding {
         let choices = answer.get_mut("choices").and_then(Value::as_array_mut);
         if let Some(choices) = choices {
@@ -975,6 +979,7 @@ async fn forward(
                     && let Some(target) = choice.pointer_mut(slot)
                 {
                     *target = Value::String(redact(&text, &relevant, &redact_cats));
+                    changed = true;
                 }
                 trace.findings.extend(findings);
             }
@@ -985,10 +990,15 @@ async fn forward(
     if log_full && let Some(c) = trace.content.as_mut() {
         c["response"] = answer.clone();
     }
-    let out = serde_json::to_vec(&answer).map_err(|e| GatewayError::StageFailed {
-        stage: "gateway",
-        message: format!("cannot encode the answer: {e}"),
-    })?;
+    // An answer inspection left alone is released as the upstream's own bytes.
+    let out = if changed {
+        serde_json::to_vec(&answer).map_err(|e| GatewayError::StageFailed {
+            stage: "gateway",
+            message: format!("cannot encode the answer: {e}"),
+        })?
+    } else {
+        body
+    };
     let digest = hex::encode(Sha256::digest(&out));
     let resp = Response::builder()
         .status(StatusCode::OK)
@@ -1097,16 +1107,19 @@ impl StreamTask {
             hasher.update(f);
         }
         trace.response_digest = hex::encode(hasher.finalize_reset());
-        gw.metrics
-            .request_seconds
-            .observe(trace.started.elapsed().as_secs_f64());
         log_request(&trace);
         // The final event is released only once the stream's record is durable.
-        match gw
+        let started = trace.started;
+        let t = Instant::now();
+        let appended = gw
             .audit
             .append(trace.into_record(&gw.config.instance))
-            .await
-        {
+            .await;
+        gw.metrics.observe_stage("record", t.elapsed());
+        gw.metrics
+            .request_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match appended {
             Ok(_) => {
                 if let Some(f) = final_frame {
                     let _ = self.tx.send(f).await;

@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_log_principal ON audit_log(principal, seq);
-CREATE INDEX IF NOT EXISTS audit_log_record_id ON audit_log(record_id);
 CREATE TABLE IF NOT EXISTS policy_sets (
     version INTEGER PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -123,6 +122,28 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Store { conn })
+    }
+
+    /// Stops this connection from checkpointing the WAL on commit, for a writer whose commits
+    /// must stay short; some other connection must then call `checkpoint`.
+    pub fn disable_autocheckpoint(&self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
+    /// Copies committed WAL pages into the database. `restart` also makes the next writer
+    /// start the WAL from its beginning (briefly waiting for a running write), which is what keeps
+    /// the WAL from growing under a writer that never pauses. Returns the WAL's frame count and
+    /// how many frames were checkpointed.
+    pub fn checkpoint(&self, restart: bool) -> Result<(i64, i64), StoreError> {
+        let sql = if restart {
+            "PRAGMA wal_checkpoint(RESTART)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        Ok(self
+            .conn
+            .query_row(sql, [], |r| Ok((r.get(1)?, r.get(2)?)))?)
     }
 
     // ---- meta -------------------------------------------------------------------------------
