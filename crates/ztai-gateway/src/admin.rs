@@ -92,23 +92,13 @@ where
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());
         let t = Instant::now();
-        let verdict = gw
-            .policy
-            .load()
-            .authorize(
-                &principal,
-                Action::Admin,
-                &Resource::Api(area.to_string()),
-                &[],
-                &RequestContext::new("admin"),
-            )
-            .map_err(|e| {
-                gw.metrics.fail("policy");
-                GatewayError::StageFailed {
-                    stage: "policy",
-                    message: format!("the policy decision failed: {e}"),
-                }
-            })?;
+        let verdict = gw.decide(
+            &principal,
+            Action::Admin,
+            &Resource::Api(area.to_string()),
+            &[],
+            &RequestContext::new("admin"),
+        )?;
         trace.timings.authorize_us = micros(t);
         match verdict {
             Verdict::Permit(p) => trace.decision = Some(p.decision().clone()),

@@ -461,6 +461,12 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayEr
     })
 }
 
+/// Validates an OpenAI request body the way the data plane does, without serving it: the entry
+/// point for fuzzing and for tools that want to pre-check requests.
+pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), GatewayError> {
+    parse_request(op, bytes).map(|_| ())
+}
+
 fn write_text(body: &mut Value, slot: &TextSlot, text: String) {
     let target = match slot {
         TextSlot::Message(i) => body
@@ -625,22 +631,13 @@ async fn pipeline(
     let mut ctx = RequestContext::new(op.name()).with_findings(trace.findings.iter());
     ctx.stream = parsed.stream;
     ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
-    let engine = gw.policy.load();
-    let verdict = engine
-        .authorize(
-            &principal,
-            Action::Invoke,
-            &Resource::Model(model.name.clone()),
-            &model.groups,
-            &ctx,
-        )
-        .map_err(|e| {
-            gw.metrics.fail("policy");
-            GatewayError::StageFailed {
-                stage: "policy",
-                message: format!("the policy decision failed, so the request was refused: {e}"),
-            }
-        });
+    let verdict = gw.decide(
+        &principal,
+        Action::Invoke,
+        &Resource::Model(model.name.clone()),
+        &model.groups,
+        &ctx,
+    );
     trace.timings.authorize_us = micros(t);
     gw.metrics.observe_stage("authorize", t.elapsed());
     let permit: Permit = match verdict? {
@@ -1387,7 +1384,6 @@ pub async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> 
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());
         let t = Instant::now();
-        let engine = gw.policy.load();
         let ctx = RequestContext::new("list");
         let mut data = Vec::new();
         let mut names: Vec<&String> = gw.models.keys().collect();
@@ -1396,21 +1392,13 @@ pub async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> 
             let Some(m) = gw.models.get(name) else {
                 continue;
             };
-            let v = engine
-                .authorize(
-                    &principal,
-                    Action::ListModel,
-                    &Resource::Model(m.name.clone()),
-                    &m.groups,
-                    &ctx,
-                )
-                .map_err(|e| {
-                    gw.metrics.fail("policy");
-                    GatewayError::StageFailed {
-                        stage: "policy",
-                        message: format!("the policy decision failed: {e}"),
-                    }
-                })?;
+            let v = gw.decide(
+                &principal,
+                Action::ListModel,
+                &Resource::Model(m.name.clone()),
+                &m.groups,
+                &ctx,
+            )?;
             if matches!(v, Verdict::Permit(_)) {
                 data.push(json!({"id": m.name, "object": "model", "created": 0, "owned_by": format!("ztai:{}", m.upstream)}));
             }

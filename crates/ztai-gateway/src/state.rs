@@ -143,6 +143,28 @@ impl Gateway {
         }))
     }
 
+    /// Asks the current policy set; a failure to decide is a refusal (fail closed), counted and
+    /// reported as the policy stage's error.
+    pub(crate) fn decide(
+        &self,
+        principal: &ztai_core::Principal,
+        action: ztai_core::Action,
+        resource: &ztai_core::Resource,
+        parents: &[String],
+        ctx: &ztai_policy::RequestContext,
+    ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
+        self.policy
+            .load()
+            .authorize(principal, action, resource, parents, ctx)
+            .map_err(|e| {
+                self.metrics.fail("policy");
+                crate::GatewayError::StageFailed {
+                    stage: "policy",
+                    message: format!("the policy decision failed, so the request was refused: {e}"),
+                }
+            })
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

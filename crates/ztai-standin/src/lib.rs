@@ -137,24 +137,38 @@ async fn fault(model: &str) -> Option<Response> {
     }
 }
 
-async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorised(&cfg, &headers) {
-        return error(
+/// What every POST endpoint does first: check the upstream key, parse the body, act out a
+/// deliberate fault. `Err` is the answer to send instead.
+async fn prologue(
+    cfg: &StandinConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, String), Response> {
+    if !authorised(cfg, headers) {
+        return Err(error(
             StatusCode::UNAUTHORIZED,
             "stand-in: missing or wrong upstream key",
-        );
+        ));
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return Err(error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON"));
     };
     let model = req
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("standin-echo")
         .to_string();
-    if let Some(r) = fault(&model).await {
-        return r;
+    match fault(&model).await {
+        Some(r) => Err(r),
+        None => Ok((req, model)),
     }
+}
+
+async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, model) = match prologue(&cfg, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let prompt: String = req
         .get("messages")
         .and_then(Value::as_array)
@@ -192,23 +206,10 @@ async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 }
 
 async fn completions(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorised(&cfg, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stand-in: missing or wrong upstream key",
-        );
-    }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
+    let (req, model) = match prologue(&cfg, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("standin-echo")
-        .to_string();
-    if let Some(r) = fault(&model).await {
-        return r;
-    }
     let prompt = match req.get("prompt") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a
@@ -233,23 +234,10 @@ async fn completions(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes)
 }
 
 async fn embeddings(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorised(&cfg, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stand-in: missing or wrong upstream key",
-        );
-    }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "stand-in: body is not JSON");
+    let (req, model) = match prologue(&cfg, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("standin-echo")
-        .to_string();
-    if let Some(r) = fault(&model).await {
-        return r;
-    }
     let inputs: Vec<String> = match req.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
