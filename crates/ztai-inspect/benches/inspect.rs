@@ -4,12 +4,24 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use ztai_core::{Channel, FindingCategory};
-use ztai_inspect::{Inspector, StreamRedactor};
+use ztai_inspect::{Detector, Inspector, StreamRedactor};
 
 fn text_4k() -> String {
     let para = "Our quarterly review covers the migration of the billing service, the new on-call rota \
 and open questions about data retention. Contact the team lead at jane.doe@example.com or the \
 service desk for access. The staging key AKIAIOSFODNN7EXAMPLF must be rotated before launch. ";
+    let mut s = String::new();
+    while s.len() < 4096 {
+        s.push_str(para);
+    }
+    s.truncate(4096);
+    s
+}
+
+/// Ordinary prose with nothing to find: most traffic looks like this.
+fn clean_4k() -> String {
+    let para = "Summarise the attached meeting notes for the team, keeping the decisions, the owners \
+and the dates, and leave out the small talk. The budget discussion moved to next week. ";
     let mut s = String::new();
     while s.len() < 4096 {
         s.push_str(para);
@@ -26,6 +38,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rules_tier_4k_all_categories", |b| {
         b.iter(|| inspector.inspect(black_box(&text), Channel::Input).unwrap())
     });
+    let clean = clean_4k();
+    g.bench_function("rules_tier_4k_clean_prose", |b| {
+        b.iter(|| inspector.inspect(black_box(&clean), Channel::Input).unwrap())
+    });
+    for (name, d) in [
+        ("secrets", Box::new(ztai_inspect::SecretDetector::new().unwrap()) as Box<dyn Detector>),
+        ("pii", Box::new(ztai_inspect::PiiDetector::new().unwrap())),
+        ("injection_rules", Box::new(ztai_inspect::InjectionRules::new().unwrap())),
+    ] {
+        g.bench_function(format!("detector_{name}_4k_clean_prose"), |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                d.detect(black_box(&clean), Channel::Input, &mut out);
+                out
+            })
+        });
+    }
     g.bench_function("stream_redact_4k_in_16_byte_chunks", |b| {
         b.iter(|| {
             let mut r = StreamRedactor::new(

@@ -118,6 +118,11 @@ impl Detector for InjectionRules {
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
         let mut wanted = [false; 8];
         if text.is_ascii() {
+            // Most text holds no trigger at all: one fast (SIMD-prefiltered) check settles it
+            // before the slower overlapping scan that maps triggers to rules.
+            if !self.triggers.is_match(text) {
+                return;
+            }
             for m in self.triggers.find_overlapping_iter(text) {
                 if let Some(w) = self
                     .trigger_rule

@@ -277,6 +277,10 @@ impl Detector for SecretDetector {
                 }
                 continue;
             }
+            // Capturing is costly; most texts have no match, which a plain search settles.
+            if !rule.regex.is_match(text) {
+                continue;
+            }
             for caps in rule.regex.captures_iter(text) {
                 let Some(m) = caps.get(rule.group) else {
                     continue;
