@@ -59,13 +59,11 @@ impl AuditLog {
     /// Opens the log and starts its writer thread.
     pub fn open(config: AuditLogConfig) -> Result<Self, AuditError> {
         let store = Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
-        // Checkpoints run on their own thread so a commit, which requests wait for, never pays
-        // for copying the WAL back into the database.
+        // The writer checkpoints the WAL itself, between batches (see `Writer::maybe_checkpoint`),
+        // never inside a commit a request is waiting for.
         store
             .disable_autocheckpoint()
             .map_err(|e| AuditError::Open(e.to_string()))?;
-        let checkpointer =
-            Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
         let head = store
             .audit_head()
             .map_err(|e| AuditError::Open(e.to_string()))?;
@@ -80,38 +78,12 @@ impl AuditLog {
             head: head
                 .map(|(_, h)| h)
                 .unwrap_or_else(|| GENESIS_HASH.to_vec()),
+            since_checkpoint: 0,
         };
-        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let alive_w = alive.clone();
         std::thread::Builder::new()
             .name("ztai-audit-writer".into())
-            .spawn(move || {
-                writer.run();
-                alive_w.store(false, Ordering::Relaxed);
-            })
+            .spawn(move || writer.run())
             .map_err(|e| AuditError::Open(format!("cannot start the writer thread: {e}")))?;
-        std::thread::Builder::new()
-            .name("ztai-audit-checkpoint".into())
-            .spawn(move || {
-                // Passive checkpoints keep up without blocking the writer; once the WAL passes
-                // 4096 frames (16 MiB) a restarting one lets the writer wrap it around.
-                const RESTART_FRAMES: i64 = 4096;
-                let mut restart = false;
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    match checkpointer.checkpoint(restart) {
-                        Ok((frames, _)) => restart = frames > RESTART_FRAMES,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry")
-                        }
-                    }
-                    if !alive.load(Ordering::Relaxed) {
-                        let _ = checkpointer.checkpoint(true);
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| AuditError::Open(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(AuditLog { tx, stats })
     }
 
@@ -161,7 +133,14 @@ struct Writer {
     max_batch: usize,
     seq: i64,
     head: Vec<u8>,
+    /// Records committed since the last checkpoint.
+    since_checkpoint: usize,
 }
+
+/// Checkpoint when the queue is empty and this many records have accumulated...
+const CHECKPOINT_IDLE: usize = 1_000;
+/// ...or regardless of the queue once this many have, so the WAL stays bounded under saturation.
+const CHECKPOINT_FORCED: usize = 20_000;
 
 impl Writer {
     fn run(mut self) {
@@ -175,6 +154,22 @@ impl Writer {
                 }
             }
             self.commit(&mut jobs);
+            self.maybe_checkpoint();
+        }
+        let _ = self.store.checkpoint(false);
+    }
+
+    /// With no other writer on the database a passive checkpoint copies the whole WAL, and the
+    /// next commit starts the WAL over: the file stays small and no commit pays for the copy.
+    fn maybe_checkpoint(&mut self) {
+        let idle = self.rx.is_empty();
+        if (idle && self.since_checkpoint >= CHECKPOINT_IDLE)
+            || self.since_checkpoint >= CHECKPOINT_FORCED
+        {
+            if let Err(e) = self.store.checkpoint(false) {
+                tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
+            }
+            self.since_checkpoint = 0;
         }
     }
 
@@ -207,6 +202,7 @@ impl Writer {
                     .appended
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.since_checkpoint += rows.len();
             }
             Err(e) => {
                 tracing::error!(error = %e, records = rows.len(), "audit append failed; refusing the requests it carried");

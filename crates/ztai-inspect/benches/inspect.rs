@@ -40,12 +40,22 @@ fn bench(c: &mut Criterion) {
     });
     let clean = clean_4k();
     g.bench_function("rules_tier_4k_clean_prose", |b| {
-        b.iter(|| inspector.inspect(black_box(&clean), Channel::Input).unwrap())
+        b.iter(|| {
+            inspector
+                .inspect(black_box(&clean), Channel::Input)
+                .unwrap()
+        })
     });
     for (name, d) in [
-        ("secrets", Box::new(ztai_inspect::SecretDetector::new().unwrap()) as Box<dyn Detector>),
+        (
+            "secrets",
+            Box::new(ztai_inspect::SecretDetector::new().unwrap()) as Box<dyn Detector>,
+        ),
         ("pii", Box::new(ztai_inspect::PiiDetector::new().unwrap())),
-        ("injection_rules", Box::new(ztai_inspect::InjectionRules::new().unwrap())),
+        (
+            "injection_rules",
+            Box::new(ztai_inspect::InjectionRules::new().unwrap()),
+        ),
     ] {
         g.bench_function(format!("detector_{name}_4k_clean_prose"), |b| {
             b.iter(|| {

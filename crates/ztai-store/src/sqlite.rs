@@ -131,10 +131,9 @@ impl Store {
         Ok(())
     }
 
-    /// Copies committed WAL pages into the database. `restart` also makes the next writer
-    /// start the WAL from its beginning (briefly waiting for a running write), which is what keeps
-    /// the WAL from growing under a writer that never pauses. Returns the WAL's frame count and
-    /// how many frames were checkpointed.
+    /// Copies committed WAL pages into the database. A passive checkpoint never waits; `restart`
+    /// also waits for a running writer and makes the next one start the WAL from its beginning.
+    /// Returns the WAL's frame count and how many frames were checkpointed.
     pub fn checkpoint(&self, restart: bool) -> Result<(i64, i64), StoreError> {
         let sql = if restart {
             "PRAGMA wal_checkpoint(RESTART)"
