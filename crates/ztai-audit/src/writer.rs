@@ -137,6 +137,9 @@ struct Writer {
     since_checkpoint: usize,
 }
 
+/// How long a busy writer waits for more records before committing.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(150);
+
 /// Checkpoint when the queue is empty and this many records have accumulated...
 const CHECKPOINT_IDLE: usize = 1_000;
 /// ...or regardless of the queue once this many have, so the WAL stays bounded under saturation.
@@ -145,18 +148,31 @@ const CHECKPOINT_FORCED: usize = 20_000;
 impl Writer {
     fn run(mut self) {
         let mut jobs: Vec<Job> = Vec::with_capacity(self.max_batch);
+        let mut last_batch = 0usize;
         while let Some(first) = self.rx.blocking_recv() {
             jobs.push(first);
-            while jobs.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
+            self.drain(&mut jobs);
+            // Commit delay: when the last batch showed concurrent writers, wait a moment for
+            // more records so one transaction carries many. A lone request (batches of one)
+            // never waits.
+            if last_batch > 1 && jobs.len() < self.max_batch {
+                std::thread::sleep(COMMIT_DELAY);
+                self.drain(&mut jobs);
             }
+            last_batch = jobs.len();
             self.commit(&mut jobs);
             self.maybe_checkpoint();
         }
         let _ = self.store.checkpoint(false);
+    }
+
+    fn drain(&mut self, jobs: &mut Vec<Job>) {
+        while jobs.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
     }
 
     /// With no other writer on the database a passive checkpoint copies the whole WAL, and the

@@ -169,8 +169,34 @@ impl Gateway {
         &self.config
     }
 
+    /// The Prometheus exposition, with the audit writer's own counters added.
     pub fn metrics_text(&self) -> String {
-        self.metrics.encode()
+        let mut text = self.metrics.encode();
+        let body_end = text.rfind("# EOF").unwrap_or(text.len());
+        text.truncate(body_end);
+        for (name, help, value) in [
+            (
+                "ztai_audit_records",
+                "Audit records made durable",
+                self.audit.appended(),
+            ),
+            (
+                "ztai_audit_batches",
+                "Audit transactions committed (group commits)",
+                self.audit.batches(),
+            ),
+            (
+                "ztai_audit_append_failures",
+                "Audit records that could not be made durable",
+                self.audit.failed(),
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
+            ));
+        }
+        text.push_str("# EOF\n");
+        text
     }
 
     /// Reloads the policy directory; on any error the running set stays.
