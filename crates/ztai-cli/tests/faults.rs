@@ -319,10 +319,29 @@ fn when_the_audit_log_fails_requests_are_refused_and_then_recover() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "audit_unavailable");
     assert!(!r.text().contains("unrecordable"), "the answer is withheld");
+    // A stream is refused before its first byte, not cut off after it.
+    let r = chat(s.gw, &s.key, "ok", "unrecordable stream", true);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(!r.text().contains("unrecordable"));
     assert!(metric(s.admin, "ztai_failures_total{component=\"audit\"}") >= 1.0);
     conn.execute_batch("ALTER TABLE audit_log_away RENAME TO audit_log")
         .unwrap();
     assert_eq!(chat(s.gw, &s.key, "ok", "after", false).status, 200);
+    // A stream leaves an "opened" record before its first byte and a final one at its end.
+    let r = chat(s.gw, &s.key, "ok", "streamed and recorded", true);
+    let id = r.header("x-request-id").unwrap().to_string();
+    let records = request(s.admin, "GET", "/api/v1/audit?limit=10", Some(&s.key), "").json();
+    let mine: Vec<&serde_json::Value> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "{records}");
+    assert!(
+        mine.iter()
+            .any(|r| r["reason"].as_str().unwrap().contains("stream opened"))
+    );
     // The chain stayed whole through the failure.
     let v = request(s.admin, "GET", "/api/v1/audit/verify", Some(&s.key), "").json();
     assert_eq!(v["intact"], true, "{v}");

@@ -842,6 +842,22 @@ async fn forward(
             )));
         }
         trace.timings.upstream_us = micros(t);
+        // Nothing is released unrecorded: a stream gets a durable "opened" record before its
+        // first byte, and its final record (status, output findings, digest) when it ends.
+        let mut opened = trace.clone();
+        opened.status = 200;
+        opened.reason = "stream opened; the final record follows when it ends".into();
+        opened.content = None;
+        let t_rec = Instant::now();
+        let appended = gw
+            .audit
+            .append(opened.into_record(&gw.config.instance))
+            .await;
+        gw.metrics.observe_stage("record", t_rec.elapsed());
+        if let Err(e) = appended {
+            gw.metrics.fail("audit");
+            return Err(GatewayError::AuditUnavailable(e.to_string()));
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
         let task = StreamTask {
             gw: gw.clone(),

@@ -6,7 +6,7 @@ use ztai_core::{
     StageTimings,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Trace {
     pub request_id: String,
     pub started: Instant,

@@ -277,3 +277,33 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_forbid_that_fails_to_evaluate_denies_even_when_a_permit_applies() {
+    let permit = PolicySource {
+        name: "p.cedar".into(),
+        text: "@id(\"all\") permit (principal, action == Action::\"invoke\", resource);".into(),
+    };
+    // Overflows for any positive severity: Cedar reports an error and skips the policy.
+    let broken_forbid = PolicySource {
+        name: "f.cedar".into(),
+        text: "@id(\"overflowing\") forbid (principal, action == Action::\"invoke\", resource) when { context.max_severity + 9223372036854775807 > 0 };".into(),
+    };
+    let e = PolicyEngine::from_sources(vec![permit, broken_forbid]).unwrap();
+    let f = [finding("email", FindingCategory::Pii, Severity::Low)];
+    let v = invoke(&e, &user("a", &[]), "m", &[], &f);
+    let Verdict::Deny(d) = v else {
+        panic!("an erroring forbid must not let the permit through")
+    };
+    assert!(
+        d.denial_message().contains("fail closed"),
+        "{}",
+        d.denial_message()
+    );
+    assert!(!d.errors.is_empty());
+    // Without findings the forbid evaluates cleanly (0 + max > 0 is true): denied by it.
+    let Verdict::Deny(d) = invoke(&e, &user("a", &[]), "m", &[], &[]) else {
+        panic!()
+    };
+    assert_eq!(d.policies, vec!["overflowing"]);
+}
