@@ -26,7 +26,12 @@ impl PiiDetector {
             email: build(
                 r"(?-u:\b)[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}(?-u:\b)",
             )?,
-            card: build(r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)")?,
+            // Grouped layouts are matched group by group (4-4-4-4[-1..3], Amex 4-6-5) and a bare
+            // run is 13-19 digits, so two cards side by side are never read as one run that
+            // straddles both (which would make detection depend on where a scan starts).
+            card: build(
+                r"(?-u:\b)(?:\d{4} \d{4} \d{4} \d{4}(?: \d{1,3})?|\d{4}-\d{4}-\d{4}-\d{4}(?:-\d{1,3})?|\d{4} \d{6} \d{5}|\d{4}-\d{6}-\d{5}|\d{13,19})(?-u:\b)",
+            )?,
         })
     }
 }
@@ -98,10 +103,15 @@ impl Detector for PiiDetector {
                 channel,
             });
         }
-        for m in self.card.find_iter(text) {
+        // A candidate that fails validation may overlap a real card that starts inside it, so
+        // the search resumes one byte later rather than after the candidate: which cards are
+        // found must not depend on where a scan starts (streams are scanned in windows).
+        let mut pos = 0;
+        while let Some(m) = self.card.find_at(text, pos) {
             let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
             if !(13..=19).contains(&digits.len()) || !luhn_valid(&digits) || !issuer_known(&digits)
             {
+                pos = m.start() + 1;
                 continue;
             }
             out.push(Finding {
@@ -113,6 +123,7 @@ impl Detector for PiiDetector {
                 span: Span::new(m.start(), m.end()),
                 channel,
             });
+            pos = m.end();
         }
     }
 }

@@ -160,3 +160,19 @@ proptest! {
         prop_assert_eq!(redact_all(&once), once);
     }
 }
+
+#[test]
+fn cards_side_by_side_are_found_wherever_a_stream_window_starts() {
+    // Found by the property test: a window starting mid-card used to misalign the search and
+    // release a whole card unredacted.
+    let card = "4111 1111 1111 1111";
+    let text = format!("{card} {card} {card} {card} {card} alice.smith@example.org {GH}");
+    for window in [20, 33, 47, 66, 100] {
+        assert_eq!(
+            stream(&text, &[], window),
+            redact_all(&text),
+            "window {window}"
+        );
+        assert!(!stream(&text, &[], window).contains("4111"));
+    }
+}
