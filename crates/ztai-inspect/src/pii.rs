@@ -30,7 +30,7 @@ impl PiiDetector {
             // run is 13-19 digits, so two cards side by side are never read as one run that
             // straddles both (which would make detection depend on where a scan starts).
             card: build(
-                r"(?-u:\b)(?:\d{4} \d{4} \d{4} \d{4}(?: \d{1,3})?|\d{4}-\d{4}-\d{4}-\d{4}(?:-\d{1,3})?|\d{4} \d{6} \d{5}|\d{4}-\d{6}-\d{5}|\d{13,19})(?-u:\b)",
+                r"(?-u:\b)(?:[0-9]{4} [0-9]{4} [0-9]{4} [0-9]{4}(?: [0-9]{1,3})?|[0-9]{4}-[0-9]{4}-[0-9]{4}-[0-9]{4}(?:-[0-9]{1,3})?|[0-9]{4} [0-9]{6} [0-9]{5}|[0-9]{4}-[0-9]{6}-[0-9]{5}|[0-9]{13,19})(?-u:\b)",
             )?,
         })
     }
@@ -166,6 +166,15 @@ mod tests {
                 "{card}"
             );
         }
+    }
+
+    #[test]
+    fn only_ascii_digits_make_a_card() {
+        // U+11DA0 is a Unicode decimal digit; a card must not swallow it.
+        assert_eq!(
+            found("4111 1111 1111 1111 \u{11da0}x"),
+            vec![("credit_card".to_string(), "4111 1111 1111 1111")]
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ const RULES: &[(&str, Severity, &str, usize, f64)] = &[
     (
         "anthropic_api_key",
         Severity::High,
-        r"(?-u:\b)sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,120}",
+        r"(?-u:\b)sk-ant-(?:api|admin)[0-9][0-9]-[A-Za-z0-9_-]{80,120}",
         0,
         0.0,
     ),
