@@ -118,7 +118,7 @@ impl Detector for InjectionRules {
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
         let mut wanted = [false; 8];
         if text.is_ascii() {
-            // Most text holds no trigger at all: one fast (SIMD-prefiltered) check settles it
+            // Most text holds no trigger at all: one plain check settles it
             // before the slower overlapping scan that maps triggers to rules.
             if !self.triggers.is_match(text) {
                 return;
