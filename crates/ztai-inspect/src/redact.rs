@@ -112,7 +112,8 @@ pub struct StreamRedactor {
 }
 
 /// The default hold-back window: larger than any bounded detector pattern except private keys,
-/// which are held whole until their end marker arrives.
+/// which are held whole until their end marker arrives. Up to a quarter window more is held while
+/// text accumulates between scans.
 pub const DEFAULT_WINDOW: usize = 256;
 /// The most a stream may hold while waiting for the end of a finding (a private key block).
 pub const DEFAULT_MAX_HOLD: usize = 64 * 1024;
@@ -158,7 +159,10 @@ impl StreamRedactor {
         if self.pending.is_empty() {
             return Ok(String::new());
         }
-        if !all && self.pending.len() <= self.window {
+        // Scan only once a quarter window has accumulated past the window: a stream of tiny
+        // chunks (a token each) then costs one scan per window/4 bytes rather than one per chunk,
+        // for at most a quarter window more hold-back.
+        if !all && self.pending.len() <= self.window + self.window / 4 {
             return Ok(String::new());
         }
         let mut text = String::with_capacity(self.context.len() + self.pending.len());
