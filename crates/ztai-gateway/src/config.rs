@@ -573,6 +573,20 @@ groups = ["standard"]
     }
 
     #[test]
+    fn the_documented_example_configuration_is_valid() {
+        let text = include_str!("../../../examples/ztai.toml")
+            // The example names OPENAI_API_KEY; any variable that is set proves the same path.
+            .replace("api_key_env = \"OPENAI_API_KEY\"", "api_key_env = \"PATH\"");
+        let c = Config::parse(&text, Path::new("/etc/ztai")).unwrap();
+        assert_eq!(c.models.len(), 2);
+        assert_eq!(
+            c.models[1].upstream_model,
+            "meta-llama/Llama-3.1-8B-Instruct"
+        );
+        assert_eq!(c.upstreams[0].key, UpstreamKey::Env("PATH".into()));
+    }
+
+    #[test]
     fn keys_never_come_from_the_text_but_from_env_or_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("key"), "sk-from-file\n").unwrap();

@@ -62,7 +62,12 @@ pub struct Gateway {
     pub(crate) models: HashMap<String, ModelConfig>,
     /// Control-plane store connection (keys, policy versions, audit queries).
     pub(crate) store: Mutex<Store>,
+    /// The policy directory as it was when the running set was read, so a change made at any
+    /// moment after that — even before the watcher first runs — is seen.
+    policy_signature: Mutex<DirSignature>,
 }
+
+type DirSignature = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 pub(crate) fn entry_from_row(row: &ztai_store::KeyRow) -> Option<(String, KeyEntry)> {
     let hash: [u8; 32] = row.secret_hash.as_slice().try_into().ok()?;
@@ -96,6 +101,7 @@ impl Gateway {
                 }
             }
         }
+        let signature = dir_signature(&config.policy_dir);
         let engine =
             PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
                 dir: config.policy_dir.display().to_string(),
@@ -139,6 +145,7 @@ impl Gateway {
             upstream_auth,
             models,
             store: Mutex::new(store),
+            policy_signature: Mutex::new(signature),
             config,
         }))
     }
@@ -297,7 +304,6 @@ impl Gateway {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut last = dir_signature(&self.config.policy_dir);
         let mut tick = tokio::time::interval(self.config.policy_reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -306,8 +312,16 @@ impl Gateway {
                 _ = shutdown.changed() => return,
             }
             let now = dir_signature(&self.config.policy_dir);
-            if now != last {
-                last = now;
+            let changed = {
+                let mut last = self
+                    .policy_signature
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let changed = *last != now;
+                *last = now;
+                changed
+            };
+            if changed {
                 let _ = self.reload_policies("policy-watcher").await;
             }
         }
@@ -334,7 +348,7 @@ fn record_policy_version(
 }
 
 /// Names, sizes and modification times of the policy files: cheap to compute every second.
-fn dir_signature(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn dir_signature(dir: &std::path::Path) -> DirSignature {
     let mut sig: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
