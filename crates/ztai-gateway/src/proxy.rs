@@ -596,7 +596,7 @@ async fn pipeline(
 
     // 3. inspect input
     let t = Instant::now();
-    let mut per_text: Vec<(String, Vec<Finding>)> = Vec::with_capacity(parsed.texts.len());
+    let mut per_text: Vec<Vec<Finding>> = Vec::with_capacity(parsed.texts.len());
     for (_, text, channel) in &parsed.texts {
         let f = gw.inspector.inspect(text, *channel).map_err(|e| {
             gw.metrics.fail("inspect");
@@ -610,9 +610,9 @@ async fn pipeline(
                 },
             }
         })?;
-        per_text.push((text.clone(), f));
+        per_text.push(f);
     }
-    for (_, f) in &per_text {
+    for f in &per_text {
         for finding in f {
             gw.metrics
                 .findings
@@ -668,7 +668,7 @@ async fn pipeline(
         match o {
             Obligation::Redact { categories } => {
                 let cats = categories_of(categories);
-                for ((slot, text, _), (_, f)) in parsed.texts.iter().zip(per_text.iter()) {
+                for ((slot, text, _), f) in parsed.texts.iter().zip(per_text.iter()) {
                     if f.iter()
                         .any(|x| cats.is_empty() || cats.contains(&x.category))
                     {
