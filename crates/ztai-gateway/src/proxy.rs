@@ -112,7 +112,7 @@ async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
 }
 
 /// Records the request and produces the answer. A buffered answer is released only after its
-/// record is durable; a streamed one records before its final event (see `stream_task`).
+/// record is durable; a streamed one records before its final event (see `StreamTask::run`).
 async fn finish(
     gw: &Gateway,
     route: &'static str,
@@ -139,13 +139,31 @@ async fn finish(
         // The stream task records and counts it when it ends.
         return resp;
     }
-    let status = resp.status().as_u16();
+    let ok = resp.status().as_u16() < 400;
+    match record_request(gw, route, trace).await {
+        Ok(()) => resp,
+        // Fail closed: an answer that could not be recorded is not released.
+        Err(e) if ok => GatewayError::AuditUnavailable(e.to_string()).into_response(),
+        Err(_) => resp,
+    }
+}
+
+/// The last stage of every request: count it, log it, and append its record, timing the append
+/// and the whole request. An append failure is counted and logged here; what it means for the
+/// answer is the caller's decision.
+async fn record_request(
+    gw: &Gateway,
+    route: &'static str,
+    trace: Trace,
+) -> Result<(), ztai_audit::AuditError> {
     gw.metrics
         .requests
-        .get_or_create(&RouteStatus { route, status })
+        .get_or_create(&RouteStatus {
+            route,
+            status: trace.status,
+        })
         .inc();
     log_request(&trace);
-    let ok = status < 400;
     let started = trace.started;
     let t = Instant::now();
     let appended = gw
@@ -156,19 +174,11 @@ async fn finish(
     gw.metrics
         .request_seconds
         .observe(started.elapsed().as_secs_f64());
-    match appended {
-        Ok(_) => resp,
-        Err(e) => {
-            gw.metrics.fail("audit");
-            tracing::error!(error = %e, "audit append failed");
-            if ok {
-                // Fail closed: an answer that could not be recorded is not released.
-                GatewayError::AuditUnavailable(e.to_string()).into_response()
-            } else {
-                resp
-            }
-        }
-    }
+    appended.map(|_| ()).map_err(|e| {
+        gw.metrics.fail("audit");
+        tracing::error!(error = %e, "audit append failed; the request was refused or cut short");
+        e
+    })
 }
 
 fn log_request(trace: &Trace) {
@@ -1114,37 +1124,19 @@ impl StreamTask {
         {
             c["response"] = Value::String(released_text);
         }
-        let route = "/v1/chat/completions(stream)";
-        gw.metrics
-            .requests
-            .get_or_create(&RouteStatus { route, status })
-            .inc();
         let mut trace = std::mem::replace(&mut self.trace, Trace::new(String::new(), ""));
         if let Some(f) = &final_frame {
             hasher.update(f);
         }
         trace.response_digest = hex::encode(hasher.finalize_reset());
-        log_request(&trace);
         // The final event is released only once the stream's record is durable.
-        let started = trace.started;
-        let t = Instant::now();
-        let appended = gw
-            .audit
-            .append(trace.into_record(&gw.config.instance))
-            .await;
-        gw.metrics.observe_stage("record", t.elapsed());
-        gw.metrics
-            .request_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match appended {
-            Ok(_) => {
+        match record_request(&gw, "/v1/chat/completions(stream)", trace).await {
+            Ok(()) => {
                 if let Some(f) = final_frame {
                     let _ = self.tx.send(f).await;
                 }
             }
             Err(e) => {
-                gw.metrics.fail("audit");
-                tracing::error!(error = %e, "audit append failed for a stream");
                 let err = GatewayError::AuditUnavailable(e.to_string());
                 let _ = self
                     .tx
