@@ -1026,6 +1026,11 @@ async fn forward(
     } else {
         body
     };
+    json_answer(out)
+}
+
+/// A 200 JSON answer with the digest its audit record carries.
+fn json_answer(out: Vec<u8>) -> Result<Answer, GatewayError> {
     let digest = hex::encode(Sha256::digest(&out));
     let resp = Response::builder()
         .status(StatusCode::OK)
@@ -1430,16 +1435,7 @@ pub async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> 
                 message: e.to_string(),
             }
         })?;
-        let digest = hex::encode(Sha256::digest(&out));
-        let resp = Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(out))
-            .map_err(|e| GatewayError::StageFailed {
-                stage: "gateway",
-                message: e.to_string(),
-            })?;
-        Ok(Answer::Buffered(resp, digest))
+        json_answer(out)
     })();
     let resp = finish(&gw, "/v1/models", trace, result).await;
     with_request_id(resp, &request_id)
