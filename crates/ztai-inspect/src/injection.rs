@@ -3,6 +3,7 @@
 //! Recall beyond these phrasings is the classifier tier's job; these rules exist so that the
 //! obvious attacks are refused for microseconds of work.
 
+use crate::gate::LiteralGate;
 use crate::{Detector, InspectError};
 use regex::Regex;
 use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
@@ -62,9 +63,7 @@ const RULES: &[(&str, Severity, &str)] = &[
 #[derive(Debug)]
 pub struct InjectionRules {
     rules: Vec<(&'static str, Severity, Regex)>,
-    triggers: aho_corasick::AhoCorasick,
-    /// Trigger pattern index → rule index.
-    trigger_rule: Vec<usize>,
+    gate: LiteralGate,
 }
 
 impl InjectionRules {
@@ -83,25 +82,16 @@ impl InjectionRules {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let mut words = Vec::new();
-        let mut trigger_rule = Vec::new();
-        for (rule, list) in TRIGGERS.iter().enumerate() {
-            for w in *list {
-                words.push(*w);
-                trigger_rule.push(rule);
-            }
-        }
-        let triggers = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&words)
-            .map_err(|e| InspectError::Build {
+        let triggers: Vec<(&[&str], bool)> = TRIGGERS.iter().map(|t| (*t, true)).collect();
+        if triggers.len() != RULES.len() {
+            return Err(InspectError::Build {
                 detector: "injection_rules",
-                message: format!("triggers: {e}"),
-            })?;
+                message: "every rule needs its trigger words".into(),
+            });
+        }
         Ok(InjectionRules {
             rules,
-            triggers,
-            trigger_rule,
+            gate: LiteralGate::new("injection_rules", &triggers)?,
         })
     }
 }
@@ -116,28 +106,22 @@ impl Detector for InjectionRules {
     }
 
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
-        let mut wanted = [false; 8];
-        if text.is_ascii() {
-            // Most text holds no trigger at all: one plain check settles it
-            // before the slower overlapping scan that maps triggers to rules.
-            if !self.triggers.is_match(text) {
-                return;
-            }
-            for m in self.triggers.find_overlapping_iter(text) {
-                if let Some(w) = self
-                    .trigger_rule
-                    .get(m.pattern().as_usize())
-                    .and_then(|&rule| wanted.get_mut(rule))
-                {
-                    *w = true;
-                }
-            }
-        } else {
-            // Unicode case folding can match letters the ASCII prefilter cannot see: run all.
-            wanted = [true; 8];
-        }
+        let wanted = self.gate.wanted(text);
+        self.detect_rules(text, channel, out, |i| wanted.get(i));
+    }
+}
+
+impl InjectionRules {
+    /// Runs the rules `wanted` selects.
+    pub(crate) fn detect_rules(
+        &self,
+        text: &str,
+        channel: Channel,
+        out: &mut Vec<Finding>,
+        wanted: impl Fn(usize) -> bool,
+    ) {
         for (i, (kind, severity, re)) in self.rules.iter().enumerate() {
-            if !wanted.get(i).copied().unwrap_or(true) {
+            if !wanted(i) {
                 continue;
             }
             for m in re.find_iter(text) {

@@ -5,6 +5,7 @@
 //! that follows plug into the same pipeline, and the pipeline refuses (rather than skims) text over
 //! its size bound so an oversized input can never slip past inspection.
 
+mod gate;
 mod injection;
 mod pii;
 mod redact;

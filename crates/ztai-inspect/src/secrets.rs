@@ -5,17 +5,17 @@
 //! examples and hashes in lock files are not flagged. Every pattern has a bounded length so the
 //! streaming redactor's hold-back window can always contain a whole match.
 
+use crate::gate::LiteralGate;
 use crate::{Detector, InspectError};
 use regex::Regex;
 use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
 
+/// A compiled `RuleSpec`.
 struct Rule {
     kind: &'static str,
     severity: Severity,
     regex: Regex,
-    /// Capture group holding the secret value (0 = whole match).
     group: usize,
-    /// Minimum Shannon entropy (bits per char) the value must have; 0 = no check.
     min_entropy: f64,
 }
 
@@ -25,140 +25,193 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-const RULES: &[(&str, Severity, &str, usize, f64)] = &[
-    (
-        "private_key",
-        Severity::Critical,
-        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
-        0,
-        0.0,
-    ),
-    (
-        "aws_access_key_id",
-        Severity::High,
-        r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "aws_secret_access_key",
-        Severity::Critical,
-        r#"(?i)(?-u:\b)aws_?secret_?access_?key(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
-        1,
-        3.0,
-    ),
-    (
-        "github_token",
-        Severity::High,
-        r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,76}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "github_fine_grained_pat",
-        Severity::High,
-        r"(?-u:\b)github_pat_[A-Za-z0-9_]{82}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "gitlab_token",
-        Severity::High,
-        r"(?-u:\b)glpat-[A-Za-z0-9_-]{20}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "openai_api_key",
-        Severity::High,
-        r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "anthropic_api_key",
-        Severity::High,
-        r"(?-u:\b)sk-ant-(?:api|admin)[0-9][0-9]-[A-Za-z0-9_-]{80,120}",
-        0,
-        0.0,
-    ),
-    (
-        "slack_token",
-        Severity::High,
-        r"(?-u:\b)xox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "slack_webhook",
-        Severity::High,
-        r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,100}",
-        0,
-        0.0,
-    ),
-    (
-        "stripe_key",
-        Severity::High,
-        r"(?-u:\b)(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "google_api_key",
-        Severity::High,
-        r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "huggingface_token",
-        Severity::High,
-        r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "sendgrid_api_key",
-        Severity::High,
-        r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "twilio_api_key",
-        Severity::High,
-        r"(?-u:\b)SK[0-9a-fA-F]{32}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "npm_token",
-        Severity::High,
-        r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)",
-        0,
-        0.0,
-    ),
-    (
-        "jwt",
-        Severity::Medium,
-        r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-        0,
-        0.0,
-    ),
-    (
-        "connection_string_password",
-        Severity::High,
-        r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
-        1,
-        0.0,
-    ),
-    (
-        "generic_secret_assignment",
-        Severity::Medium,
-        r#"(?i)(?-u:\b)(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
-        1,
-        3.3,
-    ),
+/// One rule: what it finds, how, and the literals one of which every match contains (see
+/// `gate`).
+struct RuleSpec {
+    kind: &'static str,
+    severity: Severity,
+    pattern: &'static str,
+    /// Capture group holding the secret value (0 = whole match).
+    group: usize,
+    /// Minimum Shannon entropy (bits per char) the value must have; 0 = no check.
+    min_entropy: f64,
+    literals: &'static [&'static str],
+    /// The pattern matches case-insensitively, so its literals are too.
+    case_insensitive: bool,
+}
+
+const RULES: &[RuleSpec] = &[
+    RuleSpec {
+        kind: "private_key",
+        severity: Severity::Critical,
+        pattern: r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["-----BEGIN"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "aws_access_key_id",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "aws_secret_access_key",
+        severity: Severity::Critical,
+        pattern: r#"(?i)(?-u:\b)aws_?secret_?access_?key(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
+        group: 1,
+        min_entropy: 3.0,
+        literals: &["aws"],
+        case_insensitive: true,
+    },
+    RuleSpec {
+        kind: "github_token",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,76}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "github_fine_grained_pat",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)github_pat_[A-Za-z0-9_]{82}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["github_pat_"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "gitlab_token",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)glpat-[A-Za-z0-9_-]{20}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["glpat-"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "openai_api_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["sk-"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "anthropic_api_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)sk-ant-(?:api|admin)[0-9][0-9]-[A-Za-z0-9_-]{80,120}",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["sk-ant-"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "slack_token",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)xox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["xox"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "slack_webhook",
+        severity: Severity::High,
+        pattern: r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,100}",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["https://hooks.slack.com/"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "stripe_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["_live_", "_test_"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "google_api_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["AIza"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "huggingface_token",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["hf_"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "sendgrid_api_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["SG."],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "twilio_api_key",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)SK[0-9a-fA-F]{32}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["SK"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "npm_token",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["npm_"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "jwt",
+        severity: Severity::Medium,
+        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        group: 0,
+        min_entropy: 0.0,
+        literals: &["eyJ"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "connection_string_password",
+        severity: Severity::High,
+        pattern: r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
+        group: 1,
+        min_entropy: 0.0,
+        literals: &["://"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "generic_secret_assignment",
+        severity: Severity::Medium,
+        pattern: r#"(?i)(?-u:\b)(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
+        group: 1,
+        min_entropy: 3.3,
+        literals: &["api", "secret", "access", "auth", "passw", "pwd"],
+        case_insensitive: true,
+    },
 ];
 
 /// Values that look like secrets but are documentation placeholders.
@@ -234,42 +287,50 @@ fn finding(rule: &Rule, start: usize, end: usize, channel: Channel) -> Finding {
 #[derive(Debug)]
 pub struct SecretDetector {
     rules: Vec<Rule>,
+    gate: LiteralGate,
 }
 
 impl SecretDetector {
     pub fn new() -> Result<Self, InspectError> {
         let rules = RULES
             .iter()
-            .map(|&(kind, severity, pattern, group, min_entropy)| {
-                Regex::new(pattern)
+            .map(|spec| {
+                Regex::new(spec.pattern)
                     .map(|regex| Rule {
-                        kind,
-                        severity,
+                        kind: spec.kind,
+                        severity: spec.severity,
                         regex,
-                        group,
-                        min_entropy,
+                        group: spec.group,
+                        min_entropy: spec.min_entropy,
                     })
                     .map_err(|e| InspectError::Build {
                         detector: "secrets",
-                        message: format!("rule `{kind}`: {e}"),
+                        message: format!("rule `{}`: {e}", spec.kind),
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(SecretDetector { rules })
-    }
-}
-
-impl Detector for SecretDetector {
-    fn id(&self) -> &'static str {
-        "secrets"
-    }
-
-    fn categories(&self) -> &'static [FindingCategory] {
-        &[FindingCategory::Secret]
+        let literals: Vec<(&[&str], bool)> = RULES
+            .iter()
+            .map(|spec| (spec.literals, spec.case_insensitive))
+            .collect();
+        Ok(SecretDetector {
+            rules,
+            gate: LiteralGate::new("secrets", &literals)?,
+        })
     }
 
-    fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
-        for rule in &self.rules {
+    /// Runs the rules `wanted` selects.
+    pub(crate) fn detect_rules(
+        &self,
+        text: &str,
+        channel: Channel,
+        out: &mut Vec<Finding>,
+        wanted: impl Fn(usize) -> bool,
+    ) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !wanted(i) {
+                continue;
+            }
             if rule.group == 0 && rule.min_entropy == 0.0 {
                 // No capture needed: the cheaper search path.
                 for m in rule.regex.find_iter(text) {
@@ -297,6 +358,21 @@ impl Detector for SecretDetector {
                 out.push(finding(rule, m.start(), m.end(), channel));
             }
         }
+    }
+}
+
+impl Detector for SecretDetector {
+    fn id(&self) -> &'static str {
+        "secrets"
+    }
+
+    fn categories(&self) -> &'static [FindingCategory] {
+        &[FindingCategory::Secret]
+    }
+
+    fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        let wanted = self.gate.wanted(text);
+        self.detect_rules(text, channel, out, |i| wanted.get(i));
     }
 }
 
