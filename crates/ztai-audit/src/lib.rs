@@ -5,12 +5,22 @@
 //! commit): a request waits only for the transaction that carries its record, and the database sees
 //! one fsync-free WAL commit per batch instead of one per request. Each row's hash covers the
 //! previous row's hash, its sequence number and its exact JSON, so any change, deletion, insertion
-//! or reordering breaks the chain at a row `verify_chain` can name.
+//! or reordering breaks the chain at a row `verify_log` can name. Every record is also a leaf of an
+//! RFC 9162 Merkle tree whose heads the writer signs (`checkpoint`), so history rewritten with
+//! recomputed hashes, or cut short, contradicts a signed checkpoint, and any record can be proven
+//! to an auditor offline (`prove_inclusion`, `verify_proof`).
 
 mod chain;
+pub mod checkpoint;
+pub mod keyfile;
+pub mod merkle;
+mod proof;
 mod writer;
 
-pub use chain::{ChainProblem, ChainReport, GENESIS_HASH, chain_hash, verify_chain};
+pub use chain::{
+    ChainProblem, ChainReport, GENESIS_HASH, VerifyOptions, chain_hash, verify_chain, verify_log,
+};
+pub use proof::{AuditProof, ProofCheckError, prove_consistency, prove_inclusion, verify_proof};
 pub use writer::{AuditLog, AuditLogConfig};
 
 /// Audit failures. Any of these on the request path means the request is refused.

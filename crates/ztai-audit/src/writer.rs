@@ -1,15 +1,24 @@
-//! The group-commit writer thread.
+//! The group-commit writer thread: appends records to the hash chain, grows the Merkle tree
+//! and signs checkpoints.
+//!
+//! Only this thread writes the log, so the sequence, the chain head and the Merkle frontier are
+//! plain fields, never locks. Request tasks do the per-record work that parallelises (JSON
+//! encoding, the leaf hash) before handing a record over; the writer hashes the chain link,
+//! folds the leaf into the frontier (amortised two 64-byte hashes) and commits in batches.
 
+use crate::checkpoint::{Checkpoint, CheckpointSigner};
+use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::{AuditError, GENESIS_HASH, chain_hash};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use ztai_core::{AuditRecord, Decision};
-use ztai_store::{AuditRow, Store};
+use ztai_store::{AuditLeaf, AuditRow, CheckpointRow, Store};
 
 /// Tuning for the writer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AuditLogConfig {
     /// The SQLite file.
     pub path: PathBuf,
@@ -17,6 +26,15 @@ pub struct AuditLogConfig {
     pub max_batch: usize,
     /// Records that may wait for the writer before appends apply back-pressure.
     pub queue: usize,
+    /// Signs checkpoints; without one the log has a hash chain and a Merkle tree but publishes
+    /// no signed tree heads.
+    pub signer: Option<CheckpointSigner>,
+    /// The checkpoint origin line: names this log.
+    pub origin: String,
+    /// Sign a checkpoint once this many records have been added since the last one...
+    pub checkpoint_every: u64,
+    /// ...or once this much time has passed with records added.
+    pub checkpoint_interval: Duration,
 }
 
 impl AuditLogConfig {
@@ -25,6 +43,10 @@ impl AuditLogConfig {
             path,
             max_batch: 1024,
             queue: 65_536,
+            signer: None,
+            origin: "ztai-audit".into(),
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(60),
         }
     }
 }
@@ -32,6 +54,7 @@ impl AuditLogConfig {
 /// A record already encoded by the request task, so the single writer thread only hashes and
 /// inserts.
 struct Job {
+    leaf: Hash,
     record_id: String,
     time: String,
     principal: String,
@@ -41,10 +64,19 @@ struct Job {
     done: oneshot::Sender<Result<i64, AuditError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg {
+    Append(Job),
+    /// Sign a checkpoint now if records were added since the last; answers with its note.
+    Checkpoint(oneshot::Sender<Result<Option<String>, AuditError>>),
+    /// A clock tick: sign a checkpoint if one is due by time.
+    Tick,
+}
+
 /// Handle to the audit log; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     stats: Arc<Stats>,
 }
 
@@ -53,10 +85,13 @@ struct Stats {
     appended: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_failures: AtomicU64,
 }
 
 impl AuditLog {
-    /// Opens the log and starts its writer thread.
+    /// Opens the log and starts its writer thread (and, with a signer, a clock thread that
+    /// prompts time-based checkpoints).
     pub fn open(config: AuditLogConfig) -> Result<Self, AuditError> {
         let store = Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
         // The writer checkpoints the WAL itself, between batches (see `Writer::maybe_checkpoint`),
@@ -67,24 +102,68 @@ impl AuditLog {
         let head = store
             .audit_head()
             .map_err(|e| AuditError::Open(e.to_string()))?;
+        let (frontier, last_checkpoint) = resume_frontier(&store)?;
+        let seq = head.as_ref().map(|(s, _)| *s).unwrap_or(0);
+        if u64::try_from(seq).ok() != Some(frontier.size()) {
+            return Err(AuditError::Open(format!(
+                "the audit log's sequence ({seq}) and its Merkle tree ({} leaves) disagree; run `ztai audit verify`",
+                frontier.size()
+            )));
+        }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(Stats::default());
+        let interval = config.checkpoint_interval;
+        let signing = config.signer.is_some();
         let writer = Writer {
             store,
             rx,
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
-            seq: head.as_ref().map(|(s, _)| *s).unwrap_or(0),
+            seq,
             head: head
                 .map(|(_, h)| h)
                 .unwrap_or_else(|| GENESIS_HASH.to_vec()),
-            since_checkpoint: 0,
+            since_wal_checkpoint: 0,
+            frontier,
+            signer: config.signer,
+            origin: config.origin,
+            checkpoint_every: config.checkpoint_every.max(1),
+            checkpoint_interval: interval,
+            last_checkpoint,
+            last_checkpoint_at: Instant::now(),
         };
         std::thread::Builder::new()
             .name("ztai-audit-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| AuditError::Open(format!("cannot start the writer thread: {e}")))?;
+        if signing {
+            // The clock holds only a weak handle, so it never keeps the writer alive.
+            let weak = tx.downgrade();
+            let period = (interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            std::thread::Builder::new()
+                .name("ztai-audit-clock".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(period);
+                        let Some(tx) = weak.upgrade() else { break };
+                        // A full queue means the writer is busy and will check the time itself.
+                        let _ = tx.try_send(Msg::Tick);
+                    }
+                })
+                .map_err(|e| AuditError::Open(format!("cannot start the clock thread: {e}")))?;
+        }
         Ok(AuditLog { tx, stats })
+    }
+
+    /// Signs a checkpoint now if records were added since the last one; returns its note, or
+    /// `None` when there is nothing new or no signer is configured.
+    pub async fn checkpoint_now(&self) -> Result<Option<String>, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Checkpoint(done))
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        wait.await.map_err(|_| AuditError::WriterStopped)?
     }
 
     /// Appends a record and waits until it is durable; returns its sequence number.
@@ -92,6 +171,7 @@ impl AuditLog {
         let json = serde_json::to_string(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
         let (done, wait) = oneshot::channel();
         let job = Job {
+            leaf: leaf_hash(json.as_bytes()),
             json,
             decision: match record.decision {
                 Decision::Allow => "allow",
@@ -104,7 +184,7 @@ impl AuditLog {
             done,
         };
         self.tx
-            .send(job)
+            .send(Msg::Append(job))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         wait.await.map_err(|_| AuditError::WriterStopped)?
@@ -124,68 +204,207 @@ impl AuditLog {
     pub fn batches(&self) -> u64 {
         self.stats.batches.load(Ordering::Relaxed)
     }
+
+    /// Checkpoints signed since start.
+    pub fn checkpoints(&self) -> u64 {
+        self.stats.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints that could not be signed or stored since start.
+    pub fn checkpoint_failures(&self) -> u64 {
+        self.stats.checkpoint_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// The Merkle frontier at the log's head: from the latest checkpoint's stored frontier plus
+/// the leaves after it, or from every leaf when there is no checkpoint.
+fn resume_frontier(store: &Store) -> Result<(Frontier, u64), AuditError> {
+    let open = |e: ztai_store::StoreError| AuditError::Open(e.to_string());
+    let latest = store.latest_checkpoint().map_err(open)?;
+    let (mut frontier, mut after) = match &latest {
+        Some(c) => {
+            let size = u64::try_from(c.tree_size).unwrap_or(0);
+            let peaks: Vec<Hash> = c
+                .frontier
+                .chunks(32)
+                .filter_map(|p| Hash::try_from(p).ok())
+                .collect();
+            let f = Frontier::from_parts(size, peaks).ok_or_else(|| {
+                AuditError::Open(format!(
+                    "the checkpoint at size {size} has a damaged frontier; run `ztai audit verify`"
+                ))
+            })?;
+            (f, c.tree_size)
+        }
+        None => (Frontier::new(), 0),
+    };
+    let last_checkpoint = frontier.size();
+    loop {
+        let leaves = store.audit_leaves_after(after, 8192).map_err(open)?;
+        let Some((last, _)) = leaves.last() else {
+            break;
+        };
+        after = *last;
+        for (_, leaf) in leaves {
+            frontier.push(leaf_of(&leaf));
+        }
+    }
+    Ok((frontier, last_checkpoint))
+}
+
+/// A stored leaf's hash; rows without one (schema version 1) are hashed from their JSON.
+pub(crate) fn leaf_of(leaf: &AuditLeaf) -> Hash {
+    match leaf {
+        // A stored hash of the wrong length was tampered with; hashing it yields a leaf that
+        // cannot match, so verification reports it rather than anything panicking here.
+        AuditLeaf::Hash(h) => Hash::try_from(h.as_slice()).unwrap_or_else(|_| leaf_hash(h)),
+        AuditLeaf::Json(j) => leaf_hash(j.as_bytes()),
+    }
 }
 
 struct Writer {
     store: Store,
-    rx: mpsc::Receiver<Job>,
+    rx: mpsc::Receiver<Msg>,
     stats: Arc<Stats>,
     max_batch: usize,
     seq: i64,
     head: Vec<u8>,
-    /// Records committed since the last checkpoint.
-    since_checkpoint: usize,
+    /// Records committed since the last WAL checkpoint.
+    since_wal_checkpoint: usize,
+    frontier: Frontier,
+    signer: Option<CheckpointSigner>,
+    origin: String,
+    checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    /// Tree size of the last signed checkpoint.
+    last_checkpoint: u64,
+    last_checkpoint_at: Instant,
 }
 
 /// How long a busy writer waits for more records before committing.
-const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(150);
+const COMMIT_DELAY: Duration = Duration::from_micros(150);
 
-/// Checkpoint when the queue is empty and this many records have accumulated...
-const CHECKPOINT_IDLE: usize = 1_000;
+/// Checkpoint the WAL when the queue is empty and this many records have accumulated...
+const WAL_CHECKPOINT_IDLE: usize = 1_000;
 /// ...or regardless of the queue once this many have, so the WAL stays bounded under saturation.
-const CHECKPOINT_FORCED: usize = 20_000;
+const WAL_CHECKPOINT_FORCED: usize = 20_000;
 
 impl Writer {
     fn run(mut self) {
         let mut jobs: Vec<Job> = Vec::with_capacity(self.max_batch);
+        let mut asks: Vec<oneshot::Sender<Result<Option<String>, AuditError>>> = Vec::new();
         let mut last_batch = 0usize;
         while let Some(first) = self.rx.blocking_recv() {
-            jobs.push(first);
-            self.drain(&mut jobs);
+            self.take(first, &mut jobs, &mut asks);
+            self.drain(&mut jobs, &mut asks);
             // Commit delay: when the last batch showed concurrent writers, wait a moment for
             // more records so one transaction carries many. A lone request (batches of one)
             // never waits.
-            if last_batch > 1 && jobs.len() < self.max_batch {
+            if last_batch > 1 && !jobs.is_empty() && jobs.len() < self.max_batch {
                 std::thread::sleep(COMMIT_DELAY);
-                self.drain(&mut jobs);
+                self.drain(&mut jobs, &mut asks);
             }
             last_batch = jobs.len();
-            self.commit(&mut jobs);
-            self.maybe_checkpoint();
+            if !jobs.is_empty() {
+                self.commit(&mut jobs);
+            }
+            let due = self.frontier.size() > self.last_checkpoint
+                && (self.frontier.size() - self.last_checkpoint >= self.checkpoint_every
+                    || self.last_checkpoint_at.elapsed() >= self.checkpoint_interval);
+            if !asks.is_empty() || due {
+                let result = self.sign_checkpoint();
+                for ask in asks.drain(..) {
+                    let _ = ask.send(result.clone());
+                }
+            }
+            self.maybe_wal_checkpoint();
         }
+        // Shutting down: the tail gets a signed head too.
+        let _ = self.sign_checkpoint();
         let _ = self.store.checkpoint(false);
     }
 
-    fn drain(&mut self, jobs: &mut Vec<Job>) {
+    fn take(
+        &mut self,
+        msg: Msg,
+        jobs: &mut Vec<Job>,
+        asks: &mut Vec<oneshot::Sender<Result<Option<String>, AuditError>>>,
+    ) {
+        match msg {
+            Msg::Append(job) => jobs.push(job),
+            Msg::Checkpoint(ask) => asks.push(ask),
+            Msg::Tick => {}
+        }
+    }
+
+    fn drain(
+        &mut self,
+        jobs: &mut Vec<Job>,
+        asks: &mut Vec<oneshot::Sender<Result<Option<String>, AuditError>>>,
+    ) {
         while jobs.len() < self.max_batch {
             match self.rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(msg) => self.take(msg, jobs, asks),
                 Err(_) => break,
+            }
+        }
+    }
+
+    /// Signs and stores a checkpoint of the tree as it stands, if it grew since the last one.
+    /// A failure is counted and logged; requests are not refused for it (their records are
+    /// durable and chained), and the next checkpoint covers them.
+    fn sign_checkpoint(&mut self) -> Result<Option<String>, AuditError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let size = self.frontier.size();
+        if size == self.last_checkpoint {
+            return Ok(None);
+        }
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.frontier.root(),
+            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        let note = signer.sign(&checkpoint);
+        let row = CheckpointRow {
+            tree_size: i64::try_from(size).unwrap_or(i64::MAX),
+            root: checkpoint.root.to_vec(),
+            time: checkpoint.time.clone(),
+            note: note.clone(),
+            frontier: self.frontier.peaks().concat(),
+        };
+        match self.store.insert_checkpoint(&row) {
+            Ok(()) => {
+                self.last_checkpoint = size;
+                self.last_checkpoint_at = Instant::now();
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(note))
+            }
+            Err(e) => {
+                self.stats
+                    .checkpoint_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, size, "cannot store the audit checkpoint; will retry");
+                Err(AuditError::Append(format!(
+                    "cannot store the checkpoint: {e}"
+                )))
             }
         }
     }
 
     /// With no other writer on the database a passive checkpoint copies the whole WAL, and the
     /// next commit starts the WAL over: the file stays small and no commit pays for the copy.
-    fn maybe_checkpoint(&mut self) {
+    fn maybe_wal_checkpoint(&mut self) {
         let idle = self.rx.is_empty();
-        if (idle && self.since_checkpoint >= CHECKPOINT_IDLE)
-            || self.since_checkpoint >= CHECKPOINT_FORCED
+        if (idle && self.since_wal_checkpoint >= WAL_CHECKPOINT_IDLE)
+            || self.since_wal_checkpoint >= WAL_CHECKPOINT_FORCED
         {
             if let Err(e) = self.store.checkpoint(false) {
                 tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
             }
-            self.since_checkpoint = 0;
+            self.since_wal_checkpoint = 0;
         }
     }
 
@@ -206,6 +425,7 @@ impl Writer {
                 record_json: std::mem::take(&mut job.json),
                 prev_hash: head,
                 hash: hash.to_vec(),
+                leaf_hash: Some(job.leaf.to_vec()),
             });
             head = hash.to_vec();
         }
@@ -214,11 +434,14 @@ impl Writer {
             Ok(()) => {
                 self.seq = seq;
                 self.head = head;
+                for job in jobs.iter() {
+                    self.frontier.push(job.leaf);
+                }
                 self.stats
                     .appended
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.since_checkpoint += rows.len();
+                self.since_wal_checkpoint += rows.len();
             }
             Err(e) => {
                 tracing::error!(error = %e, records = rows.len(), "audit append failed; refusing the requests it carried");

@@ -111,14 +111,69 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the audit hash chain and report any modified, deleted, inserted or reordered record.
+    /// Check the whole audit log: the hash chain (modified, deleted, inserted or reordered
+    /// records), every record's Merkle leaf, and the log against every signed checkpoint
+    /// (truncation, rewritten history, checkpoints not signed by the key).
     Verify {
         #[arg(long, default_value = ".ztai")]
         data_dir: PathBuf,
+        /// The checkpoint verifier key (`name+id+key`) or a file holding it. Defaults to the
+        /// data directory's `audit-checkpoint.pub`; pin a copy kept elsewhere for independence.
+        #[arg(long)]
+        key: Option<String>,
+        /// A signed checkpoint saved outside the database (e.g. by your SIEM); repeatable.
+        /// Records removed after it was signed are reported even if the stored checkpoints
+        /// were removed too.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Print a proof, as JSON, that record SEQ is in the log a signed checkpoint commits to,
+    /// or with `--consistency OLD` that the checkpoint of SIZE extends the one of OLD.
+    Prove {
+        /// The record's sequence number (the `seq` of `GET /api/v1/audit`).
+        seq: Option<u64>,
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// The checkpoint to prove against, by tree size (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+        /// Prove that the checkpoint of `--size` (default: latest) extends the one of this size.
+        #[arg(long)]
+        consistency: Option<u64>,
+    },
+    /// Check a proof made by `ztai audit prove`, offline, against the pinned verifier key.
+    VerifyProof {
+        /// The proof file (JSON); `-` reads standard input.
+        proof: PathBuf,
+        /// The checkpoint verifier key (`name+id+key`) or a file holding it.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A verifier key given inline or as a file.
+fn read_verifier(key: &str) -> anyhow::Result<ztai_audit::checkpoint::CheckpointVerifier> {
+    let text = if std::path::Path::new(key).is_file() {
+        std::fs::read_to_string(key).with_context(|| format!("cannot read the key file `{key}`"))?
+    } else {
+        key.to_string()
+    };
+    Ok(ztai_audit::checkpoint::CheckpointVerifier::parse(&text)?)
+}
+
+fn open_audit_store(data_dir: &std::path::Path) -> anyhow::Result<ztai_store::Store> {
+    let db = data_dir.join("ztai.db");
+    anyhow::ensure!(
+        db.is_file(),
+        "no audit log at `{}`; pass --data-dir",
+        db.display()
+    );
+    Ok(ztai_store::Store::open(&db)?)
 }
 
 fn init_logging() {
@@ -272,26 +327,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify { data_dir, json },
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    key,
+                    checkpoints,
+                    json,
+                },
         } => {
-            let db = data_dir.join("ztai.db");
-            anyhow::ensure!(
-                db.is_file(),
-                "no audit log at `{}`; pass --data-dir",
-                db.display()
-            );
-            let store = ztai_store::Store::open(&db)?;
-            let report = ztai_audit::verify_chain(&store)?;
+            let store = open_audit_store(&data_dir)?;
+            let default_key = ztai_audit::keyfile::verifier_path(&data_dir);
+            let key = key.or_else(|| {
+                default_key
+                    .is_file()
+                    .then(|| default_key.display().to_string())
+            });
+            let verifier = key.as_deref().map(read_verifier).transpose()?;
+            let mut external = Vec::new();
+            for path in &checkpoints {
+                let note = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the checkpoint `{}`", path.display()))?;
+                external.push((path.display().to_string(), note));
+            }
+            let report = ztai_audit::verify_log(
+                &store,
+                &ztai_audit::VerifyOptions {
+                    verifier: verifier.as_ref(),
+                    external,
+                },
+            )?;
+            let intact = report.problems.is_empty();
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"records": report.records, "head_hash": report.head_hash, "intact": report.problems.is_empty(),
+                    serde_json::json!({"records": report.records, "head_hash": report.head_hash,
+                                       "tree_root": report.tree_root, "checkpoints_checked": report.checkpoints_checked,
+                                       "signatures_checked": report.signatures_checked, "intact": intact,
                                        "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
                 );
-            } else if report.problems.is_empty() {
+            } else if intact {
                 println!(
-                    "ok: {} records, chain intact, head {}",
-                    report.records, report.head_hash
+                    "ok: {} records, chain intact, Merkle root {}, {} checkpoint(s) match{}",
+                    report.records,
+                    report.tree_root,
+                    report.checkpoints_checked,
+                    if report.signatures_checked {
+                        ""
+                    } else {
+                        " (signatures NOT checked: no verifier key; pass --key)"
+                    }
                 );
             } else {
                 println!("TAMPERED: {} records checked", report.records);
@@ -299,7 +383,71 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  - {p}");
                 }
             }
-            Ok(if report.problems.is_empty() {
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Prove {
+                    seq,
+                    data_dir,
+                    size,
+                    consistency,
+                },
+        } => {
+            let store = open_audit_store(&data_dir)?;
+            let proof = match (consistency, seq) {
+                (Some(old), None) => {
+                    let new = match size {
+                        Some(s) => s,
+                        None => store
+                            .latest_checkpoint()?
+                            .and_then(|c| u64::try_from(c.tree_size).ok())
+                            .context("the log has no signed checkpoint yet")?,
+                    };
+                    ztai_audit::prove_consistency(&store, old, new)?
+                }
+                (None, Some(seq)) => ztai_audit::prove_inclusion(&store, seq, size)?,
+                _ => anyhow::bail!(
+                    "give either a record's sequence number or --consistency OLD_SIZE, not both"
+                ),
+            };
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::VerifyProof { proof, key, json },
+        } => {
+            let text = if proof.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&proof)
+                    .with_context(|| format!("cannot read the proof `{}`", proof.display()))?
+            };
+            let parsed: ztai_audit::AuditProof = serde_json::from_str(&text)
+                .context("the proof is not a proof made by `ztai audit prove`")?;
+            let verifier = read_verifier(&key)?;
+            let result = ztai_audit::verify_proof(&parsed, &verifier);
+            if json {
+                println!(
+                    "{}",
+                    match &result {
+                        Ok(s) => serde_json::json!({"valid": true, "statement": s}),
+                        Err(e) => serde_json::json!({"valid": false, "error": e.to_string()}),
+                    }
+                );
+            } else {
+                match &result {
+                    Ok(s) => println!("valid: {s}"),
+                    Err(e) => println!("INVALID: {e}"),
+                }
+            }
+            Ok(if result.is_ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

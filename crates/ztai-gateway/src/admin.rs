@@ -30,6 +30,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/keys/{key_id}", delete(revoke_key))
         .route("/api/v1/audit", get(search_audit))
         .route("/api/v1/audit/verify", get(verify_audit))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(latest_checkpoint).post(sign_checkpoint),
+        )
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload_policies))
         .fallback(crate::proxy::not_found)
@@ -342,14 +346,68 @@ async fn verify_audit(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
     let g = gw.clone();
     governed(&gw, &headers, "audit", "admin::verify_audit", |_| async move {
         let report = blocking(&g, |gw| {
+            let verifier = ztai_audit::checkpoint::CheckpointVerifier::parse(
+                &gw.audit_verifier_key,
+            )
+            .map_err(|e| GatewayError::StageFailed {
+                stage: "audit",
+                message: e.to_string(),
+            })?;
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-            ztai_audit::verify_chain(&store).map_err(store_failed)
+            ztai_audit::verify_log(
+                &store,
+                &ztai_audit::VerifyOptions {
+                    verifier: Some(&verifier),
+                    external: vec![],
+                },
+            )
+            .map_err(store_failed)
         })
         .await?;
         Ok((
             StatusCode::OK,
-            json!({"records": report.records, "head_hash": report.head_hash, "intact": report.problems.is_empty(),
+            json!({"records": report.records, "head_hash": report.head_hash, "tree_root": report.tree_root,
+                   "checkpoints_checked": report.checkpoints_checked, "intact": report.problems.is_empty(),
                    "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()}),
+        ))
+    })
+    .await
+}
+
+/// The newest signed checkpoint and the key that verifies it, for publishing elsewhere.
+async fn latest_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(
+        &gw,
+        &headers,
+        "audit",
+        "admin::read_checkpoint",
+        |_| async move {
+            let latest = blocking(&g, |gw| {
+                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                store.latest_checkpoint().map_err(store_failed)
+            })
+            .await?;
+            Ok((
+                StatusCode::OK,
+                json!({"checkpoint": latest.map(|c| c.note), "verifier_key": g.audit_verifier_key}),
+            ))
+        },
+    )
+    .await
+}
+
+/// Signs a checkpoint now (if records were added since the last one).
+async fn sign_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let g = gw.clone();
+    governed(&gw, &headers, "audit", "admin::sign_checkpoint", |_| async move {
+        let note = g.audit.checkpoint_now().await.map_err(|e| {
+            g.metrics.fail("audit");
+            GatewayError::AuditUnavailable(e.to_string())
+        })?;
+        Ok((
+            StatusCode::OK,
+            json!({"signed": note.is_some(), "checkpoint": note, "verifier_key": g.audit_verifier_key}),
         ))
     })
     .await

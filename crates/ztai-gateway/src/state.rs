@@ -55,6 +55,8 @@ pub struct Gateway {
     pub(crate) keys: RwLock<ApiKeyRegistry>,
     pub(crate) inspector: Inspector,
     pub(crate) audit: AuditLog,
+    /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
+    pub(crate) audit_verifier_key: String,
     pub(crate) limiter: RateLimiter,
     pub(crate) metrics: Metrics,
     pub(crate) client: HttpClient,
@@ -108,7 +110,23 @@ impl Gateway {
                 source,
             })?;
         let version = record_policy_version(&store, &engine, "startup")?;
-        let audit = AuditLog::open(AuditLogConfig::new(config.db_path()))?;
+        // Every gateway signs tree heads of its log with a key kept in its data directory.
+        let key_name: String = format!("ztai-audit-{}", config.instance)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let mut audit_config = AuditLogConfig::new(config.db_path());
+        let signer = ztai_audit::keyfile::load_or_create_signer(&config.data_dir, &key_name)?;
+        let audit_verifier_key = signer.verifier_key();
+        audit_config.signer = Some(signer);
+        audit_config.origin = format!("ztai-audit/{}", config.instance);
+        let audit = AuditLog::open(audit_config)?;
         let mut upstream_auth = HashMap::new();
         for u in &config.upstreams {
             let header = match u.resolve_key()? {
@@ -139,6 +157,7 @@ impl Gateway {
             keys: RwLock::new(keys),
             inspector,
             audit,
+            audit_verifier_key,
             limiter: RateLimiter::new(),
             metrics: Metrics::new(),
             client,
@@ -196,6 +215,16 @@ impl Gateway {
                 "ztai_audit_append_failures",
                 "Audit records that could not be made durable",
                 self.audit.failed(),
+            ),
+            (
+                "ztai_audit_checkpoints",
+                "Signed checkpoints (Merkle tree heads) stored",
+                self.audit.checkpoints(),
+            ),
+            (
+                "ztai_audit_checkpoint_failures",
+                "Checkpoints that could not be signed or stored",
+                self.audit.checkpoint_failures(),
             ),
         ] {
             text.push_str(&format!(

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -30,9 +30,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
     decision TEXT NOT NULL,
     record_json TEXT NOT NULL,
     prev_hash BLOB NOT NULL,
-    hash BLOB NOT NULL
+    hash BLOB NOT NULL,
+    leaf_hash BLOB
 );
 CREATE INDEX IF NOT EXISTS audit_log_principal ON audit_log(principal, seq);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    time TEXT NOT NULL,
+    note TEXT NOT NULL,
+    frontier BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policy_sets (
     version INTEGER PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -72,6 +80,22 @@ pub struct AuditRow {
     pub record_json: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The record's Merkle leaf hash; absent on rows written before schema version 2, whose
+    /// leaf hash readers compute from `record_json`.
+    pub leaf_hash: Option<Vec<u8>>,
+}
+
+/// A signed checkpoint of the audit log's Merkle tree, with the writer's frontier at that size
+/// so a restarted writer resumes without rehashing the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub tree_size: i64,
+    pub root: Vec<u8>,
+    pub time: String,
+    /// The signed note, exactly as signed.
+    pub note: String,
+    /// The frontier's peak hashes, concatenated.
+    pub frontier: Vec<u8>,
 }
 
 /// One version of the policy set, as loaded by a gateway.
@@ -118,6 +142,10 @@ impl Store {
             return Err(StoreError::Corrupt(format!(
                 "the store's schema version {version} is newer than this binary understands ({SCHEMA_VERSION}); upgrade ztai"
             )));
+        }
+        if version == 1 {
+            // Version 2 adds Merkle leaf hashes; older rows keep NULL and are hashed on read.
+            conn.execute_batch("ALTER TABLE audit_log ADD COLUMN leaf_hash BLOB")?;
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -254,8 +282,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for r in rows {
                 stmt.execute(params![
@@ -267,7 +295,8 @@ impl Store {
                     r.decision,
                     r.record_json,
                     r.prev_hash,
-                    r.hash
+                    r.hash,
+                    r.leaf_hash
                 ])?;
             }
         }
@@ -279,7 +308,7 @@ impl Store {
     pub fn audit_rows_after(&self, after: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash
+            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash
              FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit], audit_row)?;
@@ -295,7 +324,7 @@ impl Store {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash
+            "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash
              FROM audit_log
              WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR decision = ?2)
              ORDER BY seq DESC LIMIT ?3",
@@ -308,6 +337,72 @@ impl Store {
         Ok(self
             .conn
             .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))?)
+    }
+
+    /// One row by sequence number.
+    pub fn audit_row(&self, seq: i64) -> Result<Option<AuditRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash
+                 FROM audit_log WHERE seq = ?1",
+                params![seq],
+                audit_row,
+            )
+            .optional()?)
+    }
+
+    /// Leaf material for rows with `seq > after`, oldest first, at most `limit`: the stored
+    /// leaf hash, or the record JSON where none is stored.
+    pub fn audit_leaves_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditLeaf)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, leaf_hash, CASE WHEN leaf_hash IS NULL THEN record_json END
+             FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            let seq: i64 = r.get(0)?;
+            let leaf = match r.get::<_, Option<Vec<u8>>>(1)? {
+                Some(h) => AuditLeaf::Hash(h),
+                None => AuditLeaf::Json(r.get::<_, Option<String>>(2)?.unwrap_or_default()),
+            };
+            Ok((seq, leaf))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Stores a checkpoint; one per tree size.
+    pub fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO audit_checkpoints(tree_size, root, time, note, frontier) VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![c.tree_size, c.root, c.time, c.note, c.frontier],
+        )?;
+        Ok(())
+    }
+
+    /// Every checkpoint, smallest tree first.
+    pub fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT tree_size, root, time, note, frontier FROM audit_checkpoints ORDER BY tree_size",
+        )?;
+        let rows = stmt.query_map([], checkpoint_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The checkpoint of the largest tree, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT tree_size, root, time, note, frontier FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1",
+                [],
+                checkpoint_row,
+            )
+            .optional()?)
     }
 
     // ---- policy sets ------------------------------------------------------------------------
@@ -355,6 +450,25 @@ impl Store {
     }
 }
 
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        tree_size: r.get(0)?,
+        root: r.get(1)?,
+        time: r.get(2)?,
+        note: r.get(3)?,
+        frontier: r.get(4)?,
+    })
+}
+
+/// What the store holds for one Merkle leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditLeaf {
+    /// The stored leaf hash.
+    Hash(Vec<u8>),
+    /// The record JSON of a row stored without one.
+    Json(String),
+}
+
 fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
         seq: r.get(0)?,
@@ -366,6 +480,7 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         record_json: r.get(6)?,
         prev_hash: r.get(7)?,
         hash: r.get(8)?,
+        leaf_hash: r.get(9)?,
     })
 }
 
@@ -425,12 +540,23 @@ mod tests {
                 } else {
                     "allow".into()
                 },
-                record_json: "{}".into(),
+                record_json: format!("{{\"n\":{i}}}"),
                 prev_hash: vec![0],
                 hash: vec![i as u8],
+                leaf_hash: (i != 2).then(|| vec![i as u8; 32]),
             })
             .collect();
         s.append_audit_batch(&rows).unwrap();
+        assert_eq!(
+            s.audit_leaves_after(0, 10).unwrap(),
+            vec![
+                (1, AuditLeaf::Hash(vec![1; 32])),
+                (2, AuditLeaf::Json("{\"n\":2}".into())),
+                (3, AuditLeaf::Hash(vec![3; 32])),
+            ]
+        );
+        assert_eq!(s.audit_row(2).unwrap().unwrap().record_id, "r2");
+        assert_eq!(s.audit_row(9).unwrap(), None);
         assert_eq!(s.audit_head().unwrap(), Some((3, vec![3])));
         assert_eq!(s.audit_rows_after(1, 10).unwrap().len(), 2);
         let alice = s.audit_search(Some("user:alice"), None, 10).unwrap();
@@ -466,5 +592,38 @@ mod tests {
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("1"));
         s.meta_set("a", "2").unwrap();
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, record_id TEXT NOT NULL, time TEXT NOT NULL,
+                   principal TEXT NOT NULL, action TEXT NOT NULL, decision TEXT NOT NULL,
+                   record_json TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);
+                 INSERT INTO audit_log VALUES(1, 'r1', 't', 'user:a', 'invoke', 'allow', '{}', x'00', x'01');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.audit_leaves_after(0, 10).unwrap(),
+            vec![(1, AuditLeaf::Json("{}".into()))]
+        );
+        assert!(s.latest_checkpoint().unwrap().is_none());
+        let c = CheckpointRow {
+            tree_size: 1,
+            root: vec![9; 32],
+            time: "t".into(),
+            note: "n".into(),
+            frontier: vec![9; 32],
+        };
+        s.insert_checkpoint(&c).unwrap();
+        assert_eq!(s.latest_checkpoint().unwrap(), Some(c.clone()));
+        assert_eq!(s.checkpoints().unwrap(), vec![c]);
     }
 }

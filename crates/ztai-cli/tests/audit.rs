@@ -1,0 +1,242 @@
+//! End to end for the tamper-evident log: checkpoints signed by a running gateway, `ztai audit
+//! verify | prove | verify-proof` on its data, tampering and truncation found by the CLI, and
+//! `kill -9` under load losing no record of an answered request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Runs the CLI; returns its exit code and standard output.
+fn ztai(args: &[&str], dir: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn verify_proof(proof: &Path, key: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify-proof"])
+        .arg(proof)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn checkpoints_proofs_and_tampering_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    for i in 0..5 {
+        let r = chat(
+            qs.gateway,
+            &qs.api_key,
+            "echo-small",
+            &format!("hi {i}"),
+            false,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // An administrator asks for a checkpoint now; others may not.
+    let r = request(
+        qs.admin,
+        "POST",
+        "/api/v1/audit/checkpoint",
+        Some(&qs.api_key),
+        "",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = request(
+        qs.admin,
+        "POST",
+        "/api/v1/audit/checkpoint",
+        Some(&qs.admin_token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let signed = r.json();
+    assert_eq!(signed["signed"], true);
+    let note = signed["checkpoint"].as_str().unwrap().to_string();
+    let published = std::fs::read_to_string(dir.path().join("audit-checkpoint.pub")).unwrap();
+    assert_eq!(signed["verifier_key"].as_str().unwrap(), published.trim());
+    let r = request(
+        qs.admin,
+        "GET",
+        "/api/v1/audit/verify",
+        Some(&qs.admin_token),
+        "",
+    );
+    assert_eq!(r.json()["intact"], true, "{}", r.text());
+    assert!(r.json()["checkpoints_checked"].as_u64().unwrap() >= 1);
+    drop(qs);
+
+    // Offline: the whole log verifies against its checkpoints.
+    let (code, out) = ztai(&["audit", "verify", "--json"], dir.path());
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report["signatures_checked"], true);
+    assert!(report["checkpoints_checked"].as_u64().unwrap() >= 1);
+
+    // A proof of record 2 verifies offline with only the key; an edited one does not.
+    let (code, proof) = ztai(&["audit", "prove", "2"], dir.path());
+    assert_eq!(code, 0, "{proof}");
+    let proof_path = dir.path().join("proof.json");
+    std::fs::write(&proof_path, &proof).unwrap();
+    let key = dir.path().join("audit-checkpoint.pub");
+    let (code, out) = verify_proof(&proof_path, &key);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("valid: record 2 is in the log"), "{out}");
+    let mut forged: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    let record = forged["record"]
+        .as_str()
+        .unwrap()
+        .replace("\"allow\"", "\"deny\"");
+    forged["record"] = serde_json::Value::String(record);
+    std::fs::write(&proof_path, forged.to_string()).unwrap();
+    let (code, out) = verify_proof(&proof_path, &key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("INVALID"), "{out}");
+
+    // Keep the checkpoint elsewhere, then truncate the log and remove its checkpoints: the
+    // database alone no longer shows it, the saved checkpoint does.
+    let saved = dir.path().join("saved-checkpoint.txt");
+    std::fs::write(&saved, &note).unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("ztai.db")).unwrap();
+    c.execute_batch("DELETE FROM audit_log WHERE seq > 3; DELETE FROM audit_checkpoints;")
+        .unwrap();
+    let (code, _) = ztai(&["audit", "verify"], dir.path());
+    assert_eq!(
+        code, 0,
+        "truncation without a saved checkpoint is invisible"
+    );
+    let (code, out) = ztai(
+        &["audit", "verify", "--checkpoint", saved.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("were removed"), "{out}");
+
+    // A modified record is named.
+    c.execute(
+        "UPDATE audit_log SET record_json = replace(record_json, 'allow', 'deny') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    let (code, out) = ztai(&["audit", "verify"], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("record 2 was modified"), "{out}");
+}
+
+#[test]
+fn kill_9_under_load_loses_no_record_of_an_answered_request() {
+    // Seed keys and policies with `ztai up`, then serve them with limits that do not throttle,
+    // so the kill lands among requests in flight, not among rate-limit refusals.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let qs = up(&data);
+    let key = qs.api_key.clone();
+    drop(qs);
+    let (_standin, standin_url) = standin();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[storage]
+data_dir = "data"
+[policy]
+dir = "data/policies"
+[limits]
+requests_per_minute = 100000000
+request_burst = 100000000
+tokens_per_minute = 2000000000
+[[upstreams]]
+name = "standin"
+base_url = "{standin_url}"
+[[models]]
+name = "echo-small"
+upstream = "standin"
+upstream_model = "standin-echo"
+groups = ["standard"]
+"#
+    );
+    let (mut gw_proc, gw, _admin) = serve(dir.path(), &config);
+    let answered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (answered, stop, key) = (answered.clone(), stop.clone(), key.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // A request cut off by the kill gets no answer and is not counted.
+                    let r = std::panic::catch_unwind(|| {
+                        chat(
+                            gw,
+                            &key,
+                            "echo-small",
+                            &format!("client {i} request {n}"),
+                            false,
+                        )
+                    });
+                    if let Ok(r) = r
+                        && r.status == 200
+                    {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until("some requests are answered", || {
+        answered.load(Ordering::SeqCst) >= 2000
+    });
+    // SIGKILL mid-load: no shutdown hook runs.
+    gw_proc.child.kill().unwrap();
+    gw_proc.child.wait().unwrap();
+    let answered_before_kill = answered.load(Ordering::SeqCst);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let total_answered = answered.load(Ordering::SeqCst);
+    assert!(total_answered >= answered_before_kill);
+
+    let (code, out) = ztai(&["audit", "verify", "--json"], &data);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = rusqlite::Connection::open(data.join("ztai.db")).unwrap();
+    let durable_answers: u64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'invoke' AND json_extract(record_json, '$.status') = 200",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    eprintln!("kill -9: {total_answered} answered, {durable_answers} durable records of answers");
+    assert!(
+        durable_answers >= total_answered,
+        "{total_answered} answered but only {durable_answers} durable records of answers"
+    );
+    assert!(report["records"].as_u64().unwrap() >= durable_answers);
+}
