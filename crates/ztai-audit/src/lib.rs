@@ -41,3 +41,27 @@ pub enum AuditError {
     #[error("cannot encode the audit record: {0}")]
     Encode(String),
 }
+
+/// A user-given time bound for audit searches (`2026-11-22T03:00:00Z`, fractions and offsets
+/// optional) in the records' own fixed-width form, so bounds compare correctly as text.
+pub fn query_time(text: &str) -> Result<String, AuditError> {
+    humantime::parse_rfc3339_weak(text)
+        .map(|t| humantime::format_rfc3339_micros(t).to_string())
+        .map_err(|e| {
+            AuditError::Read(format!(
+                "`{text}` is not an RFC 3339 time such as 2026-11-22T03:00:00Z ({e})"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_times_normalise_to_the_record_form() {
+        assert_eq!(
+            super::query_time("2026-11-22T03:00:00Z").unwrap(),
+            "2026-11-22T03:00:00.000000Z"
+        );
+        assert!(super::query_time("yesterday").is_err());
+    }
+}

@@ -144,6 +144,33 @@ enum AuditCommand {
         #[arg(long)]
         consistency: Option<u64>,
     },
+    /// Search the audit log, newest first.
+    Search {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Most records to print.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON record per line (JSONL), with its `seq` and chain `hash`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the newest records, oldest first; with --follow keep printing new ones.
+    Tail {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+        /// Keep watching for new records (every half second) until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a proof made by `ztai audit prove`, offline, against the pinned verifier key.
     VerifyProof {
         /// The proof file (JSON); `-` reads standard input.
@@ -154,6 +181,78 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditFilterArgs {
+    /// e.g. `user:alice`.
+    #[arg(long)]
+    principal: Option<String>,
+    /// e.g. `invoke`, `admin`.
+    #[arg(long)]
+    action: Option<String>,
+    /// `allow` or `deny`.
+    #[arg(long, value_parser = ["allow", "deny"])]
+    decision: Option<String>,
+    /// RFC 3339, inclusive, e.g. 2026-11-22T00:00:00Z.
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339, exclusive.
+    #[arg(long)]
+    until: Option<String>,
+    /// A finding kind (`email`) or category (`secret`).
+    #[arg(long)]
+    finding: Option<String>,
+}
+
+impl AuditFilterArgs {
+    fn filter(&self) -> anyhow::Result<ztai_store::AuditFilter> {
+        let time = |t: &Option<String>| t.as_deref().map(ztai_audit::query_time).transpose();
+        Ok(ztai_store::AuditFilter {
+            principal: self.principal.clone(),
+            action: self.action.clone(),
+            decision: self.decision.clone(),
+            since: time(&self.since)?,
+            until: time(&self.until)?,
+            finding: self.finding.clone(),
+            after_seq: None,
+        })
+    }
+}
+
+/// Prints one audit row: JSONL, or a line for people.
+#[allow(clippy::print_stdout)]
+fn print_audit_row(row: &ztai_store::AuditRow, json: bool) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&row.record_json).unwrap_or(serde_json::Value::Null);
+    if json {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("seq".into(), row.seq.into());
+            o.insert("hash".into(), hex::encode(&row.hash).into());
+        }
+        println!("{v}");
+        return;
+    }
+    let findings: Vec<&str> = v
+        .get("findings")
+        .and_then(|f| f.as_array())
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x.get("kind").and_then(|k| k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "{:>8} {} {:<20} {:<7} {:<28} {:<5} {:>3} {}",
+        row.seq,
+        row.time,
+        row.principal,
+        row.action,
+        v.get("resource").and_then(|r| r.as_str()).unwrap_or("-"),
+        row.decision,
+        v.get("status").and_then(|x| x.as_u64()).unwrap_or(0),
+        findings.join(",")
+    );
 }
 
 /// A verifier key given inline or as a file.
@@ -417,6 +516,56 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Search {
+                    data_dir,
+                    filter,
+                    limit,
+                    json,
+                },
+        } => {
+            let store = open_audit_store(&data_dir)?;
+            let rows = store.audit_search(&filter.filter()?, limit)?;
+            for row in &rows {
+                print_audit_row(row, json);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Tail {
+                    data_dir,
+                    filter,
+                    lines,
+                    follow,
+                    json,
+                },
+        } => {
+            let store = open_audit_store(&data_dir)?;
+            let mut filter = filter.filter()?;
+            let mut rows = store.audit_search(&filter, lines)?;
+            rows.reverse();
+            let mut last = store.audit_head()?.map(|(s, _)| s).unwrap_or(0);
+            for row in &rows {
+                print_audit_row(row, json);
+            }
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                // Read the head first: rows committed after it are printed next round.
+                let head = store.audit_head()?.map(|(s, _)| s).unwrap_or(last);
+                filter.after_seq = Some(last);
+                let mut new = store.audit_search(&filter, 10_000)?;
+                new.reverse();
+                for row in new.iter().filter(|r| r.seq <= head) {
+                    print_audit_row(row, json);
+                }
+                last = head;
+            }
         }
         Command::Audit {
             command: AuditCommand::VerifyProof { proof, key, json },

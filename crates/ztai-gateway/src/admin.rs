@@ -292,7 +292,16 @@ async fn revoke_key(
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     pub principal: Option<String>,
+    pub action: Option<String>,
     pub decision: Option<String>,
+    /// RFC 3339; inclusive.
+    pub since: Option<String>,
+    /// RFC 3339; exclusive.
+    pub until: Option<String>,
+    /// A finding kind (`email`) or category (`secret`).
+    pub finding: Option<String>,
+    /// Only records after this sequence number.
+    pub after: Option<i64>,
     pub limit: Option<usize>,
 }
 
@@ -317,11 +326,26 @@ async fn search_audit(
                 ));
             }
             let limit = q.limit.unwrap_or(100).min(10_000);
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .map(ztai_audit::query_time)
+                    .transpose()
+                    .map_err(|e| GatewayError::Unprocessable(e.to_string()))
+            };
+            let filter = ztai_store::AuditFilter {
+                since: time(&q.since)?,
+                until: time(&q.until)?,
+                principal: q.principal,
+                action: q.action,
+                decision: q.decision,
+                finding: q.finding,
+                after_seq: q.after,
+            };
             let rows = blocking(&g, move |gw| {
                 gw.store
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .audit_search(q.principal.as_deref(), q.decision.as_deref(), limit)
+                    .audit_search(&filter, limit)
                     .map_err(store_failed)
             })
             .await?;

@@ -8,7 +8,7 @@
 
 mod sqlite;
 
-pub use sqlite::{AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, Store};
+pub use sqlite::{AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, Store};
 
 /// Everything that can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]

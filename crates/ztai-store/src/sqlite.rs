@@ -85,6 +85,22 @@ pub struct AuditRow {
     pub leaf_hash: Option<Vec<u8>>,
 }
 
+/// Which audit rows a search wants; every field narrows it, `None` leaves it open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub decision: Option<String>,
+    /// Inclusive lower bound on the record time, in the records' own RFC 3339 (micros) form.
+    pub since: Option<String>,
+    /// Exclusive upper bound on the record time.
+    pub until: Option<String>,
+    /// A finding kind (`email`) or category (`secret`) the record must carry.
+    pub finding: Option<String>,
+    /// Only rows after this sequence number (for following the log).
+    pub after_seq: Option<i64>,
+}
+
 /// A signed checkpoint of the audit log's Merkle tree, with the writer's frontier at that size
 /// so a restarted writer resumes without rehashing the whole log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,21 +331,38 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// The newest rows, optionally filtered, newest first.
+    /// The newest rows matching `filter`, newest first, at most `limit`.
     pub fn audit_search(
         &self,
-        principal: Option<&str>,
-        decision: Option<&str>,
+        filter: &AuditFilter,
         limit: usize,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash
              FROM audit_log
-             WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR decision = ?2)
-             ORDER BY seq DESC LIMIT ?3",
+             WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR action = ?2)
+               AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR time >= ?4)
+               AND (?5 IS NULL OR time < ?5)
+               AND (?6 IS NULL OR EXISTS (
+                     SELECT 1 FROM json_each(record_json, '$.findings')
+                     WHERE json_extract(value, '$.kind') = ?6 OR json_extract(value, '$.category') = ?6))
+               AND seq > ?7
+             ORDER BY seq DESC LIMIT ?8",
         )?;
-        let rows = stmt.query_map(params![principal, decision, limit], audit_row)?;
+        let rows = stmt.query_map(
+            params![
+                filter.principal,
+                filter.action,
+                filter.decision,
+                filter.since,
+                filter.until,
+                filter.finding,
+                filter.after_seq.unwrap_or(0),
+                limit
+            ],
+            audit_row,
+        )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -559,10 +592,30 @@ mod tests {
         assert_eq!(s.audit_row(9).unwrap(), None);
         assert_eq!(s.audit_head().unwrap(), Some((3, vec![3])));
         assert_eq!(s.audit_rows_after(1, 10).unwrap().len(), 2);
-        let alice = s.audit_search(Some("user:alice"), None, 10).unwrap();
-        assert_eq!(alice.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 1]);
-        let denied = s.audit_search(None, Some("deny"), 10).unwrap();
-        assert_eq!(denied.len(), 1);
+        let by = |f: AuditFilter| -> Vec<i64> {
+            s.audit_search(&f, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect()
+        };
+        let alice = AuditFilter {
+            principal: Some("user:alice".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(by(alice.clone()), vec![3, 1]);
+        let denied = AuditFilter {
+            decision: Some("deny".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(by(denied), vec![3]);
+        assert_eq!(
+            by(AuditFilter {
+                after_seq: Some(1),
+                ..alice
+            }),
+            vec![3]
+        );
         // A duplicate sequence number is refused and the batch leaves nothing behind.
         let dup = vec![rows[0].clone()];
         assert!(s.append_audit_batch(&dup).is_err());
@@ -625,5 +678,82 @@ mod tests {
         s.insert_checkpoint(&c).unwrap();
         assert_eq!(s.latest_checkpoint().unwrap(), Some(c.clone()));
         assert_eq!(s.checkpoints().unwrap(), vec![c]);
+    }
+
+    #[test]
+    fn audit_search_filters_by_action_time_and_finding() {
+        let mut s = Store::open_in_memory().unwrap();
+        let row = |seq: i64, action: &str, time: &str, findings: &str| AuditRow {
+            seq,
+            record_id: format!("r{seq}"),
+            time: time.into(),
+            principal: "user:a".into(),
+            action: action.into(),
+            decision: "allow".into(),
+            record_json: format!("{{\"findings\":{findings}}}"),
+            prev_hash: vec![0],
+            hash: vec![0],
+            leaf_hash: None,
+        };
+        s.append_audit_batch(&[
+            row(
+                1,
+                "invoke",
+                "2026-11-22T01:00:00.000000Z",
+                r#"[{"kind":"email","category":"pii"}]"#,
+            ),
+            row(2, "admin", "2026-11-22T02:00:00.000000Z", "[]"),
+            row(
+                3,
+                "invoke",
+                "2026-11-22T03:00:00.000000Z",
+                r#"[{"kind":"aws_access_key_id","category":"secret"}]"#,
+            ),
+        ])
+        .unwrap();
+        let by = |f: AuditFilter| -> Vec<i64> {
+            s.audit_search(&f, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect()
+        };
+        let f = AuditFilter::default;
+        assert_eq!(
+            by(AuditFilter {
+                action: Some("invoke".into()),
+                ..f()
+            }),
+            vec![3, 1]
+        );
+        assert_eq!(
+            by(AuditFilter {
+                since: Some("2026-11-22T01:30:00.000000Z".into()),
+                until: Some("2026-11-22T03:00:00.000000Z".into()),
+                ..f()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            by(AuditFilter {
+                finding: Some("email".into()),
+                ..f()
+            }),
+            vec![1]
+        );
+        assert_eq!(
+            by(AuditFilter {
+                finding: Some("secret".into()),
+                ..f()
+            }),
+            vec![3]
+        );
+        assert_eq!(
+            by(AuditFilter {
+                finding: Some("jwt".into()),
+                ..f()
+            }),
+            Vec::<i64>::new()
+        );
     }
 }
