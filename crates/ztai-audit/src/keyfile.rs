@@ -16,6 +16,50 @@ pub fn verifier_path(data_dir: &Path) -> PathBuf {
     data_dir.join("audit-checkpoint.pub")
 }
 
+/// The pseudonymisation key file in a data directory.
+pub fn pseudonym_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit-pseudonym.key")
+}
+
+/// Creates `path` holding `bytes`, readable only by its owner; fails if it exists.
+fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Loads the data directory's pseudonymisation secret (32 random bytes), creating it if absent.
+pub fn load_or_create_pseudonym_key(data_dir: &Path) -> Result<Vec<u8>, AuditError> {
+    let path = pseudonym_key_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        Ok(_) => Err(AuditError::Open(format!(
+            "the pseudonymisation key `{}` is shorter than 32 bytes; restore it from backup",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .map_err(|_| AuditError::Open("cannot draw a random key".into()))?;
+            create_private(&path, &secret).map_err(|e| {
+                AuditError::Open(format!("cannot create `{}`: {e}", path.display()))
+            })?;
+            Ok(secret)
+        }
+        Err(e) => Err(AuditError::Open(format!(
+            "cannot read `{}`: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Loads the data directory's signing key, creating it (and its verifier key file) if absent.
 pub fn load_or_create_signer(data_dir: &Path, name: &str) -> Result<CheckpointSigner, AuditError> {
     let path = key_path(data_dir);
@@ -32,19 +76,8 @@ pub fn load_or_create_signer(data_dir: &Path, name: &str) -> Result<CheckpointSi
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (pkcs8, signer) = CheckpointSigner::generate(name)
                 .map_err(|e| AuditError::Open(e.to_string()))?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options
-                .open(&path)
+            create_private(&path, &pkcs8)
                 .map_err(|e| open("cannot create the checkpoint key", e))?;
-            file.write_all(&pkcs8)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| open("cannot write the checkpoint key", e))?;
             signer
         }
         Err(e) => return Err(open("cannot read the checkpoint key", e)),
@@ -83,6 +116,9 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let secret = load_or_create_pseudonym_key(dir.path()).unwrap();
+        assert_eq!(secret.len(), 32);
+        assert_eq!(load_or_create_pseudonym_key(dir.path()).unwrap(), secret);
         std::fs::write(key_path(dir.path()), b"garbage").unwrap();
         let err = load_or_create_signer(dir.path(), "ztai-t").unwrap_err();
         assert!(err.to_string().contains("unusable"), "{err}");

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod keyfile;
 pub mod merkle;
 mod proof;
+pub mod pseudonym;
 mod writer;
 
 pub use chain::{

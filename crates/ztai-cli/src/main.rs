@@ -171,6 +171,13 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the pseudonym under which a principal (e.g. `user:alice`) is recorded when the
+    /// gateway pseudonymises its kind (`[audit] pseudonymise`); needs the data directory's key.
+    Pseudonym {
+        principal: String,
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+    },
     /// Check a proof made by `ztai audit prove`, offline, against the pinned verifier key.
     VerifyProof {
         /// The proof file (JSON); `-` reads standard input.
@@ -566,6 +573,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 last = head;
             }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Pseudonym {
+                    principal,
+                    data_dir,
+                },
+        } => {
+            let path = ztai_audit::keyfile::pseudonym_key_path(&data_dir);
+            let key = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read the pseudonymisation key `{}`; it exists once a gateway with `[audit] pseudonymise` has started",
+                    path.display()
+                )
+            })?;
+            let kind = principal
+                .split_once(':')
+                .map(|(k, _)| k.to_string())
+                .context("write the principal as kind:id, e.g. user:alice")?;
+            let p = ztai_audit::pseudonym::Pseudonymiser::new(&key, vec![kind]);
+            println!("{}", p.apply(&principal));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::VerifyProof { proof, key, json },

@@ -213,18 +213,28 @@ fn checkpoints_proofs_and_tampering_through_the_cli() {
     assert!(out.contains("record 2 was modified"), "{out}");
 }
 
-#[test]
-fn kill_9_under_load_loses_no_record_of_an_answered_request() {
-    // Seed keys and policies with `ztai up`, then serve them with limits that do not throttle,
-    // so the kill lands among requests in flight, not among rate-limit refusals.
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let qs = up(&data);
-    let key = qs.api_key.clone();
-    drop(qs);
-    let (_standin, standin_url) = standin();
-    let config = format!(
-        r#"[server]
+/// A gateway serving keys and policies seeded by `ztai up`, with limits that do not throttle
+/// (so a kill lands among requests in flight, not among rate-limit refusals) and `extra`
+/// configuration appended.
+struct Served {
+    _standin: Proc,
+    gw_proc: Proc,
+    gw: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    key: String,
+    admin_token: String,
+    data: std::path::PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, extra: &str) -> Self {
+        let data = dir.join("data");
+        let qs = up(&data);
+        let (key, admin_token) = (qs.api_key.clone(), qs.admin_token.clone());
+        drop(qs);
+        let (standin_proc, standin_url) = standin();
+        let config = format!(
+            r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 [storage]
@@ -243,9 +253,28 @@ name = "echo-small"
 upstream = "standin"
 upstream_model = "standin-echo"
 groups = ["standard"]
+{extra}
 "#
-    );
-    let (mut gw_proc, gw, _admin) = serve(dir.path(), &config);
+        );
+        let (gw_proc, gw, admin) = serve(dir, &config);
+        Served {
+            _standin: standin_proc,
+            gw_proc,
+            gw,
+            admin,
+            key,
+            admin_token,
+            data,
+        }
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_no_record_of_an_answered_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), "");
+    let (key, gw, data) = (s.key.clone(), s.gw, s.data.clone());
+    let mut gw_proc = s.gw_proc;
     let answered = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..8)
@@ -397,4 +426,43 @@ fn a_full_disk_refuses_requests_raises_the_alert_and_recovers() {
     drop(qs);
     let (code, out) = ztai(&["audit", "verify"], &disk.path);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn pseudonymised_users_are_linkable_but_not_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), "[audit]\npseudonymise = [\"user\"]\n");
+    for _ in 0..3 {
+        assert_eq!(chat(s.gw, &s.key, "echo-small", "hello", false).status, 200);
+    }
+    let r = request(
+        s.admin,
+        "GET",
+        "/api/v1/audit?action=invoke",
+        Some(&s.admin_token),
+        "",
+    );
+    let records = r.json()["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 3, "{}", r.text());
+    let principal = records[0]["principal"].as_str().unwrap().to_string();
+    assert!(principal.starts_with("user:~"), "{principal}");
+    assert!(
+        records.iter().all(|r| r["principal"] == principal.as_str()),
+        "linkable"
+    );
+    // The key holder can find a named user's records.
+    let (code, out) = ztai(&["audit", "pseudonym", "user:demo"], &s.data);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), principal);
+    drop(s.gw_proc);
+    // The real identifier is nowhere in the audit table.
+    let c = rusqlite::Connection::open(s.data.join("ztai.db")).unwrap();
+    let named: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'invoke' AND (principal LIKE '%demo%' OR record_json LIKE '%user:demo%')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(named, 0);
 }

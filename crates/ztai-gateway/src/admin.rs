@@ -127,11 +127,7 @@ where
         }
     };
     let ok = resp.status().is_success();
-    let resp = match gw
-        .audit
-        .append(trace.into_record(&gw.config.instance))
-        .await
-    {
+    let resp = match gw.audit.append(gw.record_of(trace)).await {
         Ok(_) => resp,
         Err(e) => {
             gw.metrics.fail("audit");

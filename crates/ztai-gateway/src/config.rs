@@ -40,6 +40,8 @@ struct RawConfig {
     #[serde(default)]
     inspect: RawInspect,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
     models: Vec<RawModel>,
@@ -84,6 +86,14 @@ struct RawInspect {
     redact_output: Option<Vec<String>>,
     block_output: Option<Vec<String>>,
     stream_window_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    pseudonymise: Option<Vec<String>>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +171,16 @@ pub struct InspectConfig {
     pub stream_window_bytes: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Principal kinds whose identifiers are recorded as keyed pseudonyms.
+    pub pseudonymise: Vec<String>,
+    /// Sign a checkpoint after this many new records...
+    pub checkpoint_every: u64,
+    /// ...or after this long with new records.
+    pub checkpoint_interval: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -176,6 +196,7 @@ pub struct Config {
     pub policy_reload_interval: Duration,
     pub limits: LimitsConfig,
     pub inspect: InspectConfig,
+    pub audit: AuditConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -297,6 +318,29 @@ impl Config {
             )?,
             block_output: categories("inspect.block_output", raw.inspect.block_output, &[])?,
             stream_window_bytes: raw.inspect.stream_window_bytes.unwrap_or(256),
+        };
+
+        let pseudonymise = raw.audit.pseudonymise.unwrap_or_default();
+        if let Some(k) = pseudonymise
+            .iter()
+            .find(|k| ztai_core::PrincipalKind::parse(k).is_none())
+        {
+            return Err(err(
+                "audit.pseudonymise",
+                format!("unknown principal kind `{k}`; use user, agent, service or model"),
+            ));
+        }
+        let audit = AuditConfig {
+            pseudonymise,
+            checkpoint_every: match raw.audit.checkpoint_every.unwrap_or(10_000) {
+                0 => return Err(err("audit.checkpoint_every", "must be at least 1")),
+                n => n,
+            },
+            checkpoint_interval: ms(
+                "audit.checkpoint_interval_ms",
+                raw.audit.checkpoint_interval_ms,
+                60_000,
+            )?,
         };
         if !(32..=65536).contains(&inspect.stream_window_bytes) {
             return Err(err(
@@ -446,6 +490,7 @@ impl Config {
             )?,
             limits,
             inspect,
+            audit,
             upstreams,
             models,
         })
@@ -548,6 +593,18 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[limits]\nrequests_per_minute = 0"),
                 "limits.requests_per_minute",
+            ),
+            (
+                format!("{MINIMAL}\n[audit]\npseudonymise = [\"users\"]"),
+                "audit.pseudonymise",
+            ),
+            (
+                format!("{MINIMAL}\n[audit]\ncheckpoint_every = 0"),
+                "audit.checkpoint_every",
+            ),
+            (
+                format!("{MINIMAL}\n[audit]\ncheckpoint_interval_ms = 0"),
+                "audit.checkpoint_interval_ms",
             ),
             (
                 MINIMAL.replace(

@@ -163,13 +163,11 @@ async fn record_request(
             status: trace.status,
         })
         .inc();
-    log_request(&trace);
     let started = trace.started;
+    let record = gw.record_of(trace);
+    log_request(&record);
     let t = Instant::now();
-    let appended = gw
-        .audit
-        .append(trace.into_record(&gw.config.instance))
-        .await;
+    let appended = gw.audit.append(record).await;
     gw.metrics.observe_stage("record", t.elapsed());
     gw.metrics
         .request_seconds
@@ -181,14 +179,15 @@ async fn record_request(
     })
 }
 
-fn log_request(trace: &Trace) {
+/// Logs the request as recorded, so a pseudonymised principal stays pseudonymous in logs too.
+fn log_request(record: &ztai_core::AuditRecord) {
     tracing::info!(
-        request_id = %trace.request_id,
-        principal = trace.principal.as_ref().map(|p| format!("{}:{}", p.kind, p.id)).unwrap_or_else(|| "anonymous".into()),
-        resource = %trace.resource,
-        status = trace.status,
-        findings = trace.findings.len(),
-        total_us = micros(trace.started),
+        request_id = %record.id,
+        principal = %record.principal,
+        resource = %record.resource,
+        status = record.status,
+        findings = record.findings.len(),
+        total_us = record.timings.total_us,
         "request"
     );
 }
@@ -863,10 +862,7 @@ async fn forward(
         opened.reason = "stream opened; the final record follows when it ends".into();
         opened.content = None;
         let t_rec = Instant::now();
-        let appended = gw
-            .audit
-            .append(opened.into_record(&gw.config.instance))
-            .await;
+        let appended = gw.audit.append(gw.record_of(opened)).await;
         gw.metrics.observe_stage("record", t_rec.elapsed());
         if let Err(e) = appended {
             gw.metrics.fail("audit");

@@ -57,6 +57,8 @@ pub struct Gateway {
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
     pub(crate) audit_verifier_key: String,
+    /// Replaces configured principals' identifiers in audit records.
+    pub(crate) pseudonymiser: Option<ztai_audit::pseudonym::Pseudonymiser>,
     pub(crate) limiter: RateLimiter,
     pub(crate) metrics: Metrics,
     pub(crate) client: HttpClient,
@@ -126,6 +128,16 @@ impl Gateway {
         let audit_verifier_key = signer.verifier_key();
         audit_config.signer = Some(signer);
         audit_config.origin = format!("ztai-audit/{}", config.instance);
+        audit_config.checkpoint_every = config.audit.checkpoint_every;
+        audit_config.checkpoint_interval = config.audit.checkpoint_interval;
+        let pseudonymiser = if config.audit.pseudonymise.is_empty() {
+            None
+        } else {
+            Some(ztai_audit::pseudonym::Pseudonymiser::new(
+                &ztai_audit::keyfile::load_or_create_pseudonym_key(&config.data_dir)?,
+                config.audit.pseudonymise.clone(),
+            ))
+        };
         let audit = AuditLog::open(audit_config)?;
         let mut upstream_auth = HashMap::new();
         for u in &config.upstreams {
@@ -158,6 +170,7 @@ impl Gateway {
             inspector,
             audit,
             audit_verifier_key,
+            pseudonymiser,
             limiter: RateLimiter::new(),
             metrics: Metrics::new(),
             client,
@@ -193,6 +206,18 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The audit record of a finished trace, as this gateway records it (instance, pseudonyms).
+    pub(crate) fn record_of(&self, trace: crate::record::Trace) -> ztai_core::AuditRecord {
+        let mut record = trace.into_record(&self.config.instance);
+        if let Some(p) = &self.pseudonymiser {
+            record.principal = p.apply(&record.principal);
+            for c in &mut record.chain {
+                *c = p.apply(c);
+            }
+        }
+        record
     }
 
     /// The Prometheus exposition, with the audit writer's own counters added.
