@@ -21,7 +21,10 @@ mod writer;
 pub use chain::{
     ChainProblem, ChainReport, GENESIS_HASH, VerifyOptions, chain_hash, verify_chain, verify_log,
 };
-pub use proof::{AuditProof, ProofCheckError, prove_consistency, prove_inclusion, verify_proof};
+pub use proof::{
+    AuditProof, ProofCheckError, PruneReport, prove_consistency, prove_inclusion, prune,
+    verify_proof,
+};
 pub use writer::{AuditLog, AuditLogConfig};
 
 /// Audit failures. Any of these on the request path means the request is refused.

@@ -114,7 +114,11 @@ pub fn prove_inclusion(
     let row = store
         .audit_row(i64::try_from(seq).unwrap_or(i64::MAX))
         .map_err(read)?
-        .ok_or_else(|| AuditError::Read(format!("record {seq} is not in the log")))?;
+        .ok_or_else(|| {
+            AuditError::Read(format!(
+                "record {seq} is not in the log, or its content was pruned (its leaf hash still is)"
+            ))
+        })?;
     let all = leaves(store, tree_size)?;
     let path =
         merkle::inclusion_proof(seq - 1, &all).map_err(|e| AuditError::Read(e.to_string()))?;
@@ -221,4 +225,65 @@ pub fn verify_proof(
             ))
         }
     }
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The first and last sequence numbers whose content was removed, if any.
+    pub range: Option<(i64, i64)>,
+    /// The checkpoint size that commits to the pruned records.
+    pub covered_by: u64,
+}
+
+/// Removes the content of records older than `before` (RFC 3339, records' form) that a signed
+/// checkpoint already covers, keeping their leaf and chain hashes so the log stays verifiable
+/// and later records stay provable. Checkpoint first, then prune: nothing uncommitted goes.
+pub fn prune(
+    store: &mut Store,
+    before: &str,
+    now: &str,
+    reason: &str,
+) -> Result<PruneReport, AuditError> {
+    let latest = store.latest_checkpoint().map_err(read)?.ok_or_else(|| {
+        AuditError::Read(
+            "the log has no signed checkpoint, so nothing can be pruned yet; a running gateway signs one every minute".into(),
+        )
+    })?;
+    let covered = latest.tree_size;
+    // The newest record older than `before`; times grow with the sequence, so the pruned range
+    // is a prefix.
+    let mut last = 0i64;
+    let mut after = 0i64;
+    let mut leaves = Vec::new();
+    'scan: loop {
+        let rows = store.audit_rows_after(after, 4096).map_err(read)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            if row.seq > covered || row.time.as_str() >= before {
+                break 'scan;
+            }
+            if row.leaf_hash.is_none() {
+                leaves.push((
+                    row.seq,
+                    merkle::leaf_hash(row.record_json.as_bytes()).to_vec(),
+                ));
+            }
+            last = row.seq;
+            after = row.seq;
+        }
+    }
+    let range = if last == 0 {
+        None
+    } else {
+        store
+            .prune_audit(last, &leaves, now, reason)
+            .map_err(|e| AuditError::Append(format!("cannot prune: {e}")))?
+    };
+    Ok(PruneReport {
+        range,
+        covered_by: u64::try_from(covered).unwrap_or(0),
+    })
 }

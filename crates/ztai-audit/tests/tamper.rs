@@ -362,3 +362,65 @@ async fn a_reopened_log_resumes_its_tree_from_the_last_checkpoint() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(verify_proof(&prove_inclusion(&store, 5, Some(50)).unwrap(), &v).is_ok());
 }
+
+#[tokio::test]
+async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let (v, notes) = build(&path).await;
+    // Records 1..=30 are "old": give them an older time than the rest.
+    raw(&path)
+        .execute(
+            "UPDATE audit_log SET time = '2026-01-01T00:00:00.000000Z' WHERE seq <= 30",
+            [],
+        )
+        .unwrap();
+    let mut store = Store::open(&path).unwrap();
+    let report = ztai_audit::prune(
+        &mut store,
+        "2026-06-01T00:00:00.000000Z",
+        "2026-11-22T00:00:00.000000Z",
+        "retention",
+    )
+    .unwrap();
+    assert_eq!(report.range, Some((1, 30)));
+    assert_eq!(store.audit_count().unwrap(), 40);
+    // The content is gone; every checkpoint, including one saved outside, still verifies.
+    let options = VerifyOptions {
+        verifier: Some(&v),
+        external: vec![("saved".into(), notes[0].clone())],
+    };
+    let r = verify_log(&store, &options).unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.records, 70);
+    // Later records stay provable; pruned ones say why they cannot be.
+    assert!(verify_proof(&prove_inclusion(&store, 31, None).unwrap(), &v).is_ok());
+    let e = prove_inclusion(&store, 5, None).unwrap_err();
+    assert!(e.to_string().contains("pruned"), "{e}");
+    // A forger who edits a pruned leaf breaks the signed heads.
+    raw(&path)
+        .execute(
+            "UPDATE audit_pruned SET leaf_hash = zeroblob(32) WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+    let p = verify_log(&store, &options).unwrap().problems;
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, ChainProblem::CheckpointMismatch { .. })),
+        "{p:?}"
+    );
+    // Nothing newer than the latest checkpoint is ever pruned.
+    let again = ztai_audit::prune(
+        &mut store,
+        "2099-01-01T00:00:00.000000Z",
+        "2026-11-22T00:00:00.000000Z",
+        "retention",
+    )
+    .unwrap();
+    assert_eq!(again.range, Some((31, 70)));
+    assert_eq!(store.audit_count().unwrap(), 0);
+    // The writer resumes after a fully pruned log.
+    let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+    assert_eq!(log.append(record(71)).await.unwrap(), 71);
+}

@@ -171,6 +171,19 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the content of records older than --before that a signed checkpoint covers,
+    /// keeping their hashes: the log stays verifiable and later records stay provable, and the
+    /// pruned range is recorded. Safe while a gateway runs.
+    Prune {
+        /// RFC 3339; records before this time are pruned, e.g. 2026-01-01T00:00:00Z.
+        #[arg(long)]
+        before: String,
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// Recorded with the pruned range.
+        #[arg(long, default_value = "retention")]
+        reason: String,
+    },
     /// Print the pseudonym under which a principal (e.g. `user:alice`) is recorded when the
     /// gateway pseudonymises its kind (`[audit] pseudonymise`); needs the data directory's key.
     Pseudonym {
@@ -573,6 +586,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 last = head;
             }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Prune {
+                    before,
+                    data_dir,
+                    reason,
+                },
+        } => {
+            let mut store = open_audit_store(&data_dir)?;
+            let before = ztai_audit::query_time(&before)?;
+            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+            let report = ztai_audit::prune(&mut store, &before, &now, &reason)?;
+            match report.range {
+                Some((first, last)) => println!(
+                    "pruned the content of records {first}..={last} (covered by the checkpoint of size {})",
+                    report.covered_by
+                ),
+                None => println!(
+                    "nothing to prune: no record before {before} is covered by the latest checkpoint (size {})",
+                    report.covered_by
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command:

@@ -8,7 +8,9 @@
 
 mod sqlite;
 
-pub use sqlite::{AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, Store};
+pub use sqlite::{
+    AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, PrunedRow, Store,
+};
 
 /// Everything that can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS audit_log (
     leaf_hash BLOB
 );
 CREATE INDEX IF NOT EXISTS audit_log_principal ON audit_log(principal, seq);
+CREATE TABLE IF NOT EXISTS audit_pruned (
+    seq INTEGER PRIMARY KEY,
+    leaf_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_prunes (
+    id INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size INTEGER PRIMARY KEY,
     root BLOB NOT NULL,
@@ -84,6 +96,9 @@ pub struct AuditRow {
     /// leaf hash readers compute from `record_json`.
     pub leaf_hash: Option<Vec<u8>>,
 }
+
+/// A pruned audit row: `(seq, leaf_hash, hash)`; its content is gone.
+pub type PrunedRow = (i64, Vec<u8>, Vec<u8>);
 
 /// Which audit rows a search wants; every field narrows it, `None` leaves it open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -286,11 +301,89 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash FROM (
+                   SELECT seq, hash FROM audit_log
+                   UNION ALL SELECT seq, hash FROM audit_pruned)
+                 ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
+    }
+
+    /// Rows whose content was pruned, oldest first: `(seq, leaf_hash, hash)`; they always form
+    /// the log's prefix.
+    pub fn audit_pruned_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<PrunedRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, leaf_hash, hash FROM audit_pruned WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Removes the content of rows `..=last_seq`, keeping each one's leaf hash and chain hash
+    /// (so every checkpoint and every later record still verifies) and recording the range.
+    /// `leaves` gives the leaf hash of rows stored without one. One transaction.
+    pub fn prune_audit(
+        &mut self,
+        last_seq: i64,
+        leaves: &[(i64, Vec<u8>)],
+        time: &str,
+        reason: &str,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let first: Option<i64> = tx
+            .query_row(
+                "SELECT MIN(seq) FROM audit_log WHERE seq <= ?1",
+                params![last_seq],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        {
+            let mut fill = tx.prepare_cached(
+                "UPDATE audit_log SET leaf_hash = ?2 WHERE seq = ?1 AND leaf_hash IS NULL",
+            )?;
+            for (seq, leaf) in leaves {
+                fill.execute(params![seq, leaf])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO audit_pruned(seq, leaf_hash, hash)
+             SELECT seq, leaf_hash, hash FROM audit_log WHERE seq <= ?1 AND leaf_hash IS NOT NULL",
+            params![last_seq],
+        )?;
+        let moved = tx.execute(
+            "DELETE FROM audit_log WHERE seq <= ?1 AND leaf_hash IS NOT NULL",
+            params![last_seq],
+        )?;
+        let left: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE seq <= ?1",
+            params![last_seq],
+            |r| r.get(0),
+        )?;
+        if left != 0 || moved == 0 {
+            // Every pruned row needs its leaf hash; refuse rather than lose a commitment.
+            return Err(StoreError::Corrupt(format!(
+                "{left} rows up to {last_seq} have no leaf hash; nothing was pruned"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO audit_prunes(first_seq, last_seq, time, reason) VALUES(?1, ?2, ?3, ?4)",
+            params![first, last_seq, time, reason],
+        )?;
+        tx.commit()?;
+        Ok(Some((first, last_seq)))
     }
 
     /// Appends rows in one transaction: all become durable together or none do.
@@ -395,7 +488,9 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, leaf_hash, CASE WHEN leaf_hash IS NULL THEN record_json END
-             FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+             FROM audit_log WHERE seq > ?1
+             UNION ALL SELECT seq, leaf_hash, NULL FROM audit_pruned WHERE seq > ?1
+             ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit], |r| {
             let seq: i64 = r.get(0)?;
