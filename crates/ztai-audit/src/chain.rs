@@ -9,8 +9,9 @@
 use crate::AuditError;
 use crate::checkpoint::CheckpointVerifier;
 use crate::merkle::{Frontier, leaf_hash};
+use crate::writer::leaf_of;
 use sha2::{Digest, Sha256};
-use ztai_store::Store;
+use ztai_store::{AuditLeaf, Store};
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -222,8 +223,7 @@ pub fn verify_log(store: &Store, options: &VerifyOptions<'_>) -> Result<ChainRep
                     found: seq,
                 });
             }
-            frontier
-                .push(<[u8; 32]>::try_from(leaf.as_slice()).unwrap_or_else(|_| leaf_hash(&leaf)));
+            frontier.push(leaf_of(&AuditLeaf::Hash(leaf)));
             settle(&frontier, &mut claims, &mut problems);
             prev = hash;
             expected_seq = seq.saturating_add(1);
