@@ -25,6 +25,8 @@ fn record(i: u64) -> AuditRecord {
         response_digest: "0".repeat(64),
         timings: StageTimings::default(),
         content: None,
+        client: String::new(),
+        credential: None,
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod keyfile;
 pub mod merkle;
 mod proof;

@@ -234,23 +234,41 @@ pub struct PruneReport {
     pub range: Option<(i64, i64)>,
     /// The checkpoint size that commits to the pruned records.
     pub covered_by: u64,
+    /// The export sink (and its cursor) that kept newer records from being pruned, because it
+    /// has not delivered them yet.
+    pub held_by: Option<(String, i64)>,
 }
 
 /// Removes the content of records older than `before` (RFC 3339, records' form) that a signed
 /// checkpoint already covers, keeping their leaf and chain hashes so the log stays verifiable
 /// and later records stay provable. Checkpoint first, then prune: nothing uncommitted goes.
+/// Unless `ignore_export` is set, nothing an export sink has yet to deliver goes either (a sink
+/// that no longer exists must have its cursor dropped: `ztai audit cursors --drop NAME`).
 pub fn prune(
     store: &mut Store,
     before: &str,
     now: &str,
     reason: &str,
+    ignore_export: bool,
 ) -> Result<PruneReport, AuditError> {
     let latest = store.latest_checkpoint().map_err(read)?.ok_or_else(|| {
         AuditError::Read(
             "the log has no signed checkpoint, so nothing can be pruned yet; a running gateway signs one every minute".into(),
         )
     })?;
-    let covered = latest.tree_size;
+    let mut covered = latest.tree_size;
+    let mut held_by = None;
+    if !ignore_export
+        && let Some((sink, cursor, _)) = store
+            .export_cursors()
+            .map_err(read)?
+            .into_iter()
+            .min_by_key(|(_, c, _)| *c)
+        && cursor < covered
+    {
+        covered = cursor;
+        held_by = Some((sink, cursor));
+    }
     // The newest record older than `before`; times grow with the sequence, so the pruned range
     // is a prefix.
     let mut last = 0i64;
@@ -284,6 +302,7 @@ pub fn prune(
     };
     Ok(PruneReport {
         range,
-        covered_by: u64::try_from(covered).unwrap_or(0),
+        covered_by: u64::try_from(latest.tree_size).unwrap_or(0),
+        held_by,
     })
 }

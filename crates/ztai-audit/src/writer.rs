@@ -486,6 +486,8 @@ mod tests {
             response_digest: String::new(),
             timings: StageTimings::default(),
             content: None,
+            client: String::new(),
+            credential: None,
         }
     }
 

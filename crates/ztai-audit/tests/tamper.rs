@@ -41,6 +41,8 @@ fn record(i: usize) -> AuditRecord {
         response_digest: String::new(),
         timings: StageTimings::default(),
         content: None,
+        client: String::new(),
+        credential: None,
     }
 }
 
@@ -376,14 +378,29 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
         )
         .unwrap();
     let mut store = Store::open(&path).unwrap();
+    // A SIEM sink that has delivered only up to 20 holds back the rest of the old records.
+    store.set_export_cursor("siem", 20, "t").unwrap();
+    let held = ztai_audit::prune(
+        &mut store,
+        "2026-06-01T00:00:00.000000Z",
+        "2026-11-22T00:00:00.000000Z",
+        "retention",
+        false,
+    )
+    .unwrap();
+    assert_eq!(held.range, Some((1, 20)));
+    assert_eq!(held.held_by, Some(("siem".to_string(), 20)));
+    store.set_export_cursor("siem", 70, "t").unwrap();
     let report = ztai_audit::prune(
         &mut store,
         "2026-06-01T00:00:00.000000Z",
         "2026-11-22T00:00:00.000000Z",
         "retention",
+        false,
     )
     .unwrap();
-    assert_eq!(report.range, Some((1, 30)));
+    assert_eq!(report.range, Some((21, 30)));
+    assert_eq!(report.held_by, None);
     assert_eq!(store.audit_count().unwrap(), 40);
     // The content is gone; every checkpoint, including one saved outside, still verifies.
     let options = VerifyOptions {
@@ -416,6 +433,7 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
         "2099-01-01T00:00:00.000000Z",
         "2026-11-22T00:00:00.000000Z",
         "retention",
+        false,
     )
     .unwrap();
     assert_eq!(again.range, Some((31, 70)));

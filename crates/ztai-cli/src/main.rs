@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -183,6 +184,40 @@ enum AuditCommand {
         /// Recorded with the pruned range.
         #[arg(long, default_value = "retention")]
         reason: String,
+        /// Also prune records a SIEM export sink has not delivered yet (by default pruning
+        /// stops at the slowest sink's cursor).
+        #[arg(long)]
+        ignore_export: bool,
+    },
+    /// Write audit records as SIEM events to standard output, oldest first: to replay a range a
+    /// sink skipped, back-fill a new SIEM, or feed a pipeline. One event per line.
+    Export {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// `ocsf` (OCSF 1.3 JSON), `cef`, or `json` (the stored record with its seq).
+        #[arg(long, default_value = "ocsf", value_parser = ["ocsf", "cef", "json"])]
+        format: String,
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Stop after this sequence number.
+        #[arg(long)]
+        until: Option<i64>,
+    },
+    /// Show each export sink's cursor (the last record it delivered) and backlog; move or drop
+    /// one. Changing a cursor while a gateway runs is overwritten by its next delivery: stop it
+    /// first.
+    Cursors {
+        #[arg(long, default_value = ".ztai")]
+        data_dir: PathBuf,
+        /// `NAME=SEQ`: the sink resumes after SEQ (e.g. `siem=0` re-sends everything).
+        #[arg(long)]
+        set: Option<String>,
+        /// Forget a sink that no longer exists, so it stops holding back pruning.
+        #[arg(long)]
+        drop: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Print the pseudonym under which a principal (e.g. `user:alice`) is recorded when the
     /// gateway pseudonymises its kind (`[audit] pseudonymise`); needs the data directory's key.
@@ -593,12 +628,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     before,
                     data_dir,
                     reason,
+                    ignore_export,
                 },
         } => {
             let mut store = open_audit_store(&data_dir)?;
             let before = ztai_audit::query_time(&before)?;
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-            let report = ztai_audit::prune(&mut store, &before, &now, &reason)?;
+            let report = ztai_audit::prune(&mut store, &before, &now, &reason, ignore_export)?;
+            if let Some((sink, cursor)) = &report.held_by {
+                eprintln!(
+                    "note: export sink `{sink}` has delivered only up to record {cursor}; newer records were kept (--ignore-export prunes them anyway)"
+                );
+            }
             match report.range {
                 Some((first, last)) => println!(
                     "pruned the content of records {first}..={last} (covered by the checkpoint of size {})",
@@ -608,6 +649,91 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "nothing to prune: no record before {before} is covered by the latest checkpoint (size {})",
                     report.covered_by
                 ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    data_dir,
+                    format,
+                    after,
+                    until,
+                },
+        } => {
+            let store = open_audit_store(&data_dir)?;
+            let format = ztai_audit::export::ExportFormat::parse(&format)
+                .context("use --format ocsf, cef or json")?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut cursor = after;
+            let mut skipped = 0u64;
+            'rows: loop {
+                let rows = store.audit_rows_after(cursor, 4096)?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    if until.is_some_and(|u| row.seq > u) {
+                        break 'rows;
+                    }
+                    cursor = row.seq;
+                    match ztai_audit::export::render(format, row.seq, &row.record_json) {
+                        Ok(e) => writeln!(out, "{}", e.text)?,
+                        Err(e) => {
+                            skipped += 1;
+                            eprintln!("skipped: {e}");
+                        }
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(if skipped > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Cursors {
+                    data_dir,
+                    set,
+                    drop,
+                    json,
+                },
+        } => {
+            let store = open_audit_store(&data_dir)?;
+            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+            if let Some(spec) = set {
+                let (name, seq) = spec
+                    .split_once('=')
+                    .and_then(|(n, s)| Some((n, s.parse::<i64>().ok()?)))
+                    .context("write --set NAME=SEQ, e.g. --set siem=0")?;
+                anyhow::ensure!(seq >= 0, "SEQ must be 0 or more");
+                store.set_export_cursor(name, seq, &now)?;
+            }
+            if let Some(name) = drop {
+                anyhow::ensure!(
+                    store.drop_export_cursor(&name)?,
+                    "no export sink named `{name}` has a cursor"
+                );
+            }
+            let head = store.audit_head()?.map_or(0, |(s, _)| s);
+            let cursors = store.export_cursors()?;
+            if json {
+                let v: Vec<serde_json::Value> = cursors
+                    .iter()
+                    .map(|(n, c, t)| serde_json::json!({"sink": n, "cursor": c, "backlog": head - c, "updated_at": t}))
+                    .collect();
+                println!("{}", serde_json::json!({"head": head, "sinks": v}));
+            } else {
+                println!("head {head}");
+                for (n, c, t) in &cursors {
+                    println!(
+                        "{n:<20} cursor {c:>10} backlog {:>10} updated {t}",
+                        head - c
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

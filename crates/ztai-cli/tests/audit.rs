@@ -213,62 +213,6 @@ fn checkpoints_proofs_and_tampering_through_the_cli() {
     assert!(out.contains("record 2 was modified"), "{out}");
 }
 
-/// A gateway serving keys and policies seeded by `ztai up`, with limits that do not throttle
-/// (so a kill lands among requests in flight, not among rate-limit refusals) and `extra`
-/// configuration appended.
-struct Served {
-    _standin: Proc,
-    gw_proc: Proc,
-    gw: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    key: String,
-    admin_token: String,
-    data: std::path::PathBuf,
-}
-
-impl Served {
-    fn start(dir: &Path, extra: &str) -> Self {
-        let data = dir.join("data");
-        let qs = up(&data);
-        let (key, admin_token) = (qs.api_key.clone(), qs.admin_token.clone());
-        drop(qs);
-        let (standin_proc, standin_url) = standin();
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[storage]
-data_dir = "data"
-[policy]
-dir = "data/policies"
-[limits]
-requests_per_minute = 100000000
-request_burst = 100000000
-tokens_per_minute = 2000000000
-[[upstreams]]
-name = "standin"
-base_url = "{standin_url}"
-[[models]]
-name = "echo-small"
-upstream = "standin"
-upstream_model = "standin-echo"
-groups = ["standard"]
-{extra}
-"#
-        );
-        let (gw_proc, gw, admin) = serve(dir, &config);
-        Served {
-            _standin: standin_proc,
-            gw_proc,
-            gw,
-            admin,
-            key,
-            admin_token,
-            data,
-        }
-    }
-}
-
 #[test]
 fn kill_9_under_load_loses_no_record_of_an_answered_request() {
     let dir = tempfile::tempdir().unwrap();

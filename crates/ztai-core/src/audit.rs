@@ -74,4 +74,31 @@ pub struct AuditRecord {
     /// Content kept only when policy asks for it (`log_full`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<serde_json::Value>,
+    /// The caller's socket address (`ip:port`) as the gateway saw it; empty for system events.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client: String,
+    /// The credential this decision issued or revoked, on credential paths only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialEvent>,
+}
+
+/// A credential issued or revoked: which one, to whom, with which groups. Never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialEvent {
+    /// `issue` or `revoke`.
+    pub operation: CredentialOperation,
+    /// The credential's public identifier (an API key id, a token's revocation id).
+    pub credential_id: String,
+    /// `kind:id` of the principal the credential speaks for, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialOperation {
+    Issue,
+    Revoke,
 }

@@ -104,6 +104,16 @@ pub enum Channel {
     Output,
 }
 
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Input => "input",
+            Channel::Untrusted => "untrusted",
+            Channel::Output => "output",
+        }
+    }
+}
+
 /// A half-open byte range `[start, end)` into the inspected text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Span {

@@ -11,7 +11,7 @@ pub mod finding;
 pub mod principal;
 pub mod resource;
 
-pub use audit::{AuditRecord, FindingSummary, StageTimings};
+pub use audit::{AuditRecord, CredentialEvent, CredentialOperation, FindingSummary, StageTimings};
 pub use decision::{Decision, Obligation, PolicyDecision};
 pub use finding::{Channel, Finding, FindingCategory, Severity, Span};
 pub use principal::{Principal, PrincipalKind};

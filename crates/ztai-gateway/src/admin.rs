@@ -75,10 +75,32 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
+/// What an admin handler knows of its caller: the request headers (for the credential) and the
+/// socket address the request came from (for the record).
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub headers: HeaderMap,
+    pub client: String,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            headers: parts.headers.clone(),
+            client: crate::server::ClientAddr::of(&parts.extensions),
+        })
+    }
+}
+
 /// Authenticates and authorises an admin call on `area`, runs `f`, and records the outcome.
 async fn governed<F, Fut>(
     gw: &Arc<Gateway>,
-    headers: &HeaderMap,
+    caller: &Caller,
     area: &str,
     action: &'static str,
     f: F,
@@ -90,9 +112,10 @@ where
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), action);
     trace.resource = Resource::Api(area.to_string()).to_string();
+    trace.client = caller.client.clone();
     let result = async {
         let t = Instant::now();
-        let principal = authenticate(gw, headers)?;
+        let principal = authenticate(gw, &caller.headers)?;
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());
         let t = Instant::now();
@@ -118,6 +141,7 @@ where
     let resp = match result {
         Ok((status, body)) => {
             trace.status = status.as_u16();
+            trace.credential = credential_event(action, &body);
             (status, axum::Json(body)).into_response()
         }
         Err(e) => {
@@ -145,6 +169,35 @@ where
     resp
 }
 
+/// The credential an admin call issued or revoked, read from the answer this module built.
+fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialEvent> {
+    let operation = match action {
+        "admin::create_key" => ztai_core::CredentialOperation::Issue,
+        "admin::revoke_key" => ztai_core::CredentialOperation::Revoke,
+        _ => return None,
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(ztai_core::CredentialEvent {
+        operation,
+        credential_id: text("key_id"),
+        subject: text("principal"),
+        groups: body
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
 fn store_failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::StageFailed {
         stage: "store",
@@ -162,8 +215,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_failed)?
 }
 
-async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    governed(&gw, &headers, "whoami", "admin::whoami", |p| async move {
+async fn whoami(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
+    governed(&gw, &caller, "whoami", "admin::whoami", |p| async move {
         Ok((
             StatusCode::OK,
             json!({"kind": p.kind, "id": p.id, "groups": p.groups, "credential": p.credential_id}),
@@ -172,9 +225,9 @@ async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
     .await
 }
 
-async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn list_keys(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "keys", "admin::list_keys", |_| async move {
+    governed(&gw, &caller, "keys", "admin::list_keys", |_| async move {
         let rows = blocking(&g, |gw| gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(store_failed)).await?;
         let keys: Vec<Value> = rows
             .iter()
@@ -213,11 +266,11 @@ fn valid_name(s: &str) -> bool {
 
 async fn create_key(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "keys", "admin::create_key", |actor| async move {
+    governed(&gw, &caller, "keys", "admin::create_key", |actor| async move {
         let req: CreateKey = serde_json::from_slice(&body)
             .map_err(|e| GatewayError::Unprocessable(format!("expected {{\"principal_id\", \"kind\", \"groups\", \"label\"}}: {e}")))?;
         let kind = PrincipalKind::parse(&req.kind)
@@ -258,11 +311,11 @@ async fn create_key(
 
 async fn revoke_key(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(key_id): Path<String>,
 ) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "keys", "admin::revoke_key", |_| async move {
+    governed(&gw, &caller, "keys", "admin::revoke_key", |_| async move {
         let id = key_id.clone();
         blocking(&g, move |gw| {
             // Revoke in memory first: the key stops working at once even if the store write fails.
@@ -303,13 +356,13 @@ pub struct AuditQuery {
 
 async fn search_audit(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> Response {
     let g = gw.clone();
     governed(
         &gw,
-        &headers,
+        &caller,
         "audit",
         "admin::search_audit",
         |_| async move {
@@ -362,9 +415,9 @@ async fn search_audit(
     .await
 }
 
-async fn verify_audit(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn verify_audit(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "audit", "admin::verify_audit", |_| async move {
+    governed(&gw, &caller, "audit", "admin::verify_audit", |_| async move {
         let report = blocking(&g, |gw| {
             let verifier = ztai_audit::checkpoint::CheckpointVerifier::parse(
                 &gw.audit_verifier_key,
@@ -395,11 +448,11 @@ async fn verify_audit(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
 }
 
 /// The newest signed checkpoint and the key that verifies it, for publishing elsewhere.
-async fn latest_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn latest_checkpoint(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
     governed(
         &gw,
-        &headers,
+        &caller,
         "audit",
         "admin::read_checkpoint",
         |_| async move {
@@ -418,9 +471,9 @@ async fn latest_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -
 }
 
 /// Signs a checkpoint now (if records were added since the last one).
-async fn sign_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn sign_checkpoint(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "audit", "admin::sign_checkpoint", |_| async move {
+    governed(&gw, &caller, "audit", "admin::sign_checkpoint", |_| async move {
         let note = g.audit.checkpoint_now().await.map_err(|e| {
             g.metrics.fail("audit");
             GatewayError::AuditUnavailable(e.to_string())
@@ -433,9 +486,9 @@ async fn sign_checkpoint(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> 
     .await
 }
 
-async fn policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn policies(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
-    governed(&gw, &headers, "policies", "admin::read_policies", |_| async move {
+    governed(&gw, &caller, "policies", "admin::read_policies", |_| async move {
         let engine = g.policy.load();
         Ok((
             StatusCode::OK,
@@ -447,11 +500,11 @@ async fn policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
     .await
 }
 
-async fn reload_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn reload_policies(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
     governed(
         &gw,
-        &headers,
+        &caller,
         "policies",
         "admin::reload_policies",
         |actor| async move {

@@ -94,6 +94,46 @@ struct RawAudit {
     pseudonymise: Option<Vec<String>>,
     checkpoint_every: Option<u64>,
     checkpoint_interval_ms: Option<u64>,
+    #[serde(default)]
+    export: Vec<RawExport>,
+}
+
+/// One `[[audit.export]]` table: a SIEM sink.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    name: Option<String>,
+    kind: Option<String>,
+    format: Option<String>,
+    // syslog
+    address: Option<String>,
+    tls: Option<bool>,
+    facility: Option<u8>,
+    hostname: Option<String>,
+    // TLS (syslog+tls, https webhooks)
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    // webhook
+    url: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    token: Option<toml::Value>,
+    index: Option<String>,
+    // file
+    path: Option<PathBuf>,
+    rotate_bytes: Option<u64>,
+    keep: Option<usize>,
+    // delivery
+    batch: Option<usize>,
+    poll_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    backoff_min_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    alert_backlog: Option<u64>,
+    max_backlog: Option<u64>,
+    start: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +219,8 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// ...or after this long with new records.
     pub checkpoint_interval: Duration,
+    /// SIEM sinks the log is exported to.
+    pub export: Vec<ztai_audit::export::SinkConfig>,
 }
 
 /// The validated configuration.
@@ -232,6 +274,304 @@ fn categories(
             })
             .collect(),
     }
+}
+
+/// Validates one `[[audit.export]]` table; fields that belong to another kind of sink are refused
+/// by name rather than silently ignored.
+fn export_sink(
+    i: usize,
+    x: RawExport,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+    instance: &str,
+) -> Result<ztai_audit::export::SinkConfig, ConfigError> {
+    use ztai_audit::export::{
+        ExportFormat, FileTarget, SinkConfig, SinkTarget, SyslogTarget, TlsTarget, TokenSource,
+        WebhookTarget,
+    };
+    let k = |f: &str| format!("audit.export[{i}].{f}");
+    let name = x
+        .name
+        .clone()
+        .ok_or_else(|| err(k("name"), "is required"))?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(err(
+            k("name"),
+            format!("`{name}` must be 1-64 letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    let kind = x
+        .kind
+        .clone()
+        .ok_or_else(|| err(k("kind"), "is required: syslog, webhook or file"))?;
+    let foreign = |fields: &[(&str, bool)], kind: &str| -> Result<(), ConfigError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((f, _)) => Err(err(k(f), format!("does not apply to a `{kind}` sink"))),
+            None => Ok(()),
+        }
+    };
+    let tls_fields = |x: &RawExport| TlsTarget {
+        ca_file: x.ca_file.clone().map(resolve),
+        server_name: x.server_name.clone().unwrap_or_default(),
+        cert_file: x.cert_file.clone().map(resolve),
+        key_file: x.key_file.clone().map(resolve),
+    };
+    let check_files = |t: &TlsTarget| -> Result<(), ConfigError> {
+        for (f, p) in [
+            ("ca_file", &t.ca_file),
+            ("cert_file", &t.cert_file),
+            ("key_file", &t.key_file),
+        ] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                return Err(err(
+                    k(f),
+                    format!("`{}` does not exist or is not a file", p.display()),
+                ));
+            }
+        }
+        if t.cert_file.is_some() != t.key_file.is_some() {
+            return Err(err(k("cert_file"), "set cert_file and key_file together"));
+        }
+        Ok(())
+    };
+    let (target, default_format) = match kind.as_str() {
+        "syslog" => {
+            foreign(
+                &[
+                    ("url", x.url.is_some()),
+                    ("token_env", x.token_env.is_some()),
+                    ("token_file", x.token_file.is_some()),
+                    ("token", x.token.is_some()),
+                    ("index", x.index.is_some()),
+                    ("path", x.path.is_some()),
+                    ("rotate_bytes", x.rotate_bytes.is_some()),
+                    ("keep", x.keep.is_some()),
+                ],
+                "syslog",
+            )?;
+            let address = x
+                .address
+                .clone()
+                .ok_or_else(|| err(k("address"), "is required: `host:port` of the receiver"))?;
+            let host = match address.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                    h.trim_start_matches('[').trim_end_matches(']').to_string()
+                }
+                _ => {
+                    return Err(err(
+                        k("address"),
+                        format!("`{address}` must be `host:port`, e.g. `siem.example.com:6514`"),
+                    ));
+                }
+            };
+            let tls = if x.tls.unwrap_or(false) {
+                let mut t = tls_fields(&x);
+                if t.server_name.is_empty() {
+                    t.server_name = host;
+                }
+                check_files(&t)?;
+                Some(t)
+            } else {
+                foreign(
+                    &[
+                        ("ca_file", x.ca_file.is_some()),
+                        ("server_name", x.server_name.is_some()),
+                        ("cert_file", x.cert_file.is_some()),
+                        ("key_file", x.key_file.is_some()),
+                    ],
+                    "syslog without `tls = true`",
+                )?;
+                None
+            };
+            let facility = x.facility.unwrap_or(13);
+            if facility > 23 {
+                return Err(err(k("facility"), "must be between 0 and 23 (RFC 5424)"));
+            }
+            (
+                SinkTarget::Syslog(SyslogTarget {
+                    address,
+                    tls,
+                    facility,
+                    hostname: x.hostname.clone().unwrap_or_else(|| instance.to_string()),
+                }),
+                ExportFormat::Cef,
+            )
+        }
+        "webhook" => {
+            foreign(
+                &[
+                    ("address", x.address.is_some()),
+                    ("tls", x.tls.is_some()),
+                    ("facility", x.facility.is_some()),
+                    ("hostname", x.hostname.is_some()),
+                    ("server_name", x.server_name.is_some()),
+                    ("path", x.path.is_some()),
+                    ("rotate_bytes", x.rotate_bytes.is_some()),
+                    ("keep", x.keep.is_some()),
+                ],
+                "webhook",
+            )?;
+            let url = x.url.clone().ok_or_else(|| {
+                err(
+                    k("url"),
+                    "is required, e.g. `https://splunk:8088/services/collector/event`",
+                )
+            })?;
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| err(k("url"), format!("`{url}` is not a URL: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+                return Err(err(
+                    k("url"),
+                    format!("`{url}` must be an http:// or https:// URL with a host"),
+                ));
+            }
+            if x.token.is_some() {
+                return Err(err(
+                    k("token"),
+                    "tokens are never read from the configuration text; use `token_env = \"VAR\"` or `token_file = \"path\"`",
+                ));
+            }
+            let token = match (x.token_env.clone(), x.token_file.clone()) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        k("token_env"),
+                        "set either token_env or token_file, not both",
+                    ));
+                }
+                (Some(v), None) => {
+                    if std::env::var_os(&v).is_none() {
+                        return Err(err(
+                            k("token_env"),
+                            format!("environment variable `{v}` is not set"),
+                        ));
+                    }
+                    TokenSource::Env(v)
+                }
+                (None, Some(f)) => {
+                    let f = resolve(f);
+                    if !f.is_file() {
+                        return Err(err(
+                            k("token_file"),
+                            format!("`{}` does not exist or is not a file", f.display()),
+                        ));
+                    }
+                    TokenSource::File(f)
+                }
+                (None, None) => TokenSource::None,
+            };
+            let tls = tls_fields(&x);
+            check_files(&tls)?;
+            (
+                SinkTarget::Webhook(WebhookTarget {
+                    url: uri,
+                    token,
+                    host: instance.to_string(),
+                    index: x.index.clone(),
+                    tls,
+                }),
+                ExportFormat::Ocsf,
+            )
+        }
+        "file" => {
+            foreign(
+                &[
+                    ("address", x.address.is_some()),
+                    ("tls", x.tls.is_some()),
+                    ("facility", x.facility.is_some()),
+                    ("hostname", x.hostname.is_some()),
+                    ("url", x.url.is_some()),
+                    ("token_env", x.token_env.is_some()),
+                    ("token_file", x.token_file.is_some()),
+                    ("token", x.token.is_some()),
+                    ("index", x.index.is_some()),
+                    ("ca_file", x.ca_file.is_some()),
+                    ("server_name", x.server_name.is_some()),
+                    ("cert_file", x.cert_file.is_some()),
+                    ("key_file", x.key_file.is_some()),
+                ],
+                "file",
+            )?;
+            let path = resolve(
+                x.path
+                    .clone()
+                    .ok_or_else(|| err(k("path"), "is required, e.g. `export/audit.jsonl`"))?,
+            );
+            let rotate_bytes = x.rotate_bytes.unwrap_or(100 * 1024 * 1024);
+            if rotate_bytes < 4096 {
+                return Err(err(k("rotate_bytes"), "must be at least 4096"));
+            }
+            (
+                SinkTarget::File(FileTarget {
+                    path,
+                    rotate_bytes,
+                    keep: x.keep.unwrap_or(10),
+                }),
+                ExportFormat::Ocsf,
+            )
+        }
+        other => {
+            return Err(err(
+                k("kind"),
+                format!("unknown sink kind `{other}`; use syslog, webhook or file"),
+            ));
+        }
+    };
+    let format = match x.format.as_deref() {
+        None => default_format,
+        Some(f) => ExportFormat::parse(f).ok_or_else(|| {
+            err(
+                k("format"),
+                format!("unknown format `{f}`; use ocsf, cef or json"),
+            )
+        })?,
+    };
+    let batch = x.batch.unwrap_or(500);
+    if !(1..=10_000).contains(&batch) {
+        return Err(err(k("batch"), "must be between 1 and 10000"));
+    }
+    let backoff_min = ms(&k("backoff_min_ms"), x.backoff_min_ms, 200)?;
+    let backoff_max = ms(&k("backoff_max_ms"), x.backoff_max_ms, 30_000)?;
+    if backoff_max < backoff_min {
+        return Err(err(k("backoff_max_ms"), "must not be below backoff_min_ms"));
+    }
+    let alert_backlog = x.alert_backlog.unwrap_or(10_000);
+    let max_backlog = x.max_backlog.unwrap_or(10_000_000);
+    if alert_backlog == 0 || max_backlog < alert_backlog {
+        return Err(err(
+            k("max_backlog"),
+            "alert_backlog must be at least 1 and max_backlog at least alert_backlog",
+        ));
+    }
+    let start_at_head = match x.start.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(o) => {
+            return Err(err(
+                k("start"),
+                format!("`{o}` must be `oldest` or `newest`"),
+            ));
+        }
+    };
+    Ok(SinkConfig {
+        name,
+        target,
+        format,
+        batch,
+        poll: ms(&k("poll_ms"), x.poll_ms, 250)?,
+        timeout: ms(&k("timeout_ms"), x.timeout_ms, 10_000)?,
+        backoff_min,
+        backoff_max,
+        alert_backlog,
+        max_backlog,
+        start_at_head,
+    })
 }
 
 fn ms(key: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
@@ -341,7 +681,28 @@ impl Config {
                 raw.audit.checkpoint_interval_ms,
                 60_000,
             )?,
+            export: Vec::new(),
         };
+        let mut audit = audit;
+        let mut sink_names = HashSet::new();
+        for (i, x) in raw.audit.export.into_iter().enumerate() {
+            let instance = raw
+                .server
+                .instance
+                .clone()
+                .unwrap_or_else(|| "ztai-1".into());
+            let sink = export_sink(i, x, &resolve, &instance)?;
+            if !sink_names.insert(sink.name.clone()) {
+                return Err(err(
+                    format!("audit.export[{i}].name"),
+                    format!(
+                        "sink `{}` is defined twice; names key the delivery cursors",
+                        sink.name
+                    ),
+                ));
+            }
+            audit.export.push(sink);
+        }
         if !(32..=65536).contains(&inspect.stream_window_bytes) {
             return Err(err(
                 "inspect.stream_window_bytes",
@@ -607,6 +968,46 @@ groups = ["standard"]
                 "audit.checkpoint_interval_ms",
             ),
             (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"kafka\""),
+                "audit.export[0].kind",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"https://h/x\"\ntoken = \"abc\""),
+                "audit.export[0].token",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nurl = \"https://h/x\""),
+                "audit.export[0].url",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nca_file = \"ca.pem\""),
+                "audit.export[0].ca_file",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"no-port\""),
+                "audit.export[0].address",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\ntls = true\nca_file = \"missing.pem\""),
+                "audit.export[0].ca_file",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nformat = \"xml\""),
+                "audit.export[0].format",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nalert_backlog = 100\nmax_backlog = 10"),
+                "audit.export[0].max_backlog",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a\"\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"b\""),
+                "audit.export[1].name",
+            ),
+            (
+                format!("{MINIMAL}\n[[audit.export]]\nname = \"bad name\"\nkind = \"file\"\npath = \"a\""),
+                "audit.export[0].name",
+            ),
+            (
                 MINIMAL.replace(
                     "[[models]]\nname = \"m\"\nupstream = \"local\"\ngroups = [\"standard\"]",
                     "",
@@ -616,6 +1017,7 @@ groups = ["standard"]
         ];
         for (text, key) in cases {
             let e = error_of(&text);
+            assert!(!e.to_string().contains("abc"), "a token never appears in an error: {e}");
             assert_eq!(e.key, key, "{e}");
         }
     }
@@ -653,5 +1055,48 @@ groups = ["standard"]
             c.upstreams[0].resolve_key().unwrap().as_deref(),
             Some("sk-from-file")
         );
+    }
+
+    #[test]
+    fn export_sinks_parse_with_defaults_and_tokens_from_files() {
+        use ztai_audit::export::{ExportFormat, SinkTarget, TokenSource};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hec.token"), "t\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\n[server]\ninstance = \"gw-7\"\n\
+             [[audit.export]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"siem.example:6514\"\ntls = true\n\
+             [[audit.export]]\nname = \"hec\"\nkind = \"webhook\"\nurl = \"https://splunk:8088/services/collector/event\"\ntoken_file = \"hec.token\"\n\
+             [[audit.export]]\nname = \"files\"\nkind = \"file\"\npath = \"export/audit.jsonl\"\nformat = \"json\"\nstart = \"newest\"\n"
+        );
+        let c = Config::parse(&text, dir.path()).unwrap();
+        let [siem, hec, files] = c.audit.export.as_slice() else {
+            panic!("three sinks expected: {:?}", c.audit.export)
+        };
+        assert_eq!(siem.format, ExportFormat::Cef, "syslog defaults to CEF");
+        match &siem.target {
+            SinkTarget::Syslog(t) => {
+                assert_eq!(t.facility, 13);
+                assert_eq!(t.hostname, "gw-7");
+                let tls = t.tls.as_ref().unwrap();
+                assert_eq!(tls.server_name, "siem.example", "defaults to the address's host");
+                assert_eq!(tls.ca_file, None, "webpki roots");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hec.format, ExportFormat::Ocsf);
+        match &hec.target {
+            SinkTarget::Webhook(t) => {
+                assert_eq!(t.token, TokenSource::File(dir.path().join("hec.token")));
+                assert_eq!(t.token.read().unwrap().as_deref(), Some("t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(files.format, ExportFormat::Json);
+        assert!(files.start_at_head);
+        assert_eq!((files.batch, files.alert_backlog, files.max_backlog), (500, 10_000, 10_000_000));
+        match &files.target {
+            SinkTarget::File(t) => assert_eq!(t.path, dir.path().join("export/audit.jsonl")),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+mod export;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -95,6 +95,7 @@ async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
     // Spawned so that a client disconnect does not cancel the pipeline before it is recorded.
     let joined = tokio::spawn(async move {
         let mut trace = Trace::new(request_id, Action::Invoke.cedar_id());
+        trace.client = crate::server::ClientAddr::of(req.extensions());
         let result = pipeline(&gw2, op, req, &mut trace).await;
         finish(&gw2, route, trace, result).await
     })
@@ -627,7 +628,7 @@ async fn pipeline(
                 .findings
                 .get_or_create(&FindingLabels {
                     category: finding.category.as_str(),
-                    channel: channel_name(finding.channel),
+                    channel: finding.channel.as_str(),
                 })
                 .inc();
         }
@@ -708,14 +709,6 @@ async fn pipeline(
         gw, op, &permit, &model, parsed, trace, token_key, token_rate, token_cost, log_full,
     )
     .await
-}
-
-fn channel_name(c: Channel) -> &'static str {
-    match c {
-        Channel::Input => "input",
-        Channel::Untrusted => "untrusted",
-        Channel::Output => "output",
-    }
 }
 
 fn upstream_error(status: StatusCode, upstream: &str, body: &[u8]) -> GatewayError {
@@ -1387,9 +1380,13 @@ fn content_event(template: Option<&Value>, index: u64, text: &str) -> Value {
 
 // ---- models list ----------------------------------------------------------------------------
 
-pub async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+pub(crate) async fn list_models(
+    State(gw): State<Arc<Gateway>>,
+    crate::admin::Caller { headers, client }: crate::admin::Caller,
+) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), Action::ListModel.cedar_id());
+    trace.client = client;
     trace.resource = "Model::*".into();
     let result = (|| -> Result<Answer, GatewayError> {
         let t = Instant::now();

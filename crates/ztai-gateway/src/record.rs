@@ -23,6 +23,8 @@ pub(crate) struct Trace {
     pub status: u16,
     pub reason: String,
     pub content: Option<serde_json::Value>,
+    pub client: String,
+    pub credential: Option<ztai_core::CredentialEvent>,
 }
 
 pub(crate) fn micros(since: Instant) -> u64 {
@@ -60,6 +62,8 @@ impl Trace {
             status: 0,
             reason: String::new(),
             content: None,
+            client: String::new(),
+            credential: None,
         }
     }
 
@@ -98,6 +102,40 @@ impl Trace {
             response_digest: self.response_digest,
             timings: self.timings,
             content: self.content,
+            client: self.client,
+            credential: self.credential,
         }
+    }
+}
+
+/// A record of something the gateway itself did (a policy reload, an export overflow): the
+/// principal is the gateway's own service identity.
+pub(crate) fn system_record(
+    instance: &str,
+    action: &str,
+    resource: &str,
+    decision: Decision,
+    reason: String,
+) -> AuditRecord {
+    AuditRecord {
+        id: crate::proxy::new_request_id(),
+        time: rfc3339(SystemTime::now()),
+        instance: instance.to_string(),
+        principal: "service:ztai".into(),
+        chain: vec!["service:ztai".into()],
+        action: action.into(),
+        resource: resource.into(),
+        decision,
+        policies: vec![],
+        reason,
+        obligations: vec![],
+        findings: vec![],
+        status: 0,
+        request_digest: String::new(),
+        response_digest: String::new(),
+        timings: StageTimings::default(),
+        content: None,
+        client: String::new(),
+        credential: None,
     }
 }

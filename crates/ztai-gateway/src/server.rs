@@ -13,6 +13,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+/// The caller's socket address, put on every request of a connection so the audit record can
+/// name where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub SocketAddr);
+
+impl ClientAddr {
+    /// `ip:port` of the caller, or empty when the request did not come through a listener.
+    pub(crate) fn of(ext: &http::Extensions) -> String {
+        ext.get::<ClientAddr>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default()
+    }
+}
 
 /// A started gateway: its bound addresses and the means to stop it.
 #[derive(Debug)]
@@ -72,7 +87,19 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         header_timeout: gw.config.header_read_timeout,
         max_header_bytes: gw.config.max_header_bytes,
     };
-    let tasks = vec![
+    let reporter = std::sync::Arc::new(crate::export::ExportReporter::new(
+        gw.metrics.export.clone(),
+        gw.audit.clone(),
+        gw.config.instance.clone(),
+    ));
+    let exporters = ztai_audit::export::spawn_exporters(
+        gw.config.db_path(),
+        gw.config.audit.export.clone(),
+        reporter,
+        rx.clone(),
+    )
+    .map_err(StartError::Export)?;
+    let mut tasks = vec![
         tokio::spawn(serve(data, data_router(gw.clone()), limits, rx.clone())),
         tokio::spawn(serve(
             admin_l,
@@ -82,6 +109,7 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         )),
         tokio::spawn(gw.clone().watch_policies(rx)),
     ];
+    tasks.extend(exporters);
     Ok(RunningGateway {
         addr,
         admin_addr,
@@ -109,7 +137,7 @@ async fn serve(
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -119,7 +147,12 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone());
+        let svc = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req
+            },
+        ));
         let mut stop = shutdown.clone();
         conns.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 use ztai_audit::{AuditLog, AuditLogConfig};
-use ztai_core::{AuditRecord, Decision, PrincipalKind, StageTimings};
+use ztai_core::{Decision, PrincipalKind};
 use ztai_identity::{ApiKeyRegistry, KeyEntry};
 use ztai_inspect::Inspector;
 use ztai_policy::{PolicyEngine, PolicyError};
@@ -44,6 +44,8 @@ pub enum StartError {
     Client(String),
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: String, message: String },
+    #[error("cannot start audit export: {0}")]
+    Export(ztai_audit::export::ExportError),
 }
 
 /// Everything a request needs, shared by all request tasks.
@@ -324,25 +326,13 @@ impl Gateway {
 
     /// Records a control-plane event that has no HTTP caller (a reload by the file watcher).
     fn record_system_event(&self, action: &str, decision: Decision, reason: String) {
-        let record = AuditRecord {
-            id: crate::proxy::new_request_id(),
-            time: crate::record::rfc3339(SystemTime::now()),
-            instance: self.config.instance.clone(),
-            principal: "service:ztai".into(),
-            chain: vec!["service:ztai".into()],
-            action: action.into(),
-            resource: "Api::\"policies\"".into(),
+        let record = crate::record::system_record(
+            &self.config.instance,
+            action,
+            "Api::\"policies\"",
             decision,
-            policies: vec![],
             reason,
-            obligations: vec![],
-            findings: vec![],
-            status: 0,
-            request_digest: String::new(),
-            response_digest: String::new(),
-            timings: StageTimings::default(),
-            content: None,
-        };
+        );
         let audit = self.audit.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS policy_sets (
     author TEXT NOT NULL,
     created_at TEXT NOT NULL,
     policies_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS export_cursors (
+    sink TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -384,6 +389,45 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some((first, last_seq)))
+    }
+
+    /// The last audit sequence number the export sink `sink` has delivered, if it ever ran.
+    pub fn export_cursor(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM export_cursors WHERE sink = ?1",
+                params![sink],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records that `sink` has delivered every record up to `seq` (durable on return).
+    pub fn set_export_cursor(&self, sink: &str, seq: i64, at: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO export_cursors(sink, seq, updated_at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+            params![sink, seq, at],
+        )?;
+        Ok(())
+    }
+
+    /// Every export sink's cursor: `(sink, seq, updated_at)`, by name.
+    pub fn export_cursors(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT sink, seq, updated_at FROM export_cursors ORDER BY sink")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Forgets the cursor of a sink that no longer exists; returns whether there was one.
+    pub fn drop_export_cursor(&self, sink: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM export_cursors WHERE sink = ?1", params![sink])?
+            > 0)
     }
 
     /// Appends rows in one transaction: all become durable together or none do.
@@ -740,6 +784,31 @@ mod tests {
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("1"));
         s.meta_set("a", "2").unwrap();
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn export_cursors_persist_move_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ztai.db");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.export_cursor("siem").unwrap(), None);
+            s.set_export_cursor("siem", 10, "t1").unwrap();
+            s.set_export_cursor("siem", 25, "t2").unwrap();
+            s.set_export_cursor("files", 3, "t3").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.export_cursor("siem").unwrap(), Some(25));
+        assert_eq!(
+            s.export_cursors().unwrap(),
+            vec![
+                ("files".into(), 3, "t3".into()),
+                ("siem".into(), 25, "t2".into())
+            ]
+        );
+        assert!(s.drop_export_cursor("files").unwrap());
+        assert!(!s.drop_export_cursor("files").unwrap());
+        assert_eq!(s.export_cursor("files").unwrap(), None);
     }
 
     #[test]

@@ -300,3 +300,81 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A gateway serving keys and policies seeded by `ztai up`, with limits that do not throttle
+/// (so a kill lands among requests in flight, not among rate-limit refusals) and `extra`
+/// configuration appended.
+pub struct Served {
+    pub standin: Proc,
+    pub standin_url: String,
+    pub gw_proc: Proc,
+    pub gw: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub key: String,
+    pub admin_token: String,
+    pub data: std::path::PathBuf,
+    pub config: String,
+}
+
+impl Served {
+    pub fn start(dir: &Path, extra: &str) -> Self {
+        let data = dir.join("data");
+        let qs = up(&data);
+        let (key, admin_token) = (qs.api_key.clone(), qs.admin_token.clone());
+        drop(qs);
+        let (standin_proc, standin_url) = standin();
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[storage]
+data_dir = "data"
+[policy]
+dir = "data/policies"
+[limits]
+requests_per_minute = 100000000
+request_burst = 100000000
+tokens_per_minute = 2000000000
+[[upstreams]]
+name = "standin"
+base_url = "{standin_url}"
+[[models]]
+name = "echo-small"
+upstream = "standin"
+upstream_model = "standin-echo"
+groups = ["standard"]
+{extra}
+"#
+        );
+        let (gw_proc, gw, admin) = serve(dir, &config);
+        Served {
+            config,
+            standin: standin_proc,
+            standin_url,
+            gw_proc,
+            gw,
+            admin,
+            key,
+            admin_token,
+            data,
+        }
+    }
+}
+
+impl Served {
+    /// `kill -9`s the gateway and starts it again on the same data and configuration (new ports).
+    pub fn restart(&mut self, dir: &Path) {
+        self.restart_with(dir, || {});
+    }
+
+    /// Like `restart`, running `between` while no gateway runs.
+    pub fn restart_with(&mut self, dir: &Path, between: impl FnOnce()) {
+        let _ = self.gw_proc.child.kill();
+        let _ = self.gw_proc.child.wait();
+        between();
+        let (p, gw, admin) = serve(dir, &self.config);
+        self.gw_proc = p;
+        self.gw = gw;
+        self.admin = admin;
+    }
+}

@@ -1,0 +1,573 @@
+//! What a SIEM receives: one audit record rendered as an OCSF event, a CEF line or our own JSON,
+//! and the transport envelopes around it (RFC 5424 syslog, Splunk HEC).
+//!
+//! Pure functions of the stored record and its sequence number, so the same record always renders
+//! the same bytes: a receiver that sees a record twice (delivery is at least once) can drop the
+//! copy by `metadata.uid`/`externalId`/the `seq` structured-data parameter.
+//!
+//! OCSF mapping (schema 1.3): credential issuance becomes an *Authorize Session* event (class
+//! 3003: the privileges a new credential carries); every other decision an *API Activity* event
+//! (class 6003) whose `actor.authorizations` carry the decision and the Cedar policies behind it.
+//! ZTAI-specific fields that OCSF has no place for (findings, digests, delegation chain, stage
+//! timings) go under `unmapped.ztai`.
+
+use serde_json::{Map, Value, json};
+use std::time::UNIX_EPOCH;
+use ztai_core::{AuditRecord, CredentialOperation, Decision, Severity};
+
+/// OCSF schema version the events are written against.
+pub const OCSF_VERSION: &str = "1.3.0";
+const PRODUCT: &str = "ZTAI";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// RFC 5424 structured-data id. 32473 is the private enterprise number IANA reserves for
+/// documentation (RFC 5612); receivers match on the `ztai@` prefix.
+pub const SD_ID: &str = "ztai@32473";
+
+/// The event format a sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// OCSF 1.3 JSON (API Activity / Authorize Session).
+    Ocsf,
+    /// ArcSight Common Event Format, one line per record.
+    Cef,
+    /// The audit record exactly as stored, with its sequence number.
+    Json,
+}
+
+impl ExportFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ocsf" => Some(ExportFormat::Ocsf),
+            "cef" => Some(ExportFormat::Cef),
+            "json" => Some(ExportFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Ocsf => "ocsf",
+            ExportFormat::Cef => "cef",
+            ExportFormat::Json => "json",
+        }
+    }
+
+    /// Whether a rendered event is a JSON document (and can be embedded as one).
+    pub fn is_json(self) -> bool {
+        !matches!(self, ExportFormat::Cef)
+    }
+}
+
+/// A record that cannot be rendered: its stored JSON no longer parses or its time is not RFC 3339.
+/// `ztai audit verify` names such a row; the exporter skips it and counts it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit record {seq} cannot be exported: {reason}")]
+pub struct FormatError {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// One record ready for a transport: a single line of text in the sink's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEvent {
+    pub seq: i64,
+    /// Milliseconds since the Unix epoch of the decision.
+    pub time_ms: i64,
+    /// RFC 3339 time of the decision, as recorded.
+    pub time: String,
+    pub instance: String,
+    /// Syslog severity (RFC 5424, 0–7) for this record.
+    pub syslog_severity: u8,
+    /// OCSF class name of the event, for receivers that route by source type.
+    pub class: &'static str,
+    /// The event: one line, no line breaks.
+    pub text: String,
+}
+
+/// Renders the stored record `record_json` (audit sequence `seq`) in `format`.
+pub fn render(
+    format: ExportFormat,
+    seq: i64,
+    record_json: &str,
+) -> Result<RenderedEvent, FormatError> {
+    let fail = |reason: String| FormatError { seq, reason };
+    let record: AuditRecord = serde_json::from_str(record_json)
+        .map_err(|e| fail(format!("stored JSON is not an audit record ({e})")))?;
+    let time_ms = epoch_ms(&record.time)
+        .ok_or_else(|| fail(format!("time `{}` is not RFC 3339", record.time)))?;
+    let class = if is_credential_issue(&record) {
+        "authorize_session"
+    } else {
+        "api_activity"
+    };
+    let text = match format {
+        ExportFormat::Ocsf => ocsf(seq, time_ms, &record).to_string(),
+        ExportFormat::Cef => cef(seq, time_ms, &record),
+        ExportFormat::Json => {
+            // The stored JSON verbatim (it is what the Merkle leaf commits to), wrapped with its place.
+            let mut line = String::with_capacity(record_json.len() + 24);
+            line.push_str("{\"seq\":");
+            line.push_str(&seq.to_string());
+            line.push_str(",\"record\":");
+            line.push_str(record_json.trim());
+            line.push('}');
+            line
+        }
+    };
+    Ok(RenderedEvent {
+        seq,
+        time_ms,
+        time: record.time.clone(),
+        instance: record.instance.clone(),
+        syslog_severity: syslog_severity(&record),
+        class,
+        text,
+    })
+}
+
+fn epoch_ms(time: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(time).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+fn is_credential_issue(r: &AuditRecord) -> bool {
+    r.decision == Decision::Allow
+        && r.credential
+            .as_ref()
+            .is_some_and(|c| c.operation == CredentialOperation::Issue && !c.subject.is_empty())
+}
+
+fn max_severity(r: &AuditRecord) -> Option<Severity> {
+    r.findings.iter().map(|f| f.severity).max()
+}
+
+/// OCSF `severity_id`: 1 Informational without findings, then Low 2 … Critical 5.
+fn ocsf_severity(r: &AuditRecord) -> (u8, &'static str) {
+    match max_severity(r) {
+        None => (1, "Informational"),
+        Some(Severity::Low) => (2, "Low"),
+        Some(Severity::Medium) => (3, "Medium"),
+        Some(Severity::High) => (4, "High"),
+        Some(Severity::Critical) => (5, "Critical"),
+    }
+}
+
+/// RFC 5424 severity: denials and high findings are warnings, other findings notices.
+fn syslog_severity(r: &AuditRecord) -> u8 {
+    match (r.decision, max_severity(r)) {
+        (Decision::Deny, _) | (_, Some(Severity::High | Severity::Critical)) => 4,
+        (_, Some(_)) => 5,
+        (_, None) => 6,
+    }
+}
+
+/// CEF severity 0–10.
+fn cef_severity(r: &AuditRecord) -> u8 {
+    match (max_severity(r), r.decision) {
+        (Some(Severity::Critical), _) => 10,
+        (Some(Severity::High), _) => 8,
+        (Some(Severity::Medium), _) | (None, Decision::Deny) => 5,
+        (Some(Severity::Low), _) => 3,
+        (None, Decision::Allow) => 1,
+    }
+}
+
+/// OCSF API Activity `activity_id` for an action: what the call did to the resource.
+fn api_activity(action: &str) -> (u8, &'static str) {
+    let verb = action.rsplit("::").next().unwrap_or(action);
+    let has = |words: &[&str]| words.iter().any(|w| verb.starts_with(w));
+    if has(&["invoke", "create", "sign", "issue", "call"]) {
+        (1, "Create")
+    } else if has(&["list", "read", "search", "verify", "whoami", "get"]) {
+        (2, "Read")
+    } else if has(&["reload", "update", "policy_reload", "set"]) {
+        (3, "Update")
+    } else if has(&["revoke", "delete", "prune"]) {
+        (4, "Delete")
+    } else {
+        (99, "Other")
+    }
+}
+
+fn decision_word(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+    }
+}
+
+fn succeeded(r: &AuditRecord) -> bool {
+    r.decision == Decision::Allow && r.status < 400
+}
+
+/// `kind:id` → (kind, id); `anonymous` has no kind.
+fn split_principal(p: &str) -> (&str, &str) {
+    p.split_once(':').unwrap_or(("", p))
+}
+
+/// `Type::"id"` → (Type, id).
+fn split_resource(r: &str) -> (&str, String) {
+    match r.split_once("::") {
+        Some((t, id)) => (t, id.trim_matches('"').replace("\\\"", "\"")),
+        None => ("", r.to_string()),
+    }
+}
+
+fn ocsf_user(principal: &str) -> Value {
+    let (kind, id) = split_principal(principal);
+    let (type_id, type_name) = match kind {
+        "user" => (1, "User"),
+        "service" => (4, "Service"),
+        "agent" => (99, "Agent"),
+        "model" => (99, "Model"),
+        _ => (0, "Unknown"),
+    };
+    json!({"uid": principal, "name": id, "type_id": type_id, "type": type_name})
+}
+
+fn ocsf_endpoint(client: &str) -> Value {
+    match client.parse::<std::net::SocketAddr>() {
+        Ok(a) => json!({"ip": a.ip().to_string(), "port": a.port()}),
+        // System events (policy reloads) originate in the gateway itself.
+        Err(_) => json!({"svc_name": "ztai-gateway"}),
+    }
+}
+
+fn ocsf(seq: i64, time_ms: i64, r: &AuditRecord) -> Value {
+    let (severity_id, severity) = ocsf_severity(r);
+    let ok = succeeded(r);
+    let authorizations: Vec<Value> = if r.policies.is_empty() {
+        vec![json!({"decision": capitalised(r.decision)})]
+    } else {
+        r.policies
+            .iter()
+            .map(|p| json!({"decision": capitalised(r.decision), "policy": {"uid": p, "name": p}}))
+            .collect()
+    };
+    let mut event = Map::new();
+    let mut set = |k: &str, v: Value| {
+        event.insert(k.to_string(), v);
+    };
+    set("time", json!(time_ms));
+    set("timezone_offset", json!(0));
+    set("severity_id", json!(severity_id));
+    set("severity", json!(severity));
+    set("status_id", json!(if ok { 1 } else { 2 }));
+    set("status", json!(if ok { "Success" } else { "Failure" }));
+    set(
+        "message",
+        json!(format!(
+            "{} {} {}: {}",
+            r.principal,
+            r.action,
+            r.resource,
+            decision_word(r.decision)
+        )),
+    );
+    set(
+        "metadata",
+        json!({
+            "version": OCSF_VERSION,
+            "product": {"name": PRODUCT, "vendor_name": PRODUCT, "version": VERSION, "feature": {"name": "audit"}},
+            "uid": r.id,
+            "sequence": seq,
+            "log_name": "audit",
+            "log_provider": format!("ztai-audit/{}", r.instance),
+            "original_time": r.time,
+        }),
+    );
+    set(
+        "actor",
+        json!({"user": ocsf_user(&r.principal), "authorizations": authorizations}),
+    );
+    set("src_endpoint", ocsf_endpoint(&r.client));
+    set(
+        "dst_endpoint",
+        json!({"name": r.instance, "svc_name": "ztai-gateway"}),
+    );
+    set("duration", json!(r.timings.total_us / 1000));
+    set("unmapped", json!({"ztai": ztai_fields(seq, r)}));
+    if r.status > 0 {
+        set("status_code", json!(r.status.to_string()));
+    }
+    if !r.reason.is_empty() {
+        set("status_detail", json!(r.reason));
+    }
+    let (class_uid, class_name, category, activity) =
+        match r.credential.as_ref().filter(|_| is_credential_issue(r)) {
+            Some(c) => {
+                set("user", ocsf_user(&c.subject));
+                let mut privileges = vec![format!("credential:{}", c.credential_id)];
+                privileges.extend(c.groups.iter().map(|g| format!("group:{g}")));
+                set("privileges", json!(privileges));
+                (
+                    3003u32,
+                    "Authorize Session",
+                    (3u8, "Identity & Access Management"),
+                    (1u8, "Assign Privileges"),
+                )
+            }
+            None => {
+                let (rtype, rid) = split_resource(&r.resource);
+                let mut resources = vec![json!({"uid": rid, "type": rtype})];
+                if let Some(c) = &r.credential {
+                    resources.push(json!({"uid": c.credential_id, "type": "ApiKey"}));
+                }
+                set(
+                    "api",
+                    json!({
+                        "operation": r.action,
+                        "service": {"name": "ztai-gateway"},
+                        "request": {"uid": r.id},
+                        "response": {"code": r.status},
+                    }),
+                );
+                set("resources", json!(resources));
+                (
+                    6003,
+                    "API Activity",
+                    (6, "Application Activity"),
+                    api_activity(&r.action),
+                )
+            }
+        };
+    set("class_uid", json!(class_uid));
+    set("class_name", json!(class_name));
+    set("category_uid", json!(category.0));
+    set("category_name", json!(category.1));
+    set("activity_id", json!(activity.0));
+    set("activity_name", json!(activity.1));
+    set(
+        "type_uid",
+        json!(u64::from(class_uid) * 100 + u64::from(activity.0)),
+    );
+    set("type_name", json!(format!("{class_name}: {}", activity.1)));
+    Value::Object(event)
+}
+
+fn capitalised(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "Allow",
+        Decision::Deny => "Deny",
+    }
+}
+
+/// What OCSF has no attribute for, kept so nothing in the record is lost on the way to a SIEM.
+fn ztai_fields(seq: i64, r: &AuditRecord) -> Value {
+    let mut v = Map::new();
+    v.insert("seq".into(), json!(seq));
+    v.insert("instance".into(), json!(r.instance));
+    v.insert("decision".into(), json!(decision_word(r.decision)));
+    v.insert("chain".into(), json!(r.chain));
+    v.insert("policies".into(), json!(r.policies));
+    v.insert("obligations".into(), json!(r.obligations));
+    v.insert("findings".into(), json!(r.findings));
+    v.insert("request_digest".into(), json!(r.request_digest));
+    v.insert("response_digest".into(), json!(r.response_digest));
+    v.insert("timings".into(), json!(r.timings));
+    if let Some(c) = &r.credential {
+        v.insert("credential".into(), json!(c));
+    }
+    if let Some(c) = &r.content {
+        v.insert("content".into(), c.clone());
+    }
+    Value::Object(v)
+}
+
+// ---- CEF ------------------------------------------------------------------------------------
+
+fn cef_header(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '\r' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cef_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cef(seq: i64, time_ms: i64, r: &AuditRecord) -> String {
+    let decision = decision_word(r.decision);
+    let mut ext: Vec<(&str, String)> = vec![
+        ("rt", time_ms.to_string()),
+        ("dvchost", r.instance.clone()),
+        ("externalId", r.id.clone()),
+        ("suser", r.principal.clone()),
+        ("act", decision.to_string()),
+        (
+            "outcome",
+            if succeeded(r) { "success" } else { "failure" }.to_string(),
+        ),
+        ("cat", r.action.clone()),
+        ("reason", r.reason.clone()),
+    ];
+    // Custom fields travel with their label; an empty one is left out together with it.
+    let mut labelled = |key: &'static str, label_key: &'static str, label: &str, value: String| {
+        if !value.is_empty() {
+            ext.push((label_key, label.to_string()));
+            ext.push((key, value));
+        }
+    };
+    labelled("cn1", "cn1Label", "seq", seq.to_string());
+    labelled("cn2", "cn2Label", "httpStatus", r.status.to_string());
+    labelled("cs1", "cs1Label", "resource", r.resource.clone());
+    labelled("cs2", "cs2Label", "policies", r.policies.join(","));
+    labelled(
+        "cs3",
+        "cs3Label",
+        "findings",
+        r.findings
+            .iter()
+            .map(|f| format!("{}:{}:{}", f.kind, f.severity.as_str(), f.channel.as_str()))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    labelled("cs4", "cs4Label", "requestDigest", r.request_digest.clone());
+    labelled(
+        "cs5",
+        "cs5Label",
+        "responseDigest",
+        r.response_digest.clone(),
+    );
+    labelled("cs6", "cs6Label", "chain", r.chain.join(">"));
+    if let Some(c) = &r.credential {
+        labelled(
+            "flexString1",
+            "flexString1Label",
+            "credential",
+            c.credential_id.clone(),
+        );
+        ext.push(("duser", c.subject.clone()));
+    }
+    if let Ok(a) = r.client.parse::<std::net::SocketAddr>() {
+        ext.push(("src", a.ip().to_string()));
+        ext.push(("spt", a.port().to_string()));
+    }
+    let mut line = format!(
+        "CEF:0|{}|{}|{}|{}|{}|{}|",
+        cef_header(PRODUCT),
+        cef_header("ZTAI Gateway"),
+        cef_header(VERSION),
+        cef_header(&format!("{}:{decision}", r.action)),
+        cef_header(&format!("{} {decision}", r.action)),
+        cef_severity(r),
+    );
+    let mut first = true;
+    for (k, v) in ext.iter().filter(|(_, v)| !v.is_empty()) {
+        if !first {
+            line.push(' ');
+        }
+        first = false;
+        line.push_str(k);
+        line.push('=');
+        line.push_str(&cef_value(v));
+    }
+    line
+}
+
+// ---- transports -----------------------------------------------------------------------------
+
+/// RFC 5424 header fields are printable US-ASCII without spaces, each with a length limit.
+fn syslog_token(text: &str, max: usize) -> String {
+    let t: String = text
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if t.is_empty() { "-".to_string() } else { t }
+}
+
+/// RFC 5424 SD-PARAM value escaping: `"`, `\` and `]`.
+fn sd_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The event as an RFC 5424 message (without transport framing): `<PRI>1 TIME HOST APP PROCID
+/// MSGID [ztai@32473 seq=… id=…] MSG`. `hostname` names this gateway to the receiver.
+pub fn syslog_message(
+    event: &RenderedEvent,
+    facility: u8,
+    hostname: &str,
+    format: ExportFormat,
+) -> String {
+    let pri = u16::from(facility.min(23)) * 8 + u16::from(event.syslog_severity.min(7));
+    format!(
+        "<{pri}>1 {} {} ztai {} audit [{SD_ID} seq=\"{}\" instance=\"{}\" format=\"{}\"] {}",
+        syslog_token(&event.time, 64),
+        syslog_token(hostname, 255),
+        std::process::id(),
+        event.seq,
+        sd_escape(&event.instance),
+        format.as_str(),
+        event.text,
+    )
+}
+
+/// Appends `message` with RFC 6587 octet-counting framing (`LEN SP MSG`), which RFC 5425 requires
+/// over TLS and which keeps a message with any content in one piece over TCP.
+pub fn frame_octet_counted(message: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(message.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(message.as_bytes());
+}
+
+/// The event in a Splunk HTTP Event Collector envelope (`/services/collector/event`).
+pub fn hec_event(
+    event: &RenderedEvent,
+    format: ExportFormat,
+    host: &str,
+    index: Option<&str>,
+) -> String {
+    let seconds = event.time_ms as f64 / 1000.0;
+    let sourcetype = match format {
+        ExportFormat::Ocsf => format!("ocsf:{}", event.class),
+        ExportFormat::Cef => "cef".to_string(),
+        ExportFormat::Json => "ztai:audit".to_string(),
+    };
+    let mut out = String::with_capacity(event.text.len() + 160);
+    out.push_str("{\"time\":");
+    out.push_str(&format!("{seconds:.3}"));
+    out.push_str(",\"host\":");
+    out.push_str(&Value::String(host.to_string()).to_string());
+    out.push_str(",\"source\":\"ztai\",\"sourcetype\":");
+    out.push_str(&Value::String(sourcetype).to_string());
+    if let Some(index) = index {
+        out.push_str(",\"index\":");
+        out.push_str(&Value::String(index.to_string()).to_string());
+    }
+    out.push_str(",\"fields\":{\"seq\":");
+    out.push_str(&event.seq.to_string());
+    out.push_str("},\"event\":");
+    if format.is_json() {
+        out.push_str(&event.text);
+    } else {
+        out.push_str(&Value::String(event.text.clone()).to_string());
+    }
+    out.push('}');
+    out
+}
