@@ -1,5 +1,6 @@
 //! Durable audit appends through the group-commit writer, as the gateway issues them: many
-//! concurrent requests each awaiting its own record.
+//! concurrent requests each awaiting its own record. And SIEM rendering, which bounds how fast
+//! one export sink can drain a backlog.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -53,6 +54,42 @@ fn bench(c: &mut Criterion) {
                     t.await.unwrap().unwrap();
                 }
             })
+        })
+    });
+    group.finish();
+
+    // A typical record: a client address, two findings, one policy.
+    let mut r = record(7);
+    r.client = "10.1.2.3:50123".into();
+    r.findings = serde_json::from_str(
+        r#"[{"kind":"email","category":"pii","severity":"medium","span":{"start":3,"end":20},"channel":"input","detector":"rules"},
+            {"kind":"aws_access_key","category":"secret","severity":"high","span":{"start":40,"end":60},"channel":"output","detector":"rules"}]"#,
+    )
+    .unwrap();
+    let json = serde_json::to_string(&r).unwrap();
+    let mut group = c.benchmark_group("export");
+    group.throughput(Throughput::Elements(1));
+    for format in [
+        ztai_audit::export::ExportFormat::Ocsf,
+        ztai_audit::export::ExportFormat::Cef,
+        ztai_audit::export::ExportFormat::Json,
+    ] {
+        group.bench_function(format!("render_{}", format.as_str()), |b| {
+            b.iter(|| ztai_audit::export::render(format, 42, std::hint::black_box(&json)).unwrap())
+        });
+    }
+    let e = ztai_audit::export::render(ztai_audit::export::ExportFormat::Cef, 42, &json).unwrap();
+    group.bench_function("syslog_frame_cef", |b| {
+        b.iter(|| {
+            let m = ztai_audit::export::format::syslog_message(
+                std::hint::black_box(&e),
+                13,
+                "gw-1",
+                ztai_audit::export::ExportFormat::Cef,
+            );
+            let mut out = Vec::with_capacity(m.len() + 8);
+            ztai_audit::export::format::frame_octet_counted(&m, &mut out);
+            out
         })
     });
     group.finish();

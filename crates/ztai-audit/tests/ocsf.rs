@@ -346,6 +346,23 @@ fn classes_carry_the_decision_and_what_it_was_about() {
 }
 
 #[test]
+fn checkpoint_events_are_valid_ocsf_too() {
+    let row = ztai_store::CheckpointRow {
+        tree_size: 42,
+        root: vec![7; 32],
+        time: "2026-11-22T05:00:00Z".into(),
+        note: "ztai-audit/gw-1\n42\nroot=\n\n\u{2014} sig\n".into(),
+        frontier: vec![],
+    };
+    let e = ztai_audit::export::render_checkpoint(ExportFormat::Ocsf, &row).unwrap();
+    let v: Value = serde_json::from_str(&e.text).unwrap();
+    let errs = validate(&v);
+    assert!(errs.is_empty(), "{errs:#?}\n{v:#}");
+    assert_eq!(v["api"]["operation"], "audit_checkpoint");
+    assert_eq!(v["unmapped"]["ztai"]["checkpoint"]["tree_size"], 42);
+}
+
+#[test]
 fn the_validator_refuses_what_the_schema_refuses() {
     let good = ocsf_of(&base(), 1);
     assert!(validate(&good).is_empty());

@@ -222,7 +222,8 @@ fn make_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-/// Parsed lines of an rsyslog output file: (hostname, app, msgid, pri, structured data, msg).
+/// Parsed record lines of an rsyslog output file: (hostname, app, msgid, pri, structured data,
+/// msg); signed checkpoints (msgid `checkpoint`) are left out.
 fn received(out: &Path) -> Vec<[String; 6]> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
@@ -232,6 +233,7 @@ fn received(out: &Path) -> Vec<[String; 6]> {
             assert_eq!(parts.len(), 6, "{l}");
             std::array::from_fn(|i| parts[i].to_string())
         })
+        .filter(|l: &[String; 6]| l[2] != "checkpoint")
         .collect()
 }
 
@@ -372,6 +374,8 @@ struct Hec {
     /// Answer 503 to the first this many requests.
     fail_first: usize,
     seqs: Vec<i64>,
+    /// Signed checkpoint notes received.
+    notes: Vec<String>,
     bad_auth: usize,
     events: Vec<serde_json::Value>,
 }
@@ -425,6 +429,12 @@ fn serve_hec(listener: TcpListener, token: String, state: Arc<Mutex<Hec>>) {
                         } else {
                             for line in String::from_utf8(body).unwrap().lines() {
                                 let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                                if v["fields"]["checkpoint"].is_i64() {
+                                    let note =
+                                        &v["event"]["unmapped"]["ztai"]["checkpoint"]["note"];
+                                    st.notes.push(note.as_str().unwrap().to_string());
+                                    continue;
+                                }
                                 st.seqs.push(v["fields"]["seq"].as_i64().unwrap());
                                 st.events.push(v);
                             }

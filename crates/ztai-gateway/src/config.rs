@@ -972,39 +972,57 @@ groups = ["standard"]
                 "audit.export[0].kind",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"https://h/x\"\ntoken = \"abc\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"https://h/x\"\ntoken = \"abc\""
+                ),
                 "audit.export[0].token",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nurl = \"https://h/x\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nurl = \"https://h/x\""
+                ),
                 "audit.export[0].url",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nca_file = \"ca.pem\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\nca_file = \"ca.pem\""
+                ),
                 "audit.export[0].ca_file",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"no-port\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"no-port\""
+                ),
                 "audit.export[0].address",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\ntls = true\nca_file = \"missing.pem\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"h:514\"\ntls = true\nca_file = \"missing.pem\""
+                ),
                 "audit.export[0].ca_file",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nformat = \"xml\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nformat = \"xml\""
+                ),
                 "audit.export[0].format",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nalert_backlog = 100\nmax_backlog = 10"),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a.jsonl\"\nalert_backlog = 100\nmax_backlog = 10"
+                ),
                 "audit.export[0].max_backlog",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a\"\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"b\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"a\"\n[[audit.export]]\nname = \"s\"\nkind = \"file\"\npath = \"b\""
+                ),
                 "audit.export[1].name",
             ),
             (
-                format!("{MINIMAL}\n[[audit.export]]\nname = \"bad name\"\nkind = \"file\"\npath = \"a\""),
+                format!(
+                    "{MINIMAL}\n[[audit.export]]\nname = \"bad name\"\nkind = \"file\"\npath = \"a\""
+                ),
                 "audit.export[0].name",
             ),
             (
@@ -1017,7 +1035,10 @@ groups = ["standard"]
         ];
         for (text, key) in cases {
             let e = error_of(&text);
-            assert!(!e.to_string().contains("abc"), "a token never appears in an error: {e}");
+            assert!(
+                !e.to_string().contains("abc"),
+                "a token never appears in an error: {e}"
+            );
             assert_eq!(e.key, key, "{e}");
         }
     }
@@ -1078,7 +1099,10 @@ groups = ["standard"]
                 assert_eq!(t.facility, 13);
                 assert_eq!(t.hostname, "gw-7");
                 let tls = t.tls.as_ref().unwrap();
-                assert_eq!(tls.server_name, "siem.example", "defaults to the address's host");
+                assert_eq!(
+                    tls.server_name, "siem.example",
+                    "defaults to the address's host"
+                );
                 assert_eq!(tls.ca_file, None, "webpki roots");
             }
             other => panic!("{other:?}"),
@@ -1093,7 +1117,10 @@ groups = ["standard"]
         }
         assert_eq!(files.format, ExportFormat::Json);
         assert!(files.start_at_head);
-        assert_eq!((files.batch, files.alert_backlog, files.max_backlog), (500, 10_000, 10_000_000));
+        assert_eq!(
+            (files.batch, files.alert_backlog, files.max_backlog),
+            (500, 10_000, 10_000_000)
+        );
         match &files.target {
             SinkTarget::File(t) => assert_eq!(t.path, dir.path().join("export/audit.jsonl")),
             other => panic!("{other:?}"),

@@ -11,14 +11,13 @@
 //! ZTAI-specific fields that OCSF has no place for (findings, digests, delegation chain, stage
 //! timings) go under `unmapped.ztai`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::time::UNIX_EPOCH;
 use ztai_core::{AuditRecord, CredentialOperation, Decision, Severity};
 
 /// OCSF schema version the events are written against.
 pub const OCSF_VERSION: &str = "1.3.0";
-const PRODUCT: &str = "ZTAI";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+use super::ocsf::{PRODUCT, VERSION};
 /// RFC 5424 structured-data id. 32473 is the private enterprise number IANA reserves for
 /// documentation (RFC 5612); receivers match on the `ztai@` prefix.
 pub const SD_ID: &str = "ztai@32473";
@@ -67,9 +66,21 @@ pub struct FormatError {
     pub reason: String,
 }
 
+/// What an exported event describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// An audit record; `seq` is its sequence number.
+    Record,
+    /// A signed checkpoint; `seq` is its tree size. Sent once the sink has every record it
+    /// covers, so the SIEM holds signed tree heads the database's administrators cannot reach
+    /// (`ztai audit verify --checkpoint` takes the note).
+    Checkpoint,
+}
+
 /// One record ready for a transport: a single line of text in the sink's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEvent {
+    pub kind: EventKind,
     pub seq: i64,
     /// Milliseconds since the Unix epoch of the decision.
     pub time_ms: i64,
@@ -101,7 +112,8 @@ pub fn render(
         "api_activity"
     };
     let text = match format {
-        ExportFormat::Ocsf => ocsf(seq, time_ms, &record).to_string(),
+        ExportFormat::Ocsf => ocsf(seq, time_ms, &record)
+            .map_err(|e| fail(format!("cannot encode the OCSF event ({e})")))?,
         ExportFormat::Cef => cef(seq, time_ms, &record),
         ExportFormat::Json => {
             // The stored JSON verbatim (it is what the Merkle leaf commits to), wrapped with its place.
@@ -115,6 +127,7 @@ pub fn render(
         }
     };
     Ok(RenderedEvent {
+        kind: EventKind::Record,
         seq,
         time_ms,
         time: record.time.clone(),
@@ -201,11 +214,6 @@ fn succeeded(r: &AuditRecord) -> bool {
     r.decision == Decision::Allow && r.status < 400
 }
 
-/// `kind:id` → (kind, id); `anonymous` has no kind.
-fn split_principal(p: &str) -> (&str, &str) {
-    p.split_once(':').unwrap_or(("", p))
-}
-
 /// `Type::"id"` → (Type, id).
 fn split_resource(r: &str) -> (&str, String) {
     match r.split_once("::") {
@@ -214,136 +222,119 @@ fn split_resource(r: &str) -> (&str, String) {
     }
 }
 
-fn ocsf_user(principal: &str) -> Value {
-    let (kind, id) = split_principal(principal);
-    let (type_id, type_name) = match kind {
-        "user" => (1, "User"),
-        "service" => (4, "Service"),
-        "agent" => (99, "Agent"),
-        "model" => (99, "Model"),
-        _ => (0, "Unknown"),
-    };
-    json!({"uid": principal, "name": id, "type_id": type_id, "type": type_name})
-}
-
-fn ocsf_endpoint(client: &str) -> Value {
-    match client.parse::<std::net::SocketAddr>() {
-        Ok(a) => json!({"ip": a.ip().to_string(), "port": a.port()}),
-        // System events (policy reloads) originate in the gateway itself.
-        Err(_) => json!({"svc_name": "ztai-gateway"}),
-    }
-}
-
-fn ocsf(seq: i64, time_ms: i64, r: &AuditRecord) -> Value {
+fn ocsf(seq: i64, time_ms: i64, r: &AuditRecord) -> Result<String, serde_json::Error> {
+    use super::ocsf::*;
     let (severity_id, severity) = ocsf_severity(r);
     let ok = succeeded(r);
-    let authorizations: Vec<Value> = if r.policies.is_empty() {
-        vec![json!({"decision": capitalised(r.decision)})]
+    let decision = capitalised(r.decision);
+    let authorizations = if r.policies.is_empty() {
+        vec![Authorization {
+            decision,
+            policy: None,
+        }]
     } else {
         r.policies
             .iter()
-            .map(|p| json!({"decision": capitalised(r.decision), "policy": {"uid": p, "name": p}}))
+            .map(|p| Authorization {
+                decision,
+                policy: Some(Policy { uid: p, name: p }),
+            })
             .collect()
     };
-    let mut event = Map::new();
-    let mut set = |k: &str, v: Value| {
-        event.insert(k.to_string(), v);
-    };
-    set("time", json!(time_ms));
-    set("timezone_offset", json!(0));
-    set("severity_id", json!(severity_id));
-    set("severity", json!(severity));
-    set("status_id", json!(if ok { 1 } else { 2 }));
-    set("status", json!(if ok { "Success" } else { "Failure" }));
-    set(
-        "message",
-        json!(format!(
+    let issued = r.credential.as_ref().filter(|_| is_credential_issue(r));
+    let (class_uid, class_name, category_uid, category_name, (activity_id, activity_name)) =
+        match issued {
+            Some(_) => (
+                3003u32,
+                "Authorize Session",
+                3u8,
+                "Identity & Access Management",
+                (1u8, "Assign Privileges"),
+            ),
+            None => (
+                6003,
+                "API Activity",
+                6,
+                "Application Activity",
+                api_activity(&r.action),
+            ),
+        };
+    let mut resources = Vec::new();
+    let mut api = None;
+    if issued.is_none() {
+        let (rtype, rid) = split_resource(&r.resource);
+        resources.push(Resource {
+            uid: rid,
+            type_name: rtype,
+        });
+        if let Some(c) = &r.credential {
+            resources.push(Resource {
+                uid: c.credential_id.clone(),
+                type_name: "ApiKey",
+            });
+        }
+        api = Some(Api {
+            operation: &r.action,
+            service: Service {
+                name: "ztai-gateway",
+            },
+            request: Request { uid: &r.id },
+            response: Some(Response { code: r.status }),
+        });
+    }
+    let event = Event {
+        class_uid,
+        class_name,
+        category_uid,
+        category_name,
+        activity_id,
+        activity_name,
+        type_uid: u64::from(class_uid) * 100 + u64::from(activity_id),
+        type_name: format!("{class_name}: {activity_name}"),
+        time: time_ms,
+        timezone_offset: 0,
+        severity_id,
+        severity,
+        status_id: if ok { 1 } else { 2 },
+        status: if ok { "Success" } else { "Failure" },
+        status_code: (r.status > 0).then(|| r.status.to_string()),
+        status_detail: &r.reason,
+        message: format!(
             "{} {} {}: {}",
             r.principal,
             r.action,
             r.resource,
             decision_word(r.decision)
-        )),
-    );
-    set(
-        "metadata",
-        json!({
-            "version": OCSF_VERSION,
-            "product": {"name": PRODUCT, "vendor_name": PRODUCT, "version": VERSION, "feature": {"name": "audit"}},
-            "uid": r.id,
-            "sequence": seq,
-            "log_name": "audit",
-            "log_provider": format!("ztai-audit/{}", r.instance),
-            "original_time": r.time,
+        ),
+        metadata: Metadata {
+            version: OCSF_VERSION,
+            product: product(),
+            uid: &r.id,
+            sequence: Some(seq),
+            log_name: "audit",
+            log_provider: format!("ztai-audit/{}", r.instance),
+            original_time: &r.time,
+        },
+        actor: Actor {
+            user: User::of(&r.principal),
+            authorizations,
+        },
+        user: issued.map(|c| User::of(&c.subject)),
+        privileges: issued.map(|c| {
+            let mut p = vec![format!("credential:{}", c.credential_id)];
+            p.extend(c.groups.iter().map(|g| format!("group:{g}")));
+            p
         }),
-    );
-    set(
-        "actor",
-        json!({"user": ocsf_user(&r.principal), "authorizations": authorizations}),
-    );
-    set("src_endpoint", ocsf_endpoint(&r.client));
-    set(
-        "dst_endpoint",
-        json!({"name": r.instance, "svc_name": "ztai-gateway"}),
-    );
-    set("duration", json!(r.timings.total_us / 1000));
-    set("unmapped", json!({"ztai": ztai_fields(seq, r)}));
-    if r.status > 0 {
-        set("status_code", json!(r.status.to_string()));
-    }
-    if !r.reason.is_empty() {
-        set("status_detail", json!(r.reason));
-    }
-    let (class_uid, class_name, category, activity) =
-        match r.credential.as_ref().filter(|_| is_credential_issue(r)) {
-            Some(c) => {
-                set("user", ocsf_user(&c.subject));
-                let mut privileges = vec![format!("credential:{}", c.credential_id)];
-                privileges.extend(c.groups.iter().map(|g| format!("group:{g}")));
-                set("privileges", json!(privileges));
-                (
-                    3003u32,
-                    "Authorize Session",
-                    (3u8, "Identity & Access Management"),
-                    (1u8, "Assign Privileges"),
-                )
-            }
-            None => {
-                let (rtype, rid) = split_resource(&r.resource);
-                let mut resources = vec![json!({"uid": rid, "type": rtype})];
-                if let Some(c) = &r.credential {
-                    resources.push(json!({"uid": c.credential_id, "type": "ApiKey"}));
-                }
-                set(
-                    "api",
-                    json!({
-                        "operation": r.action,
-                        "service": {"name": "ztai-gateway"},
-                        "request": {"uid": r.id},
-                        "response": {"code": r.status},
-                    }),
-                );
-                set("resources", json!(resources));
-                (
-                    6003,
-                    "API Activity",
-                    (6, "Application Activity"),
-                    api_activity(&r.action),
-                )
-            }
-        };
-    set("class_uid", json!(class_uid));
-    set("class_name", json!(class_name));
-    set("category_uid", json!(category.0));
-    set("category_name", json!(category.1));
-    set("activity_id", json!(activity.0));
-    set("activity_name", json!(activity.1));
-    set(
-        "type_uid",
-        json!(u64::from(class_uid) * 100 + u64::from(activity.0)),
-    );
-    set("type_name", json!(format!("{class_name}: {}", activity.1)));
-    Value::Object(event)
+        api,
+        resources,
+        src_endpoint: Endpoint::caller(&r.client),
+        dst_endpoint: Endpoint::gateway(Some(&r.instance)),
+        duration: Some(r.timings.total_us / 1000),
+        unmapped: Unmapped {
+            ztai: ZtaiFields::of(seq, r, decision_word(r.decision)),
+        },
+    };
+    serde_json::to_string(&event)
 }
 
 fn capitalised(d: Decision) -> &'static str {
@@ -351,28 +342,6 @@ fn capitalised(d: Decision) -> &'static str {
         Decision::Allow => "Allow",
         Decision::Deny => "Deny",
     }
-}
-
-/// What OCSF has no attribute for, kept so nothing in the record is lost on the way to a SIEM.
-fn ztai_fields(seq: i64, r: &AuditRecord) -> Value {
-    let mut v = Map::new();
-    v.insert("seq".into(), json!(seq));
-    v.insert("instance".into(), json!(r.instance));
-    v.insert("decision".into(), json!(decision_word(r.decision)));
-    v.insert("chain".into(), json!(r.chain));
-    v.insert("policies".into(), json!(r.policies));
-    v.insert("obligations".into(), json!(r.obligations));
-    v.insert("findings".into(), json!(r.findings));
-    v.insert("request_digest".into(), json!(r.request_digest));
-    v.insert("response_digest".into(), json!(r.response_digest));
-    v.insert("timings".into(), json!(r.timings));
-    if let Some(c) = &r.credential {
-        v.insert("credential".into(), json!(c));
-    }
-    if let Some(c) = &r.content {
-        v.insert("content".into(), c.clone());
-    }
-    Value::Object(v)
 }
 
 // ---- CEF ------------------------------------------------------------------------------------
@@ -483,6 +452,136 @@ fn cef(seq: i64, time_ms: i64, r: &AuditRecord) -> String {
     line
 }
 
+// ---- checkpoints ----------------------------------------------------------------------------
+
+/// Renders a signed checkpoint (tree size, root, time and the C2SP signed note exactly as signed).
+pub fn render_checkpoint(
+    format: ExportFormat,
+    row: &ztai_store::CheckpointRow,
+) -> Result<RenderedEvent, FormatError> {
+    use base64::Engine;
+    let size = row.tree_size;
+    let fail = |reason: String| FormatError { seq: size, reason };
+    let time_ms = epoch_ms(&row.time)
+        .ok_or_else(|| fail(format!("checkpoint time `{}` is not RFC 3339", row.time)))?;
+    let origin = row.note.lines().next().unwrap_or_default();
+    let instance = origin
+        .strip_prefix("ztai-audit/")
+        .unwrap_or(origin)
+        .to_string();
+    let root = base64::engine::general_purpose::STANDARD.encode(&row.root);
+    let id = format!("checkpoint-{size}");
+    let details = json!({"tree_size": size, "root": root, "time": row.time, "origin": origin, "note": row.note});
+    let text = match format {
+        ExportFormat::Json => json!({"checkpoint": details}).to_string(),
+        ExportFormat::Cef => {
+            let ext = [
+                ("rt", time_ms.to_string()),
+                ("dvchost", instance.clone()),
+                ("externalId", id.clone()),
+                ("suser", "service:ztai".to_string()),
+                ("act", "sign".to_string()),
+                ("outcome", "success".to_string()),
+                ("cat", "audit_checkpoint".to_string()),
+                ("cn3Label", "treeSize".to_string()),
+                ("cn3", size.to_string()),
+                ("cs1Label", "root".to_string()),
+                ("cs1", root.clone()),
+                ("cs2Label", "signedNote".to_string()),
+                ("cs2", row.note.clone()),
+            ];
+            let mut line = format!(
+                "CEF:0|{}|{}|{}|audit_checkpoint|audit checkpoint|1|",
+                cef_header(PRODUCT),
+                cef_header("ZTAI Gateway"),
+                cef_header(VERSION)
+            );
+            let body: Vec<String> = ext
+                .iter()
+                .map(|(k, v)| format!("{k}={}", cef_value(v)))
+                .collect();
+            line.push_str(&body.join(" "));
+            line
+        }
+        ExportFormat::Ocsf => {
+            use super::ocsf::*;
+            let event = Event {
+                class_uid: 6003,
+                class_name: "API Activity",
+                category_uid: 6,
+                category_name: "Application Activity",
+                activity_id: 1,
+                activity_name: "Create",
+                type_uid: 600301,
+                type_name: "API Activity: Create".into(),
+                time: time_ms,
+                timezone_offset: 0,
+                severity_id: 1,
+                severity: "Informational",
+                status_id: 1,
+                status: "Success",
+                status_code: None,
+                status_detail: "",
+                message: format!("audit checkpoint: {size} records, root {root}"),
+                metadata: Metadata {
+                    version: OCSF_VERSION,
+                    product: product(),
+                    uid: &id,
+                    sequence: None,
+                    log_name: "audit",
+                    log_provider: origin.to_string(),
+                    original_time: &row.time,
+                },
+                actor: Actor {
+                    user: User::of("service:ztai"),
+                    authorizations: vec![],
+                },
+                user: None,
+                privileges: None,
+                api: Some(Api {
+                    operation: "audit_checkpoint",
+                    service: Service {
+                        name: "ztai-gateway",
+                    },
+                    request: Request { uid: &id },
+                    response: None,
+                }),
+                resources: vec![Resource {
+                    uid: origin.to_string(),
+                    type_name: "AuditLog",
+                }],
+                src_endpoint: Endpoint::gateway(None),
+                dst_endpoint: Endpoint::gateway(Some(&instance)),
+                duration: None,
+                unmapped: Unmapped {
+                    ztai: ZtaiFields {
+                        checkpoint: Some(CheckpointDetails {
+                            tree_size: size,
+                            root: root.clone(),
+                            time: &row.time,
+                            origin,
+                            note: &row.note,
+                        }),
+                        ..ZtaiFields::default()
+                    },
+                },
+            };
+            serde_json::to_string(&event)
+                .map_err(|e| fail(format!("cannot encode the OCSF event ({e})")))?
+        }
+    };
+    Ok(RenderedEvent {
+        kind: EventKind::Checkpoint,
+        seq: size,
+        time_ms,
+        time: row.time.clone(),
+        instance,
+        syslog_severity: 6,
+        class: "api_activity",
+        text,
+    })
+}
+
 // ---- transports -----------------------------------------------------------------------------
 
 /// RFC 5424 header fields are printable US-ASCII without spaces, each with a length limit.
@@ -516,8 +615,12 @@ pub fn syslog_message(
     format: ExportFormat,
 ) -> String {
     let pri = u16::from(facility.min(23)) * 8 + u16::from(event.syslog_severity.min(7));
+    let (msgid, param) = match event.kind {
+        EventKind::Record => ("audit", "seq"),
+        EventKind::Checkpoint => ("checkpoint", "checkpoint"),
+    };
     format!(
-        "<{pri}>1 {} {} ztai {} audit [{SD_ID} seq=\"{}\" instance=\"{}\" format=\"{}\"] {}",
+        "<{pri}>1 {} {} ztai {} {msgid} [{SD_ID} {param}=\"{}\" instance=\"{}\" format=\"{}\"] {}",
         syslog_token(&event.time, 64),
         syslog_token(hostname, 255),
         std::process::id(),
@@ -560,7 +663,10 @@ pub fn hec_event(
         out.push_str(",\"index\":");
         out.push_str(&Value::String(index.to_string()).to_string());
     }
-    out.push_str(",\"fields\":{\"seq\":");
+    out.push_str(match event.kind {
+        EventKind::Record => ",\"fields\":{\"seq\":",
+        EventKind::Checkpoint => ",\"fields\":{\"checkpoint\":",
+    });
     out.push_str(&event.seq.to_string());
     out.push_str("},\"event\":");
     if format.is_json() {

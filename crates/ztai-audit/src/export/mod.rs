@@ -14,9 +14,12 @@
 //! not flooded by every gateway at once.
 
 pub mod format;
+mod ocsf;
 mod sink;
 
-pub use format::{ExportFormat, FormatError, OCSF_VERSION, RenderedEvent, render};
+pub use format::{
+    EventKind, ExportFormat, FormatError, OCSF_VERSION, RenderedEvent, render, render_checkpoint,
+};
 
 use rand::Rng;
 use std::path::PathBuf;
@@ -260,6 +263,8 @@ impl Runner {
         };
         let mut cursor = cursor;
         let mut persisted = true;
+        // The largest checkpoint this run has sent; after a restart the latest is sent again.
+        let mut sent_checkpoint = 0i64;
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -303,6 +308,12 @@ impl Runner {
                 if !persisted && self.persist(cursor).await {
                     persisted = true;
                 }
+                if self
+                    .send_checkpoint(cursor, &mut sent_checkpoint, &mut backoff)
+                    .await
+                {
+                    break;
+                }
                 if self.pause(self.config.poll).await {
                     break;
                 }
@@ -318,50 +329,23 @@ impl Runner {
             let full = rows.len() >= self.config.batch;
             drop(rows);
             // Deliver this batch until it is accepted: the cursor never passes an undelivered record.
-            let mut stop = false;
-            if !events.is_empty() {
-                loop {
-                    match self
-                        .sink
-                        .deliver(&events, self.config.format, self.config.timeout)
-                        .await
-                    {
-                        Ok(()) => {
-                            backoff = self.config.backoff_min;
-                            break;
-                        }
-                        Err(e) => {
-                            let wait = jittered(backoff);
-                            self.observer.failed(&name, &e, wait);
-                            backoff = (backoff * 2).min(self.config.backoff_max);
-                            // Report the backlog while stuck, so the alert fires during an outage.
-                            if let Ok(head) = self
-                                .with_store(|s| Ok(s.audit_head()?.map_or(0, |(seq, _)| seq)))
-                                .await
-                            {
-                                let backlog =
-                                    u64::try_from(head.saturating_sub(cursor)).unwrap_or(0);
-                                self.observer.backlog(
-                                    &name,
-                                    backlog,
-                                    backlog >= self.config.alert_backlog,
-                                );
-                            }
-                            if self.pause(wait).await {
-                                stop = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            if stop {
+            if !events.is_empty()
+                && self
+                    .deliver_until_accepted(&events, &mut backoff, cursor)
+                    .await
+            {
                 break;
             }
             cursor = last;
             persisted = self.persist(cursor).await;
             self.observer
                 .delivered(&name, u64::try_from(events.len()).unwrap_or(0), cursor);
+            if self
+                .send_checkpoint(cursor, &mut sent_checkpoint, &mut backoff)
+                .await
+            {
+                break;
+            }
             if !full && self.pause(self.config.poll).await {
                 break;
             }
@@ -369,6 +353,74 @@ impl Runner {
         if !persisted {
             let _ = self.persist(cursor).await;
         }
+    }
+
+    /// Delivers `events` until the receiver accepts them, backing off between attempts and
+    /// reporting the backlog while stuck so the alert fires during an outage. Returns whether
+    /// shutdown came first.
+    async fn deliver_until_accepted(
+        &mut self,
+        events: &[RenderedEvent],
+        backoff: &mut Duration,
+        cursor: i64,
+    ) -> bool {
+        let name = self.config.name.clone();
+        loop {
+            match self
+                .sink
+                .deliver(events, self.config.format, self.config.timeout)
+                .await
+            {
+                Ok(()) => {
+                    *backoff = self.config.backoff_min;
+                    return false;
+                }
+                Err(e) => {
+                    let wait = jittered(*backoff);
+                    self.observer.failed(&name, &e, wait);
+                    *backoff = (*backoff * 2).min(self.config.backoff_max);
+                    if let Ok(head) = self
+                        .with_store(|s| Ok(s.audit_head()?.map_or(0, |(seq, _)| seq)))
+                        .await
+                    {
+                        let backlog = u64::try_from(head.saturating_sub(cursor)).unwrap_or(0);
+                        self.observer
+                            .backlog(&name, backlog, backlog >= self.config.alert_backlog);
+                    }
+                    if self.pause(wait).await {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the latest signed checkpoint once the sink has every record it covers (and it is
+    /// newer than the last one sent). Returns whether shutdown came first.
+    async fn send_checkpoint(
+        &mut self,
+        cursor: i64,
+        sent: &mut i64,
+        backoff: &mut Duration,
+    ) -> bool {
+        let latest = match self.with_store(|s| s.latest_checkpoint()).await {
+            Ok(Some(c)) if c.tree_size > *sent && c.tree_size <= cursor => c,
+            Ok(_) => return false,
+            Err(e) => {
+                self.observer.failed(&self.config.name, &e, Duration::ZERO);
+                return false;
+            }
+        };
+        match format::render_checkpoint(self.config.format, &latest) {
+            Ok(event) => {
+                if self.deliver_until_accepted(&[event], backoff, cursor).await {
+                    return true;
+                }
+            }
+            Err(e) => self.observer.unrenderable(&self.config.name, &e),
+        }
+        *sent = latest.tree_size;
+        false
     }
 
     /// Stores the cursor; on failure the next batch stores it again (and a restart in between

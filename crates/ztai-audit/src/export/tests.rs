@@ -242,3 +242,43 @@ proptest! {
         prop_assert_eq!(v.get("status_detail").cloned().unwrap_or(serde_json::Value::Null), expected);
     }
 }
+
+#[test]
+fn checkpoints_render_in_every_format_with_the_note_intact() {
+    let note = "ztai-audit/gw-1\n42\nq6mZ/base64root=\ntime 2026-11-22T05:00:00Z\n\n\u{2014} ztai-audit/gw-1 AAAAsig=\n";
+    let row = ztai_store::CheckpointRow {
+        tree_size: 42,
+        root: vec![7; 32],
+        time: "2026-11-22T05:00:00Z".into(),
+        note: note.into(),
+        frontier: vec![],
+    };
+    let cef = format::render_checkpoint(ExportFormat::Cef, &row).unwrap();
+    assert_eq!(cef.kind, EventKind::Checkpoint);
+    assert!(!cef.text.contains('\n'));
+    let (header, ext) = parse_cef(&cef.text);
+    assert_eq!(header[4], "audit_checkpoint");
+    let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("cs2").as_deref(),
+        Some(note),
+        "the signed note survives CEF escaping"
+    );
+    assert_eq!(get("cn3").as_deref(), Some("42"));
+    assert_eq!(get("dvchost").as_deref(), Some("gw-1"));
+    let json = format::render_checkpoint(ExportFormat::Json, &row).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json.text).unwrap();
+    assert_eq!(v["checkpoint"]["note"], note);
+    let m = format::syslog_message(&cef, 13, "h", ExportFormat::Cef);
+    assert!(
+        m.contains(" checkpoint [ztai@32473 checkpoint=\"42\""),
+        "{m}"
+    );
+    let hec: serde_json::Value =
+        serde_json::from_str(&format::hec_event(&json, ExportFormat::Json, "h", None)).unwrap();
+    assert_eq!(hec["fields"]["checkpoint"], 42);
+    assert!(
+        hec["fields"].get("seq").is_none(),
+        "never mistaken for record 42"
+    );
+}
