@@ -2,7 +2,8 @@
 # Load harness: requests/s and latency for (1) the stand-in upstream directly, (2) an nginx
 # reverse-proxy hop to it, (3) the ZTAI gateway with every stage on, at 1 and 64 connections with a
 # ~1 KiB chat body. Installs nginx and wrk from Debian packages when missing. Loopback only;
-# every run is bounded in time.
+# every run is bounded in time. EXPORT=ocsf|cef|json adds a SIEM export sink (rotated JSONL files)
+# to the gateway under test and reports how far it kept up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -41,6 +42,18 @@ upstream = "standin"
 upstream_model = "standin-echo"
 groups = ["standard"]
 TOML
+if [ -n "${EXPORT:-}" ]; then
+  cat >> "$work/ztai.toml" <<TOML
+[[audit.export]]
+name = "bench-files"
+kind = "file"
+format = "$EXPORT"
+path = "export/audit.jsonl"
+rotate_bytes = 268435456
+keep = 2
+batch = 1000
+TOML
+fi
 kill %1 2>/dev/null || true
 sleep 0.5
 ZTAI_LOG=warn "$BIN" serve --config "$work/ztai.toml" >/dev/null 2>&1 &
@@ -87,3 +100,10 @@ for c in 1 64; do
   run "nginx hop" http://127.0.0.1:18088/v1/chat/completions $c
   run "ztai gateway (all on)" http://127.0.0.1:18090/v1/chat/completions $c
 done
+if [ -n "${EXPORT:-}" ]; then
+  echo "export sink ($EXPORT), right after the last run:"
+  "$BIN" audit cursors --data-dir "$work/data"
+  sleep 5
+  echo "five seconds later:"
+  "$BIN" audit cursors --data-dir "$work/data"
+fi

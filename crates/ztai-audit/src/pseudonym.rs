@@ -39,7 +39,43 @@ impl Pseudonymiser {
             _ => reference.to_string(),
         }
     }
+
+    /// Pseudonymises every principal a record names: the principal, its delegation chain and the
+    /// subject of a credential it issued or revoked.
+    pub fn apply_record(&self, record: &mut ztai_core::AuditRecord) {
+        record.principal = self.apply(&record.principal);
+        for c in &mut record.chain {
+            *c = self.apply(c);
+        }
+        if let Some(c) = record.credential.as_mut() {
+            c.subject = self.apply(&c.subject);
+        }
+    }
+
+    /// The kinds a data directory pseudonymises, as a gateway stored them (`meta` key
+    /// `audit.pseudonymise`), so offline commands record the way the gateway does.
+    pub fn for_data_dir(
+        store: &ztai_store::Store,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<Self>, crate::AuditError> {
+        let kinds: Vec<String> = store
+            .meta_get(META_KEY)
+            .map_err(|e| crate::AuditError::Read(e.to_string()))?
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let key = crate::keyfile::load_or_create_pseudonym_key(data_dir)?;
+        Ok(Some(Pseudonymiser::new(&key, kinds)))
+    }
 }
+
+/// The `meta` key under which a gateway stores the principal kinds it pseudonymises.
+pub const META_KEY: &str = "audit.pseudonymise";
 
 #[cfg(test)]
 mod tests {

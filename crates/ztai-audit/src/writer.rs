@@ -93,6 +93,7 @@ impl AuditLog {
     /// Opens the log and starts its writer thread (and, with a signer, a clock thread that
     /// prompts time-based checkpoints).
     pub fn open(config: AuditLogConfig) -> Result<Self, AuditError> {
+        let lock = writer_lock(&config.path)?;
         let store = Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
         // The writer checkpoints the WAL itself, between batches (see `Writer::maybe_checkpoint`),
         // never inside a commit a request is waiting for.
@@ -115,6 +116,7 @@ impl AuditLog {
         let interval = config.checkpoint_interval;
         let signing = config.signer.is_some();
         let writer = Writer {
+            _lock: lock,
             store,
             rx,
             stats: stats.clone(),
@@ -263,6 +265,8 @@ pub(crate) fn leaf_of(leaf: &AuditLeaf) -> Hash {
 }
 
 struct Writer {
+    /// Held for the writer's life: one chain has one writer.
+    _lock: std::fs::File,
     store: Store,
     rx: mpsc::Receiver<Msg>,
     stats: Arc<Stats>,
@@ -461,6 +465,48 @@ impl Writer {
     }
 }
 
+/// Takes the exclusive lock that makes this process the log's only writer. Two writers would fork
+/// the chain (both extend the same head), so a second gateway or an offline command on a data
+/// directory a gateway is serving is refused. A writer that is still shutting down (its handle
+/// just dropped) gets a few seconds to let go.
+fn writer_lock(db: &std::path::Path) -> Result<std::fs::File, AuditError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".writer-lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            AuditError::Open(format!(
+                "cannot open the lock file `{}`: {e}",
+                path.display()
+            ))
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Open(format!(
+                    "another process is writing this audit log (`{}` is locked): a gateway is serving this data directory; stop it, or make the change through its admin API so it is recorded in order",
+                    db.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(AuditError::Open(format!(
+                    "cannot lock `{}`: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,5 +606,17 @@ mod tests {
                 .unwrap();
             c
         }
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_log_is_refused_until_the_first_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+        let e = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap_err();
+        assert!(e.to_string().contains("another process"), "{e}");
+        drop(log);
+        let again = AuditLog::open(AuditLogConfig::new(path)).unwrap();
+        assert_eq!(again.append(record("r1")).await.unwrap(), 1);
     }
 }

@@ -320,6 +320,44 @@ fn read_verifier(key: &str) -> anyhow::Result<ztai_audit::checkpoint::Checkpoint
     Ok(ztai_audit::checkpoint::CheckpointVerifier::parse(&text)?)
 }
 
+/// The record of a credential issued outside the admin API (`ztai keys create`, the quick
+/// start's bootstrap keys), so every credential in the store has its issue on the record. The
+/// subject is only in `credential.subject`, where pseudonymisation finds it.
+pub(crate) fn key_issue_record(
+    instance: &str,
+    actor: &str,
+    row: &ztai_store::KeyRow,
+    how: &str,
+) -> ztai_core::AuditRecord {
+    let subject = format!("{}:{}", row.principal_kind, row.principal_id);
+    ztai_core::AuditRecord {
+        id: format!("issue-{}", row.key_id),
+        time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        instance: instance.to_string(),
+        principal: actor.to_string(),
+        chain: vec![actor.to_string()],
+        action: "admin::create_key".into(),
+        resource: "Api::\"keys\"".into(),
+        decision: ztai_core::Decision::Allow,
+        policies: vec![],
+        reason: format!("api key `{}` issued {how}", row.key_id),
+        obligations: vec![],
+        findings: vec![],
+        status: 0,
+        request_digest: String::new(),
+        response_digest: String::new(),
+        timings: ztai_core::StageTimings::default(),
+        content: None,
+        client: String::new(),
+        credential: Some(ztai_core::CredentialEvent {
+            operation: ztai_core::CredentialOperation::Issue,
+            credential_id: row.key_id.clone(),
+            subject,
+            groups: row.groups.clone(),
+        }),
+    }
+}
+
 fn open_audit_store(data_dir: &std::path::Path) -> anyhow::Result<ztai_store::Store> {
     let db = data_dir.join("ztai.db");
     anyhow::ensure!(
@@ -464,9 +502,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
-            let store = ztai_store::Store::open(&data_dir.join("ztai.db"))?;
+            let db = data_dir.join("ztai.db");
+            // The issue is recorded before the key exists: the audit log's writer lock also
+            // refuses to run beside a gateway serving this directory (which would fork the
+            // chain); use its admin API then.
+            let audit = ztai_audit::AuditLog::open(ztai_audit::AuditLogConfig::new(db.clone()))?;
+            let store = ztai_store::Store::open(&db)?;
             let g = ztai_identity::generate_key();
-            store.insert_key(&ztai_store::KeyRow {
+            let row = ztai_store::KeyRow {
                 key_id: g.key_id.clone(),
                 secret_hash: g.secret_hash.to_vec(),
                 principal_kind: kind.as_str().into(),
@@ -476,7 +519,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
                 revoked_at: None,
-            })?;
+            };
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let mut record = key_issue_record(
+                "ztai-cli",
+                "service:ztai-cli",
+                &row,
+                &format!("with `ztai keys create` by local user `{user}`"),
+            );
+            if let Some(p) = ztai_audit::pseudonym::Pseudonymiser::for_data_dir(&store, &data_dir)?
+            {
+                p.apply_record(&mut record);
+            }
+            runtime()?.block_on(audit.append(record)).context(
+                "the credential was not recorded in the audit log, so it was not created",
+            )?;
+            store.insert_key(&row)?;
             println!("{}", g.full_key);
             Ok(ExitCode::SUCCESS)
         }

@@ -65,14 +65,15 @@ fn read_env_file(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Returns a working key for `principal`, reusing `existing` when it still authenticates.
+/// Returns a working key for `principal`, reusing `existing` when it still authenticates, and the
+/// stored row when a new key was issued (so its issue can be recorded).
 fn ensure_key(
     store: &Store,
     existing: Option<&str>,
     principal: &str,
     groups: &[&str],
     label: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Option<KeyRow>)> {
     let mut registry = ApiKeyRegistry::new();
     for row in store.list_keys()? {
         let Ok(hash) = <[u8; 32]>::try_from(row.secret_hash.as_slice()) else {
@@ -95,10 +96,10 @@ fn ensure_key(
     if let Some(k) = existing
         && registry.authenticate(k).is_ok_and(|p| p.id == principal)
     {
-        return Ok(k.to_string());
+        return Ok((k.to_string(), None));
     }
     let g = generate_key();
-    store.insert_key(&KeyRow {
+    let row = KeyRow {
         key_id: g.key_id.clone(),
         secret_hash: g.secret_hash.to_vec(),
         principal_kind: "user".into(),
@@ -107,8 +108,9 @@ fn ensure_key(
         label: label.into(),
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         revoked_at: None,
-    })?;
-    Ok(g.full_key)
+    };
+    store.insert_key(&row)?;
+    Ok((g.full_key, Some(row)))
 }
 
 fn config_text(standin: &str, listen: &str, admin_listen: &str) -> String {
@@ -183,7 +185,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
-    let (admin_key, demo_key) = {
+    let ((admin_key, admin_row), (demo_key, demo_row)) = {
         let store = Store::open(&dir.join("ztai.db"))?;
         let admin = ensure_key(
             &store,
@@ -201,6 +203,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )?;
         (admin, demo)
     };
+    let issued = [admin_row, demo_row];
 
     let standin_listener = tokio::net::TcpListener::bind(&args.standin_listen)
         .await
@@ -226,6 +229,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &dir,
     )?;
     let gw = ztai_gateway::Gateway::new(cfg)?;
+    for row in issued.iter().flatten() {
+        let record = crate::key_issue_record(
+            gw.instance(),
+            "service:ztai-up",
+            row,
+            "by `ztai up` for the quick start",
+        );
+        gw.record(record)
+            .await
+            .context("a bootstrap key's issue could not be recorded")?;
+    }
     let running = ztai_gateway::server::start(gw).await?;
     let base = format!("http://{}/v1", running.addr);
     let admin = format!("http://{}", running.admin_addr);

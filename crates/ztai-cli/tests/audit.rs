@@ -398,11 +398,14 @@ fn pseudonymised_users_are_linkable_but_not_named_in_the_log() {
     let (code, out) = ztai(&["audit", "pseudonym", "user:demo"], &s.data);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), principal);
-    // The real identifier is nowhere in the audit table (read beside the running writer).
+    // The real identifier is in no record this gateway made (read beside the running writer);
+    // only the quick start, which ran before pseudonymisation was configured, named the user
+    // when it issued their key.
     let c = rusqlite::Connection::open(s.data.join("ztai.db")).unwrap();
     let named: i64 = c
         .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE principal LIKE '%demo%' OR record_json LIKE '%user:demo%'",
+            "SELECT COUNT(*) FROM audit_log WHERE (principal LIKE '%demo%' OR record_json LIKE '%user:demo%')
+               AND principal != 'service:ztai-up'",
             [],
             |r| r.get(0),
         )
@@ -433,4 +436,127 @@ fn pseudonymised_users_are_linkable_but_not_named_in_the_log() {
     let (code, out) = ztai(&["audit", "verify"], &s.data);
     assert_eq!(code, 0, "{out}");
     drop(s.gw_proc);
+    // A key issued offline now is recorded the way the gateway records (the data directory
+    // remembers what it pseudonymises); with the gateway running it is refused, so stop it.
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--principal", "carol", "--data-dir"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let carol: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE record_json LIKE '%carol%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(carol, 0, "the offline issue is pseudonymised too");
+    let (code, out) = ztai(
+        &["audit", "search", "--action", "admin::create_key", "--json"],
+        &s.data,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("\"subject\":\"user:~"), "{out}");
+}
+
+#[test]
+fn every_credential_issue_is_recorded_and_offline_issue_refuses_to_fork_a_served_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let issues = |data: &Path| -> Vec<serde_json::Value> {
+        let (code, out) = ztai(
+            &["audit", "search", "--action", "admin::create_key", "--json"],
+            data,
+        );
+        assert_eq!(code, 0, "{out}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The quick start's bootstrap keys are issued on the record, once.
+    let qs = up(&data);
+    drop(qs);
+    let first = issues(&data);
+    assert_eq!(first.len(), 2, "{first:?}");
+    let subjects: Vec<&str> = first
+        .iter()
+        .map(|r| r["credential"]["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects.contains(&"user:admin") && subjects.contains(&"user:demo"),
+        "{subjects:?}"
+    );
+    assert!(first.iter().all(|r| r["principal"] == "service:ztai-up"));
+    let qs = up(&data);
+    drop(qs);
+    assert_eq!(issues(&data).len(), 2, "reused keys are not issued again");
+
+    // Offline issue, with no gateway running: recorded before the key exists.
+    let out = Command::new(BIN)
+        .args([
+            "keys",
+            "create",
+            "--principal",
+            "ops",
+            "--groups",
+            "admins",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = issues(&data);
+    assert_eq!(all.len(), 3);
+    let ops = all
+        .iter()
+        .find(|r| r["credential"]["subject"] == "user:ops")
+        .unwrap();
+    assert_eq!(ops["principal"], "service:ztai-cli");
+    assert_eq!(ops["credential"]["groups"], serde_json::json!(["admins"]));
+    let key_id = ops["credential"]["credential_id"].as_str().unwrap();
+    let secret = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !ops.to_string().contains(secret.trim()),
+        "the secret is never recorded"
+    );
+    assert!(
+        secret.contains(key_id),
+        "the record names the key that was printed"
+    );
+
+    // With a gateway serving the directory, an offline issue would fork the chain: refused.
+    let s = Served::start(dir.path(), "");
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--principal", "eve", "--data-dir"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another process is writing this audit log"),
+        "{err}"
+    );
+    let c = rusqlite::Connection::open(s.data.join("ztai.db")).unwrap();
+    let eves: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM api_keys WHERE principal_id = 'eve'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(eves, 0, "no unrecorded key");
+    drop(s);
+    let (code, out) = ztai(&["audit", "verify"], &data);
+    assert_eq!(code, 0, "{out}");
 }

@@ -575,16 +575,25 @@ max_backlog = 10
         s.data.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
-    let rec: serde_json::Value =
-        serde_json::from_str(out.lines().next().expect("an overflow record")).unwrap();
+    // Newest first; the oldest names the first range, from record 1.
+    let recs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = recs.last().expect("an overflow record");
     assert!(
-        rec["reason"]
+        first["reason"]
             .as_str()
             .unwrap()
             .contains("sink `tiny` skipped audit records 1..="),
-        "{rec}"
+        "{first}"
     );
-    assert_eq!(rec["resource"], "Sink::\"tiny\"");
+    assert!(recs.iter().all(|r| r["resource"] == "Sink::\"tiny\""));
+    assert!(
+        recs.len() < 10,
+        "overflow records do not feed further overflows: {}",
+        recs.len()
+    );
 }
 
 // ---- rotated files and offline export -------------------------------------------------------------

@@ -90,6 +90,11 @@ pub(crate) fn entry_from_row(row: &ztai_store::KeyRow) -> Option<(String, KeyEnt
 }
 
 impl Gateway {
+    /// This gateway's instance name, as its records carry it.
+    pub fn instance(&self) -> &str {
+        &self.config.instance
+    }
+
     /// Opens the store, loads keys and policies and starts the audit writer.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
@@ -98,6 +103,11 @@ impl Gateway {
         })?;
         restrict_permissions(&config.data_dir);
         let store = Store::open(&config.db_path())?;
+        // Offline commands (`ztai keys create`) read this to record the way this gateway does.
+        store.meta_set(
+            ztai_audit::pseudonym::META_KEY,
+            &config.audit.pseudonymise.join(","),
+        )?;
         let mut keys = ApiKeyRegistry::new();
         for row in store.list_keys()? {
             match entry_from_row(&row) {
@@ -214,12 +224,21 @@ impl Gateway {
     pub(crate) fn record_of(&self, trace: crate::record::Trace) -> ztai_core::AuditRecord {
         let mut record = trace.into_record(&self.config.instance);
         if let Some(p) = &self.pseudonymiser {
-            record.principal = p.apply(&record.principal);
-            for c in &mut record.chain {
-                *c = p.apply(c);
-            }
+            p.apply_record(&mut record);
         }
         record
+    }
+
+    /// Records something that happened outside a request (a credential a bootstrap step
+    /// issued, say), pseudonymised as this gateway's records are; returns its sequence number.
+    pub async fn record(
+        &self,
+        mut record: ztai_core::AuditRecord,
+    ) -> Result<i64, ztai_audit::AuditError> {
+        if let Some(p) = &self.pseudonymiser {
+            p.apply_record(&mut record);
+        }
+        self.audit.append(record).await
     }
 
     /// The Prometheus exposition, with the audit writer's own counters added.

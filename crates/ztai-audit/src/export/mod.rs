@@ -145,7 +145,7 @@ pub struct SinkConfig {
     pub backoff_max: Duration,
     /// Backlog (records) from which the sink reports an alert.
     pub alert_backlog: u64,
-    /// Backlog (records) past which the oldest undelivered records are skipped.
+    /// Backlog (records) past which the oldest undelivered records are skipped, down to half.
     pub max_backlog: u64,
     /// Where a sink without a cursor starts: the oldest record, or the log's head.
     pub start_at_head: bool,
@@ -197,6 +197,13 @@ struct Runner {
     store: Option<Store>,
     observer: Arc<dyn ExportObserver>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// How a delivery attempt ended.
+enum Attempt {
+    Delivered,
+    Stopped,
+    Overflowing,
 }
 
 /// What one look at the log found.
@@ -297,7 +304,9 @@ impl Runner {
             self.observer
                 .backlog(&name, backlog, backlog >= self.config.alert_backlog);
             if backlog > self.config.max_backlog {
-                let keep = i64::try_from(self.config.max_backlog).unwrap_or(i64::MAX);
+                // Down to half the bound, so the overflow's own audit record (and a trickle of
+                // traffic) does not overflow it again at once.
+                let keep = i64::try_from(self.config.max_backlog / 2).unwrap_or(i64::MAX);
                 let skip_to = head.saturating_sub(keep);
                 self.observer.overflowed(&name, cursor + 1, skip_to);
                 cursor = skip_to;
@@ -329,12 +338,16 @@ impl Runner {
             let full = rows.len() >= self.config.batch;
             drop(rows);
             // Deliver this batch until it is accepted: the cursor never passes an undelivered record.
-            if !events.is_empty()
-                && self
+            if !events.is_empty() {
+                match self
                     .deliver_until_accepted(&events, &mut backoff, cursor)
                     .await
-            {
-                break;
+                {
+                    Attempt::Delivered => {}
+                    Attempt::Stopped => break,
+                    // Give up this batch: the next look at the log skips past it.
+                    Attempt::Overflowing => continue,
+                }
             }
             cursor = last;
             persisted = self.persist(cursor).await;
@@ -356,14 +369,14 @@ impl Runner {
     }
 
     /// Delivers `events` until the receiver accepts them, backing off between attempts and
-    /// reporting the backlog while stuck so the alert fires during an outage. Returns whether
-    /// shutdown came first.
+    /// reporting the backlog while stuck so the alert fires during an outage; gives up when the
+    /// backlog passes `max_backlog` (the caller then skips the oldest records) or at shutdown.
     async fn deliver_until_accepted(
         &mut self,
         events: &[RenderedEvent],
         backoff: &mut Duration,
         cursor: i64,
-    ) -> bool {
+    ) -> Attempt {
         let name = self.config.name.clone();
         loop {
             match self
@@ -373,7 +386,7 @@ impl Runner {
             {
                 Ok(()) => {
                     *backoff = self.config.backoff_min;
-                    return false;
+                    return Attempt::Delivered;
                 }
                 Err(e) => {
                     let wait = jittered(*backoff);
@@ -386,9 +399,12 @@ impl Runner {
                         let backlog = u64::try_from(head.saturating_sub(cursor)).unwrap_or(0);
                         self.observer
                             .backlog(&name, backlog, backlog >= self.config.alert_backlog);
+                        if backlog > self.config.max_backlog {
+                            return Attempt::Overflowing;
+                        }
                     }
                     if self.pause(wait).await {
-                        return true;
+                        return Attempt::Stopped;
                     }
                 }
             }
@@ -412,11 +428,12 @@ impl Runner {
             }
         };
         match format::render_checkpoint(self.config.format, &latest) {
-            Ok(event) => {
-                if self.deliver_until_accepted(&[event], backoff, cursor).await {
-                    return true;
-                }
-            }
+            Ok(event) => match self.deliver_until_accepted(&[event], backoff, cursor).await {
+                Attempt::Delivered => {}
+                Attempt::Stopped => return true,
+                // Records come first; the checkpoint is offered again after them.
+                Attempt::Overflowing => return false,
+            },
             Err(e) => self.observer.unrenderable(&self.config.name, &e),
         }
         *sent = latest.tree_size;
