@@ -116,6 +116,13 @@ pub fn render(
             .map_err(|e| fail(format!("cannot encode the OCSF event ({e})")))?,
         ExportFormat::Cef => cef(seq, time_ms, &record),
         ExportFormat::Json => {
+            // The gateway writes compact JSON; a line break here means the row was written by
+            // something else, and passing it on would split the event in a line-framed stream.
+            if record_json.trim().contains(['\n', '\r']) {
+                return Err(fail(
+                    "stored JSON is not in the compact form the gateway writes (it spans lines); run `ztai audit verify`".into(),
+                ));
+            }
             // The stored JSON verbatim (it is what the Merkle leaf commits to), wrapped with its place.
             let mut line = String::with_capacity(record_json.len() + 24);
             line.push_str("{\"seq\":");

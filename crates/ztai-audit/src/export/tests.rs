@@ -282,3 +282,18 @@ fn checkpoints_render_in_every_format_with_the_note_intact() {
         "never mistaken for record 42"
     );
 }
+
+#[test]
+fn a_stored_record_spanning_lines_is_refused_rather_than_split() {
+    let pretty = serde_json::to_string_pretty(&record("r", "user:a")).unwrap();
+    assert!(pretty.contains('\n'));
+    let err = render(ExportFormat::Json, 1, &pretty).unwrap_err();
+    assert!(err.reason.contains("compact"), "{err}");
+    // The other formats re-encode, so they are one line whatever the row looked like.
+    assert!(
+        !render(ExportFormat::Ocsf, 1, &pretty)
+            .unwrap()
+            .text
+            .contains('\n')
+    );
+}
