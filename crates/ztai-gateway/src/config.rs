@@ -42,6 +42,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
     models: Vec<RawModel>,
@@ -96,6 +98,32 @@ struct RawAudit {
     checkpoint_interval_ms: Option<u64>,
     #[serde(default)]
     export: Vec<RawExport>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    jwt: Vec<RawJwtIssuer>,
+}
+
+/// One `[[identity.jwt]]` table: a trusted OIDC/JWT issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwtIssuer {
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    algorithms: Option<Vec<String>>,
+    jwks_file: Option<PathBuf>,
+    leeway_secs: Option<u64>,
+    subject_claim: Option<String>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    group_map: std::collections::HashMap<String, String>,
+    pass_through_groups: Option<bool>,
+    #[serde(default)]
+    default_groups: Vec<String>,
+    jwks_refresh_floor_ms: Option<u64>,
 }
 
 /// One `[[audit.export]]` table: a SIEM sink.
@@ -172,6 +200,20 @@ pub enum UpstreamKey {
     Value(String),
 }
 
+/// A trusted JWT issuer; its key set is read from `jwks_file` at start and re-read (at most once
+/// per `jwks_refresh_floor`) when a token names a key it does not have, so key rotation needs no
+/// restart and a flood of made-up `kid`s cannot turn into a flood of reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtIssuerConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<ztai_identity::jwt::JwtAlgorithm>,
+    pub jwks_file: PathBuf,
+    pub leeway: Duration,
+    pub mapping: ztai_identity::jwt::ClaimMapping,
+    pub jwks_refresh_floor: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: String,
@@ -239,6 +281,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub inspect: InspectConfig,
     pub audit: AuditConfig,
+    pub jwt_issuers: Vec<JwtIssuerConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -710,6 +753,81 @@ impl Config {
             ));
         }
 
+        let mut jwt_issuers: Vec<JwtIssuerConfig> = Vec::new();
+        for (i, j) in raw.identity.jwt.into_iter().enumerate() {
+            let k = |f: &str| format!("identity.jwt[{i}].{f}");
+            let issuer = j
+                .issuer
+                .ok_or_else(|| err(k("issuer"), "is required: the exact `iss` of its tokens"))?;
+            if jwt_issuers.iter().any(|x| x.issuer == issuer) {
+                return Err(err(
+                    k("issuer"),
+                    format!("issuer `{issuer}` is configured twice"),
+                ));
+            }
+            let audiences = j.audiences.unwrap_or_default();
+            if audiences.is_empty() {
+                return Err(err(
+                    k("audiences"),
+                    "name at least one audience this gateway accepts (e.g. [\"ztai\"])",
+                ));
+            }
+            let names = j
+                .algorithms
+                .unwrap_or_else(|| vec!["ES256".into(), "RS256".into()]);
+            let mut algorithms = Vec::new();
+            for a in &names {
+                match ztai_identity::jwt::JwtAlgorithm::parse(a) {
+                    Some(alg) => algorithms.push(alg),
+                    None => {
+                        return Err(err(
+                            k("algorithms"),
+                            format!(
+                                "`{a}` is not accepted; use ES256, ES384, RS256, RS384, RS512, PS256 or EdDSA (never none or HS*)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            let jwks_file =
+                resolve(j.jwks_file.ok_or_else(|| {
+                    err(k("jwks_file"), "is required: the issuer's JWKS document")
+                })?);
+            if !jwks_file.is_file() {
+                return Err(err(
+                    k("jwks_file"),
+                    format!("`{}` does not exist or is not a file", jwks_file.display()),
+                ));
+            }
+            let leeway = Duration::from_secs(j.leeway_secs.unwrap_or(30));
+            if leeway > Duration::from_secs(300) {
+                return Err(err(
+                    k("leeway_secs"),
+                    "must be at most 300: leeway is for clock skew, not for extending tokens",
+                ));
+            }
+            jwt_issuers.push(JwtIssuerConfig {
+                issuer,
+                audiences,
+                algorithms,
+                jwks_file,
+                leeway,
+                mapping: ztai_identity::jwt::ClaimMapping {
+                    subject_claim: j.subject_claim.unwrap_or_else(|| "sub".into()),
+                    groups_claim: Some(j.groups_claim.unwrap_or_else(|| "groups".into()))
+                        .filter(|g| !g.is_empty()),
+                    group_map: j.group_map,
+                    pass_through: j.pass_through_groups.unwrap_or(true),
+                    default_groups: j.default_groups,
+                },
+                jwks_refresh_floor: ms(
+                    &k("jwks_refresh_floor_ms"),
+                    j.jwks_refresh_floor_ms,
+                    60_000,
+                )?,
+            });
+        }
+
         let mut upstreams = Vec::new();
         let mut names = HashSet::new();
         for (i, u) in raw.upstreams.into_iter().enumerate() {
@@ -852,6 +970,7 @@ impl Config {
             limits,
             inspect,
             audit,
+            jwt_issuers,
             upstreams,
             models,
         })
@@ -973,6 +1092,34 @@ groups = ["standard"]
             ),
             (
                 format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"ztai\"]\nalgorithms = [\"none\"]\njwks_file = \"Cargo.toml\""
+                ),
+                "identity.jwt[0].algorithms",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"ztai\"]\nalgorithms = [\"HS256\"]\njwks_file = \"Cargo.toml\""
+                ),
+                "identity.jwt[0].algorithms",
+            ),
+            (
+                format!("{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\njwks_file = \"Cargo.toml\""),
+                "identity.jwt[0].audiences",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"a\"]\njwks_file = \"Cargo.toml\"\nleeway_secs = 3600"
+                ),
+                "identity.jwt[0].leeway_secs",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"a\"]\njwks_file = \"missing.json\""
+                ),
+                "identity.jwt[0].jwks_file",
+            ),
+            (
+                format!(
                     "{MINIMAL}\n[[audit.export]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"https://h/x\"\ntoken = \"abc\""
                 ),
                 "audit.export[0].token",
@@ -1054,9 +1201,13 @@ groups = ["standard"]
 
     #[test]
     fn the_documented_example_configuration_is_valid() {
+        // The example names files and variables of a real deployment; stand in for them.
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
         let text = include_str!("../../../examples/ztai.toml")
-            // The example names OPENAI_API_KEY; any variable that is set proves the same path.
-            .replace("api_key_env = \"OPENAI_API_KEY\"", "api_key_env = \"PATH\"");
+            .replace("api_key_env = \"OPENAI_API_KEY\"", "api_key_env = \"PATH\"")
+            .replace("/etc/ztai/idp-jwks.json", jwks.to_str().unwrap());
         let c = Config::parse(&text, Path::new("/etc/ztai")).unwrap();
         assert_eq!(c.models.len(), 2);
         assert_eq!(
@@ -1064,6 +1215,8 @@ groups = ["standard"]
             "meta-llama/Llama-3.1-8B-Instruct"
         );
         assert_eq!(c.upstreams[0].key, UpstreamKey::Env("PATH".into()));
+        assert_eq!(c.jwt_issuers[0].mapping.group_map["engineering"], "staff");
+        assert_eq!(c.audit.export.len(), 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 mod export;
+mod jwt;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

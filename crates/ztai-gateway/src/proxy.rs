@@ -230,6 +230,13 @@ pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principa
             ));
         }
     };
+    // A JWT is three base64url parts whose header starts `{"` (`eyJ`); API keys start `ztai_`.
+    if !gw.jwt.is_empty() && presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
+        return gw
+            .jwt
+            .verify(&presented)
+            .map_err(|e| GatewayError::Unauthenticated(e.to_string()));
+    }
     let keys = gw.keys.read().unwrap_or_else(|p| p.into_inner());
     keys.authenticate(&presented)
         .map_err(|e| GatewayError::Unauthenticated(e.to_string()))

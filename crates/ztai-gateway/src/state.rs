@@ -46,6 +46,12 @@ pub enum StartError {
     Bind { addr: String, message: String },
     #[error("cannot start audit export: {0}")]
     Export(ztai_audit::export::ExportError),
+    #[error("cannot load the key set of JWT issuer `{issuer}` from `{file}`: {message}")]
+    Jwks {
+        issuer: String,
+        file: String,
+        message: String,
+    },
 }
 
 /// Everything a request needs, shared by all request tasks.
@@ -55,6 +61,8 @@ pub struct Gateway {
     pub(crate) policy: ArcSwap<PolicyEngine>,
     pub(crate) policy_version: std::sync::atomic::AtomicI64,
     pub(crate) keys: RwLock<ApiKeyRegistry>,
+    /// Trusted JWT issuers with their current key sets.
+    pub(crate) jwt: crate::jwt::JwtIssuers,
     pub(crate) inspector: Inspector,
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
@@ -108,6 +116,7 @@ impl Gateway {
             ztai_audit::pseudonym::META_KEY,
             &config.audit.pseudonymise.join(","),
         )?;
+        let jwt = crate::jwt::JwtIssuers::load(&config.jwt_issuers)?;
         let mut keys = ApiKeyRegistry::new();
         for row in store.list_keys()? {
             match entry_from_row(&row) {
@@ -179,6 +188,7 @@ impl Gateway {
             policy: ArcSwap::from_pointee(engine),
             policy_version: std::sync::atomic::AtomicI64::new(version),
             keys: RwLock::new(keys),
+            jwt,
             inspector,
             audit,
             audit_verifier_key,

@@ -1,4 +1,5 @@
-//! Cost of authenticating an API key (the hot path's first stage).
+//! Cost of authenticating a credential (the hot path's first stage): an API key, and a JWT on
+//! first sight (ES256 and EdDSA, signature and claims).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -26,6 +27,54 @@ fn bench(c: &mut Criterion) {
     let key = keys[5_000].clone();
     c.bench_function("identity/api_key_authenticate_10k_keys", |b| {
         b.iter(|| registry.authenticate(black_box(&key)).unwrap())
+    });
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+    use ztai_identity::jwt::{ClaimMapping, Jwks, JwtAlgorithm, JwtIssuer, verify};
+    let rng = SystemRandom::new();
+    let es_pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let es =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, es_pk8.as_ref(), &rng).unwrap();
+    let ed =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let p = es.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "es", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": B64.encode(ed.public_key().as_ref())}
+    ]});
+    let issuers = [JwtIssuer {
+        issuer: "https://idp.example.com".into(),
+        audiences: vec!["ztai".into()],
+        algorithms: vec![JwtAlgorithm::Es256, JwtAlgorithm::EdDsa],
+        leeway: std::time::Duration::from_secs(30),
+        mapping: ClaimMapping::default(),
+        jwks: Jwks::parse(jwks.to_string().as_bytes()).unwrap(),
+    }];
+    let now = std::time::SystemTime::now();
+    let exp = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let claims = serde_json::json!({"iss": "https://idp.example.com", "aud": "ztai", "sub": "alice",
+        "exp": exp, "groups": ["staff", "readers"], "email": "alice@example.com", "name": "Alice Example"});
+    let token = |alg: &str, kid: &str, sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let input = format!(
+            "{}.{}",
+            B64.encode(serde_json::json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig = sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
+    };
+    let es_token = token("ES256", "es", &|m| {
+        es.sign(&rng, m).unwrap().as_ref().to_vec()
+    });
+    let ed_token = token("EdDSA", "ed", &|m| ed.sign(m).as_ref().to_vec());
+    c.bench_function("identity/jwt_es256_first_sight", |b| {
+        b.iter(|| verify(black_box(&es_token), &issuers, now).unwrap())
+    });
+    c.bench_function("identity/jwt_eddsa_first_sight", |b| {
+        b.iter(|| verify(black_box(&ed_token), &issuers, now).unwrap())
     });
 }
 

@@ -1,10 +1,11 @@
 //! Turning credentials into a verified `Principal`.
 //!
-//! This first layer handles API keys; JWT, Biscuit task tokens and mTLS plug in beside it as further
-//! `Credential` kinds. Everything here is pure: keys are loaded from the store by the caller and
+//! API keys (`api_key`) and OIDC/JWT users (`jwt`); Biscuit task tokens and mTLS plug in beside
+//! them as further credential kinds. Everything here is pure: keys are loaded from the store by the caller and
 //! handed to an `ApiKeyRegistry`, which answers without I/O so it can run on the request path.
 
 mod api_key;
+pub mod jwt;
 
 pub use api_key::{ApiKeyRegistry, GeneratedKey, KeyEntry, generate_key, hash_secret};
 
@@ -20,4 +21,6 @@ pub enum AuthError {
     Invalid,
     #[error("API key `{0}` has been revoked; ask an administrator for a new one")]
     Revoked(String),
+    #[error("{0}")]
+    Token(String),
 }
