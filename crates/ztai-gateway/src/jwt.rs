@@ -1,13 +1,18 @@
 //! The gateway's JWT issuers: their key sets, read from files and re-read when a token names a
 //! key the gateway has not seen (key rotation), at most once per issuer per refresh floor so
-//! made-up `kid`s cannot turn into a flood of reads. Verification itself is `ztai-identity`'s.
+//! made-up `kid`s cannot turn into a flood of reads. Verification itself is `ztai-identity`'s; a
+//! repeated token is served from a cache keyed by its digest until its expiry, and the cache is
+//! dropped whenever a key set changes.
 
 use crate::config::JwtIssuerConfig;
 use crate::state::StartError;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 use ztai_core::Principal;
-use ztai_identity::jwt::{self, Jwks, JwtError, JwtIssuer, UnverifiedJwt};
+use ztai_identity::jwt::{self, Jwks, JwtError, JwtIssuer, UnverifiedJwt, VerifiedCache};
+
+/// Verified tokens kept for reuse; a full cache is cleared, not grown.
+const CACHE_CAPACITY: usize = 10_000;
 
 #[derive(Debug)]
 pub(crate) struct JwtIssuers {
@@ -15,6 +20,7 @@ pub(crate) struct JwtIssuers {
     configs: Vec<JwtIssuerConfig>,
     /// When each issuer's key set was last read, by index.
     refreshed: RwLock<Vec<Instant>>,
+    cache: Mutex<VerifiedCache>,
 }
 
 fn read_jwks(c: &JwtIssuerConfig) -> Result<Jwks, String> {
@@ -48,6 +54,7 @@ impl JwtIssuers {
             refreshed: RwLock::new(vec![Instant::now(); issuers.len()]),
             issuers: RwLock::new(issuers),
             configs: configs.to_vec(),
+            cache: Mutex::new(VerifiedCache::new(CACHE_CAPACITY)),
         })
     }
 
@@ -56,8 +63,25 @@ impl JwtIssuers {
     }
 
     fn verify_now(&self, token: &str) -> Result<Principal, JwtError> {
-        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
-        jwt::verify(token, &issuers, SystemTime::now())
+        let now = SystemTime::now();
+        if let Some(p) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token, now)
+        {
+            return Ok(p);
+        }
+        let (principal, until) = {
+            let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
+            jwt::verify_until(token, &issuers, now)?
+        };
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            token,
+            principal.clone(),
+            until,
+        );
+        Ok(principal)
     }
 
     /// Verifies a bearer token; a token naming an unknown key triggers one re-read of its
@@ -109,6 +133,8 @@ impl JwtIssuers {
                 if let Some(issuer) = issuers.get_mut(i) {
                     issuer.jwks = jwks;
                 }
+                // A key withdrawn from the set must stop working now, cached or not.
+                self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 true
             }
             Err(e) => {

@@ -76,6 +76,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("identity/jwt_eddsa_first_sight", |b| {
         b.iter(|| verify(black_box(&ed_token), &issuers, now).unwrap())
     });
+    let mut cache = ztai_identity::jwt::VerifiedCache::new(10_000);
+    let (p, until) = ztai_identity::jwt::verify_until(&es_token, &issuers, now).unwrap();
+    cache.insert(&es_token, p, until);
+    c.bench_function("identity/jwt_cached", |b| {
+        b.iter(|| cache.get(black_box(&es_token), now).unwrap())
+    });
 }
 
 criterion_group!(benches, bench);

@@ -391,6 +391,16 @@ fn valid_id(s: &str) -> bool {
 
 /// Verifies `token` against the issuers and turns it into a principal.
 pub fn verify(token: &str, issuers: &[JwtIssuer], now: SystemTime) -> Result<Principal, JwtError> {
+    verify_until(token, issuers, now).map(|(p, _)| p)
+}
+
+/// Like `verify`, also returning the last moment the token is accepted (its `exp` plus the
+/// issuer's leeway), for a verification cache.
+pub fn verify_until(
+    token: &str,
+    issuers: &[JwtIssuer],
+    now: SystemTime,
+) -> Result<(Principal, SystemTime), JwtError> {
     let jwt = UnverifiedJwt::decode(token)?;
     if jwt.critical {
         return Err(JwtError::Critical);
@@ -482,13 +492,68 @@ pub fn verify(token: &str, issuers: &[JwtIssuer], now: SystemTime) -> Result<Pri
                 .unwrap_or_default(),
         )
     });
-    Ok(Principal {
-        kind: PrincipalKind::User,
-        id,
-        groups,
-        on_behalf_of: vec![],
-        credential_id: format!("jwt:{jti}"),
-    })
+    let until = UNIX_EPOCH + Duration::from_secs_f64((exp + leeway).clamp(0.0, 1e11));
+    Ok((
+        Principal {
+            kind: PrincipalKind::User,
+            id,
+            groups,
+            on_behalf_of: vec![],
+            credential_id: format!("jwt:{jti}"),
+        },
+        until,
+    ))
+}
+
+/// Verified tokens by SHA-256 digest, so a repeated token skips the signature check. An entry is
+/// only served before its token's expiry, and the whole cache is dropped whenever an issuer's
+/// key set changes (a withdrawn key must stop working at once). Bounded: when full it is
+/// cleared rather than grown, which costs one verification per token afterwards.
+#[derive(Debug)]
+pub struct VerifiedCache {
+    entries: HashMap<[u8; 32], (Principal, SystemTime)>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> Self {
+        VerifiedCache {
+            entries: HashMap::with_capacity(capacity.min(4096)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The principal of a token verified before, if it has not expired since.
+    pub fn get(&self, token: &str, now: SystemTime) -> Option<Principal> {
+        match self.entries.get(&Self::digest(token)) {
+            Some((p, until)) if now <= *until => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn insert(&mut self, token: &str, principal: Principal, until: SystemTime) {
+        if self.entries.len() >= self.capacity {
+            self.entries.clear();
+        }
+        self.entries.insert(Self::digest(token), (principal, until));
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -359,3 +359,35 @@ fn a_kidless_token_needs_a_one_key_set() {
     .unwrap();
     assert_eq!(verify(&no_kid, &[one], at(NOW)).unwrap().id, "alice");
 }
+
+#[test]
+fn the_cache_serves_a_verified_token_only_until_it_expires() {
+    let k = keys();
+    let iss = [issuer(&k)];
+    let t = es256(&k, "es", &claims());
+    let (p, until) = verify_until(&t, &iss, at(NOW)).unwrap();
+    assert_eq!(until, at(NOW + 300 + 30), "exp plus leeway");
+    let mut cache = VerifiedCache::new(2);
+    assert!(cache.get(&t, at(NOW)).is_none());
+    cache.insert(&t, p.clone(), until);
+    assert_eq!(cache.get(&t, at(NOW + 100)), Some(p.clone()));
+    assert!(
+        cache.get(&t, at(NOW + 331)).is_none(),
+        "expired tokens are not served"
+    );
+    let mut forged = t.clone();
+    forged.push('A');
+    assert!(
+        cache.get(&forged, at(NOW)).is_none(),
+        "keyed by the whole token"
+    );
+    cache.insert("b", p.clone(), until);
+    cache.insert("c", p.clone(), until);
+    assert_eq!(
+        cache.len(),
+        1,
+        "cleared when full, never grown past capacity"
+    );
+    cache.clear();
+    assert!(cache.is_empty());
+}
