@@ -82,6 +82,7 @@ algorithms = ["ES256"]
 jwks_file = "jwks.json"
 group_map = {{ engineering = "staff" }}
 jwks_refresh_floor_ms = 200
+jwks_max_age_secs = 1
 "#
     );
     let s = Served::start(dir.path(), &extra);
@@ -237,4 +238,15 @@ jwks_refresh_floor_ms = 200
         200,
         "the old key still works"
     );
+
+    // Withdrawal: once k1 leaves the published set, its tokens stop working (verified and cached
+    // ones alike) within the key set's maximum age, without a restart.
+    std::fs::write(&jwks, json!({"keys": [jwk("k2", &k2)]}).to_string()).unwrap();
+    wait_until("the withdrawn key to stop working", || {
+        chat(s.gw, &good, "echo-small", "hi", false).status == 401
+    });
+    let r = chat(s.gw, &good, "echo-small", "hi", false);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("has not published"), "{msg}");
+    assert_eq!(chat(s.gw, &rotated, "echo-small", "hi", false).status, 200);
 }

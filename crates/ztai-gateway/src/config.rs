@@ -124,6 +124,7 @@ struct RawJwtIssuer {
     #[serde(default)]
     default_groups: Vec<String>,
     jwks_refresh_floor_ms: Option<u64>,
+    jwks_max_age_secs: Option<u64>,
 }
 
 /// One `[[audit.export]]` table: a SIEM sink.
@@ -212,6 +213,8 @@ pub struct JwtIssuerConfig {
     pub leeway: Duration,
     pub mapping: ztai_identity::jwt::ClaimMapping,
     pub jwks_refresh_floor: Duration,
+    /// The key set is re-read once it is this old, so a withdrawn key stops working.
+    pub jwks_max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -825,6 +828,10 @@ impl Config {
                     j.jwks_refresh_floor_ms,
                     60_000,
                 )?,
+                jwks_max_age: match j.jwks_max_age_secs.unwrap_or(300) {
+                    0 => return Err(err(k("jwks_max_age_secs"), "must be at least 1")),
+                    n => Duration::from_secs(n),
+                },
             });
         }
 

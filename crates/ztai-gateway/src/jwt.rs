@@ -84,9 +84,11 @@ impl JwtIssuers {
         Ok(principal)
     }
 
-    /// Verifies a bearer token; a token naming an unknown key triggers one re-read of its
-    /// issuer's key set (if the floor allows) and one retry.
+    /// Verifies a bearer token. Key sets older than their `jwks_max_age` are re-read first (so a
+    /// withdrawn key stops working without a restart); a token naming an unknown key triggers one
+    /// re-read of its issuer's set (if the floor allows) and one retry.
     pub fn verify(&self, token: &str) -> Result<Principal, JwtError> {
+        self.refresh_stale();
         match self.verify_now(token) {
             Err(JwtError::UnknownKey(kid)) => {
                 if self.refresh_for(token) {
@@ -96,6 +98,23 @@ impl JwtIssuers {
                 }
             }
             other => other,
+        }
+    }
+
+    /// Re-reads every key set past its maximum age (a few nanoseconds when none is).
+    fn refresh_stale(&self) {
+        let stale: Vec<usize> = {
+            let refreshed = self.refreshed.read().unwrap_or_else(|p| p.into_inner());
+            refreshed
+                .iter()
+                .zip(&self.configs)
+                .enumerate()
+                .filter(|(_, (last, c))| last.elapsed() >= c.jwks_max_age)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        for i in stale {
+            self.refresh(i);
         }
     }
 
@@ -110,9 +129,15 @@ impl JwtIssuers {
             .get("iss")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
-        let Some(i) = self.configs.iter().position(|c| c.issuer == iss) else {
-            return false;
-        };
+        match self.configs.iter().position(|c| c.issuer == iss) {
+            Some(i) => self.refresh(i),
+            None => false,
+        }
+    }
+
+    /// Re-reads issuer `i`'s key set unless it was read less than its floor ago; returns whether
+    /// a new set was installed (and the cache dropped).
+    fn refresh(&self, i: usize) -> bool {
         let Some(config) = self.configs.get(i) else {
             return false;
         };
