@@ -250,3 +250,102 @@ jwks_max_age_secs = 1
     assert!(msg.contains("has not published"), "{msg}");
     assert_eq!(chat(s.gw, &rotated, "echo-small", "hi", false).status, 200);
 }
+
+/// Serves `body` (swappable) at any path, like an identity provider's JWKS endpoint; counts
+/// requests.
+fn serve_jwks(
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let b = body.lock().unwrap().clone();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+                b.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_jwks_url_is_fetched_at_start_and_refreshed_in_the_background_on_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = es_key();
+    let body = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys": [jwk("k1", &k1)]}).to_string(),
+    ));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let port = serve_jwks(body.clone(), hits.clone());
+    let extra = format!(
+        r#"
+[[identity.jwt]]
+issuer = "{ISSUER}"
+audiences = ["ztai"]
+algorithms = ["ES256"]
+jwks_url = "http://127.0.0.1:{port}/.well-known/jwks.json"
+group_map = {{ engineering = "staff" }}
+jwks_refresh_floor_ms = 200
+"#
+    );
+    let s = Served::start(dir.path(), &extra);
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once at start"
+    );
+    let good = token(
+        json!({"alg": "ES256", "kid": "k1"}),
+        &claims("alice"),
+        Some(&k1),
+    );
+    assert_eq!(chat(s.gw, &good, "echo-small", "hello", false).status, 200);
+
+    // The provider rotates: the first token under the new key is told to retry while the set is
+    // fetched in the background; the next ones pass.
+    let k2 = es_key();
+    *body.lock().unwrap() = json!({"keys": [jwk("k1", &k1), jwk("k2", &k2)]}).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let rotated = token(
+        json!({"alg": "ES256", "kid": "k2"}),
+        &claims("bob"),
+        Some(&k2),
+    );
+    let r = chat(s.gw, &rotated, "echo-small", "hi", false);
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("retry shortly"), "{}", r.text());
+    wait_until("the fetched set to hold k2", || {
+        chat(s.gw, &rotated, "echo-small", "hi", false).status == 200
+    });
+    // Made-up kids do not turn into a flood of fetches: at most one per floor.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        let t = token(
+            json!({"alg": "ES256", "kid": format!("bogus-{i}")}),
+            &claims("eve"),
+            Some(&k1),
+        );
+        assert_eq!(chat(s.gw, &t, "echo-small", "hi", false).status, 401);
+    }
+    let floors = started.elapsed().as_millis() / 200 + 2;
+    let fetched = hits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        fetched as u128 <= floors,
+        "{fetched} fetches for 50 unknown kids in {floors} refresh floors"
+    );
+}

@@ -115,6 +115,7 @@ struct RawJwtIssuer {
     audiences: Option<Vec<String>>,
     algorithms: Option<Vec<String>>,
     jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
     leeway_secs: Option<u64>,
     subject_claim: Option<String>,
     groups_claim: Option<String>,
@@ -201,7 +202,24 @@ pub enum UpstreamKey {
     Value(String),
 }
 
-/// A trusted JWT issuer; its key set is read from `jwks_file` at start and re-read (at most once
+/// Where an issuer publishes its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// Fetched over HTTPS (plain HTTP only to a loopback address).
+    Url(http::Uri),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksSource::File(p) => write!(f, "{}", p.display()),
+            JwksSource::Url(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// A trusted JWT issuer; its key set is read from `jwks_file` (or fetched from `jwks_url`) at start and re-read (at most once
 /// per `jwks_refresh_floor`) when a token names a key it does not have, so key rotation needs no
 /// restart and a flood of made-up `kid`s cannot turn into a flood of reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +227,7 @@ pub struct JwtIssuerConfig {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<ztai_identity::jwt::JwtAlgorithm>,
-    pub jwks_file: PathBuf,
+    pub jwks: JwksSource,
     pub leeway: Duration,
     pub mapping: ztai_identity::jwt::ClaimMapping,
     pub jwks_refresh_floor: Duration,
@@ -792,16 +810,55 @@ impl Config {
                     }
                 }
             }
-            let jwks_file =
-                resolve(j.jwks_file.ok_or_else(|| {
-                    err(k("jwks_file"), "is required: the issuer's JWKS document")
-                })?);
-            if !jwks_file.is_file() {
-                return Err(err(
-                    k("jwks_file"),
-                    format!("`{}` does not exist or is not a file", jwks_file.display()),
-                ));
-            }
+            let jwks = match (j.jwks_file, j.jwks_url) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        k("jwks_url"),
+                        "set either jwks_file or jwks_url, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(err(
+                        k("jwks_file"),
+                        "is required (or jwks_url): the issuer's JWKS document",
+                    ));
+                }
+                (Some(f), None) => {
+                    let f = resolve(f);
+                    if !f.is_file() {
+                        return Err(err(
+                            k("jwks_file"),
+                            format!("`{}` does not exist or is not a file", f.display()),
+                        ));
+                    }
+                    JwksSource::File(f)
+                }
+                (None, Some(u)) => {
+                    let uri: http::Uri = u
+                        .parse()
+                        .map_err(|e| err(k("jwks_url"), format!("`{u}` is not a URL: {e}")))?;
+                    let host = uri.host().unwrap_or_default();
+                    let loopback = host == "localhost"
+                        || host
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                    match uri.scheme_str() {
+                        Some("https") if !host.is_empty() => {}
+                        Some("http") if loopback => {}
+                        _ => {
+                            return Err(err(
+                                k("jwks_url"),
+                                format!(
+                                    "`{u}` must be an https:// URL (whoever can change the key set in transit can mint tokens; plain http is allowed only to a loopback address)"
+                                ),
+                            ));
+                        }
+                    }
+                    JwksSource::Url(uri)
+                }
+            };
             let leeway = Duration::from_secs(j.leeway_secs.unwrap_or(30));
             if leeway > Duration::from_secs(300) {
                 return Err(err(
@@ -813,7 +870,7 @@ impl Config {
                 issuer,
                 audiences,
                 algorithms,
-                jwks_file,
+                jwks,
                 leeway,
                 mapping: ztai_identity::jwt::ClaimMapping {
                     subject_claim: j.subject_claim.unwrap_or_else(|| "sub".into()),
@@ -1124,6 +1181,18 @@ groups = ["standard"]
                     "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"a\"]\njwks_file = \"missing.json\""
                 ),
                 "identity.jwt[0].jwks_file",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"a\"]\njwks_url = \"http://idp.example.com/jwks\""
+                ),
+                "identity.jwt[0].jwks_url",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[identity.jwt]]\nissuer = \"i\"\naudiences = [\"a\"]\njwks_url = \"https://idp/jwks\"\njwks_file = \"Cargo.toml\""
+                ),
+                "identity.jwt[0].jwks_url",
             ),
             (
                 format!(

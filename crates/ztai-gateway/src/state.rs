@@ -46,7 +46,9 @@ pub enum StartError {
     Bind { addr: String, message: String },
     #[error("cannot start audit export: {0}")]
     Export(ztai_audit::export::ExportError),
-    #[error("cannot load the key set of JWT issuer `{issuer}` from `{file}`: {message}")]
+    #[error(
+        "cannot load the key set of JWT issuer `{issuer}` from `{file}`: {message}; fix the source or remove the issuer"
+    )]
     Jwks {
         issuer: String,
         file: String,
@@ -62,7 +64,7 @@ pub struct Gateway {
     pub(crate) policy_version: std::sync::atomic::AtomicI64,
     pub(crate) keys: RwLock<ApiKeyRegistry>,
     /// Trusted JWT issuers with their current key sets.
-    pub(crate) jwt: crate::jwt::JwtIssuers,
+    pub(crate) jwt: Arc<crate::jwt::JwtIssuers>,
     pub(crate) inspector: Inspector,
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
@@ -116,7 +118,7 @@ impl Gateway {
             ztai_audit::pseudonym::META_KEY,
             &config.audit.pseudonymise.join(","),
         )?;
-        let jwt = crate::jwt::JwtIssuers::load(&config.jwt_issuers)?;
+        let jwt = Arc::new(crate::jwt::JwtIssuers::load(&config.jwt_issuers)?);
         let mut keys = ApiKeyRegistry::new();
         for row in store.list_keys()? {
             match entry_from_row(&row) {
