@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use std::time::{Instant, SystemTime};
@@ -101,6 +101,9 @@ pub(crate) struct JwtIssuers {
     /// Whether a background fetch of each issuer's set is under way.
     fetching: Vec<AtomicBool>,
     cache: Mutex<VerifiedCache>,
+    /// Bumped whenever a key set is installed, so a verification that used the previous set
+    /// cannot put its result in the cache after the cache was dropped.
+    generation: AtomicU64,
     client: JwksClient,
 }
 
@@ -143,6 +146,7 @@ impl JwtIssuers {
             issuers: RwLock::new(issuers),
             configs: configs.to_vec(),
             cache: Mutex::new(VerifiedCache::new(CACHE_CAPACITY)),
+            generation: AtomicU64::new(0),
             client: jwks_client(),
         })
     }
@@ -161,15 +165,16 @@ impl JwtIssuers {
         {
             return Ok(p);
         }
-        let (principal, until) = {
+        let (principal, until, generation) = {
             let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
-            jwt::verify_until(token, &issuers, now)?
+            let generation = self.generation.load(Ordering::Acquire);
+            let (p, until) = jwt::verify_until(token, &issuers, now)?;
+            (p, until, generation)
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            token,
-            principal.clone(),
-            until,
-        );
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            cache.insert(token, principal.clone(), until);
+        }
         Ok(principal)
     }
 
@@ -286,6 +291,8 @@ impl JwtIssuers {
                 if let Some(issuer) = issuers.get_mut(i) {
                     issuer.jwks = jwks;
                 }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                drop(issuers);
                 // A key withdrawn from the set must stop working now, cached or not.
                 self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 true
