@@ -349,3 +349,20 @@ jwks_refresh_floor_ms = 200
         "{fetched} fetches for 50 unknown kids in {floors} refresh floors"
     );
 }
+
+#[test]
+fn a_jwt_sent_to_a_gateway_without_issuers_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), "");
+    let k = es_key();
+    let t = token(
+        json!({"alg": "ES256", "kid": "k1"}),
+        &claims("alice"),
+        Some(&k),
+    );
+    let r = chat(s.gw, &t, "echo-small", "hello", false);
+    assert_eq!(r.status, 401);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("trusts no JWT issuer"), "{msg}");
+    assert!(!msg.contains(&t), "the token is never echoed");
+}

@@ -231,7 +231,12 @@ pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principa
         }
     };
     // A JWT is three base64url parts whose header starts `{"` (`eyJ`); API keys start `ztai_`.
-    if !gw.jwt.is_empty() && presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
+    if presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
+        if gw.jwt.is_empty() {
+            return Err(GatewayError::Unauthenticated(
+                "this gateway trusts no JWT issuer; present an API key, or ask an administrator to add your identity provider (`[[identity.jwt]]`)".into(),
+            ));
+        }
         return gw
             .jwt
             .verify(&presented)
