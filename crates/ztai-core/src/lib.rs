@@ -14,5 +14,5 @@ pub mod resource;
 pub use audit::{AuditRecord, CredentialEvent, CredentialOperation, FindingSummary, StageTimings};
 pub use decision::{Decision, Obligation, PolicyDecision};
 pub use finding::{Channel, Finding, FindingCategory, Severity, Span};
-pub use principal::{Principal, PrincipalKind};
+pub use principal::{Principal, PrincipalKind, PrincipalRef};
 pub use resource::{Action, Resource};

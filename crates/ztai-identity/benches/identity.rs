@@ -1,5 +1,6 @@
-//! Cost of authenticating a credential (the hot path's first stage): an API key, and a JWT on
-//! first sight (ES256 and EdDSA, signature and claims).
+//! Cost of authenticating a credential (the hot path's first stage): an API key, a JWT on first
+//! sight (ES256 and EdDSA, signature and claims), a two-block task token (signatures alone, and
+//! with the Datalog answer for one model), and each kind served from its cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -81,6 +82,61 @@ fn bench(c: &mut Criterion) {
     cache.insert(&es_token, p, until);
     c.bench_function("identity/jwt_cached", |b| {
         b.iter(|| cache.get(black_box(&es_token), now).unwrap())
+    });
+
+    // Task tokens: a two-block Biscuit (minted, then narrowed for a sub-agent), verified and
+    // asked about one model, as the gateway does on first sight; then the cached path.
+    use ztai_identity::task_token::{
+        Narrowing, Right, TaskGrant, TaskTokenCache, TokenAuthority, attenuate,
+    };
+    let authority = TokenAuthority::generate();
+    let unix = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let minted = authority
+        .issue(
+            &TaskGrant {
+                agent: "support-bot".into(),
+                user: "alice".into(),
+                user_groups: vec!["staff".into()],
+                task: Some("ticket 42".into()),
+                rights: vec![
+                    Right::new("model", "small"),
+                    Right::new("model", "large"),
+                    Right::new("tool", "orders.lookup"),
+                ],
+                expires_at: unix + 900,
+            },
+            unix,
+        )
+        .unwrap();
+    let two_blocks = attenuate(
+        &minted,
+        &Narrowing {
+            delegate_to: Some("summariser".into()),
+            only: [("model".to_string(), vec!["small".to_string()])].into(),
+            expires_at: Some(unix + 600),
+        },
+        unix,
+    )
+    .unwrap();
+    let verifier = authority.verifier();
+    c.bench_function("identity/task_token_two_blocks_verify", |b| {
+        b.iter(|| verifier.verify(black_box(&two_blocks)).unwrap())
+    });
+    c.bench_function("identity/task_token_two_blocks_first_sight", |b| {
+        b.iter(|| {
+            let v = verifier.verify(black_box(&two_blocks)).unwrap();
+            v.authorize("model", "small", unix).unwrap();
+        })
+    });
+    let tokens = TaskTokenCache::new(10_000);
+    tokens.get_or_verify(&two_blocks, &verifier).unwrap();
+    c.bench_function("identity/task_token_cached", |b| {
+        b.iter(|| {
+            let v = tokens
+                .get_or_verify(black_box(&two_blocks), &verifier)
+                .unwrap();
+            v.authorize("model", "small", unix).unwrap();
+        })
     });
 }
 
