@@ -22,7 +22,7 @@ pub fn pseudonym_key_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Creates `path` holding `bytes`, readable only by its owner; fails if it exists.
-fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

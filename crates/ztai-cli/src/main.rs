@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 the command ran and found a problem (invalid policies, a broken audit
 //! chain); 2 the command could not run (bad arguments, unreadable files, a port in use).
 
+mod admin_client;
+mod delegation_cmd;
 mod quickstart;
 
 // The request path allocates many small short-lived buffers (JSON values, findings, headers);
@@ -76,6 +78,28 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Agents as principals: register one with an owner, a purpose and a ceiling; list; revoke.
+    Agents {
+        #[command(subcommand)]
+        command: delegation_cmd::AgentsCommand,
+    },
+    /// Task tokens for agents: issue one for a task, narrow it offline for a sub-agent, inspect
+    /// it without trusting it, revoke it.
+    ///
+    /// Example (after `source .ztai/quickstart.env`):
+    ///   T=$(ztai token issue --agent support-bot --on-behalf-of demo --models echo-small --ttl 15m)
+    ///   curl $OPENAI_BASE_URL/models -H "Authorization: Bearer $T"
+    ///   ztai token attenuate "$T" --delegate-to summariser --ttl 5m
+    #[command(verbatim_doc_comment)]
+    Token {
+        #[command(subcommand)]
+        command: delegation_cmd::TokenCommand,
+    },
+    /// Users: revoke one everywhere (API keys, JWTs and task tokens acting for them).
+    Users {
+        #[command(subcommand)]
+        command: delegation_cmd::UsersCommand,
     },
 }
 
@@ -461,6 +485,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Agents { command } => delegation_cmd::agents(command),
+        Command::Token { command } => delegation_cmd::token(command),
+        Command::Users { command } => delegation_cmd::users(command),
         Command::Policy {
             command: PolicyCommand::Schema,
         } => {

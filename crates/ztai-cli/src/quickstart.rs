@@ -21,7 +21,55 @@ const SAMPLE_POLICIES: &[(&str, &str)] = &[
         include_str!("../../../policies/inspection.cedar"),
     ),
     ("admin.cedar", include_str!("../../../policies/admin.cedar")),
+    (
+        "agents.cedar",
+        include_str!("../../../policies/agents.cedar"),
+    ),
 ];
+
+/// Sample agents: a support assistant and the summariser it may hand narrowed tokens to.
+const SAMPLE_AGENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "support-bot",
+        "answers customer tickets (quick-start sample)",
+        &[
+            "model:echo-small",
+            "model:echo-limited",
+            "tool:orders.lookup",
+        ],
+    ),
+    (
+        "summariser",
+        "summarises ticket threads for support-bot (quick-start sample)",
+        &["model:echo-small"],
+    ),
+];
+
+/// Registers the sample agents once; an agent already there (or revoked) is left alone.
+fn ensure_agents(store: &Store) -> anyhow::Result<()> {
+    let known: Vec<String> = store
+        .list_agents()?
+        .into_iter()
+        .map(|a| a.agent_id)
+        .collect();
+    for (id, purpose, ceiling) in SAMPLE_AGENTS {
+        if known.iter().any(|k| k == id) {
+            continue;
+        }
+        store.insert_agent(&ztai_store::AgentRow {
+            agent_id: (*id).to_string(),
+            owner: "demo".into(),
+            purpose: (*purpose).to_string(),
+            groups: vec!["agents".into()],
+            ceiling: ceiling.iter().map(|c| (*c).to_string()).collect(),
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            created_by: "service:ztai-up".into(),
+            revoked_at: None,
+            revoked_by: None,
+        })?;
+    }
+    Ok(())
+}
 
 #[derive(Debug)]
 pub struct UpArgs {
@@ -201,6 +249,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &["staff"],
             "quick-start demo user",
         )?;
+        ensure_agents(&store)?;
         (admin, demo)
     };
     let issued = [admin_row, demo_row];
@@ -275,6 +324,12 @@ Try it:
       -> 403: the prompt-injection policy refuses it
   curl -s $OPENAI_BASE_URL/models -H "Authorization: Bearer $ZTAI_API_KEY"      (echo-large is not listed: staff may not use it)
   curl -s "$ZTAI_ADMIN_URL/api/v1/audit?limit=5" -H "Authorization: Bearer $ZTAI_ADMIN_TOKEN"
+
+An agent acting for a user, with a task token minted for one task (agent `support-bot`):
+  T=$(ztai token issue --agent support-bot --on-behalf-of demo --models echo-small --ttl 15m)
+  curl -s $OPENAI_BASE_URL/models -H "Authorization: Bearer $T"     (only echo-small)
+  ztai token attenuate "$T" --delegate-to summariser --ttl 5m        (narrowed for a sub-agent)
+  ztai token inspect "$T" --data-dir {data}
 
 Python (pip install openai):
   from openai import OpenAI            # reads OPENAI_BASE_URL and OPENAI_API_KEY from quickstart.env

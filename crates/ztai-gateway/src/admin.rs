@@ -20,6 +20,8 @@ use std::time::{Instant, SystemTime};
 use ztai_core::{Action, Principal, PrincipalKind, Resource};
 use ztai_policy::{RequestContext, Verdict};
 
+mod agents;
+
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -33,6 +35,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/audit/checkpoint",
             get(latest_checkpoint).post(sign_checkpoint),
+        )
+        .route(
+            "/api/v1/agents",
+            get(agents::list_agents).post(agents::register_agent),
+        )
+        .route("/api/v1/agents/{agent_id}", delete(agents::revoke_agent))
+        .route("/api/v1/tokens", post(agents::issue_token))
+        .route(
+            "/api/v1/revocations",
+            get(agents::list_revocations).post(agents::revoke),
         )
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload_policies))
@@ -115,12 +127,13 @@ where
     trace.client = caller.client.clone();
     let result = async {
         let t = Instant::now();
-        let principal = authenticate(gw, &caller.headers)?;
+        let who = authenticate(gw, &caller.headers)?;
+        let principal = who.principal.clone();
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());
         let t = Instant::now();
-        let verdict = gw.decide(
-            &principal,
+        let verdict = gw.authorize(
+            &who,
             Action::Admin,
             &Resource::Api(area.to_string()),
             &[],
@@ -172,8 +185,10 @@ where
 /// The credential an admin call issued or revoked, read from the answer this module built.
 fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialEvent> {
     let operation = match action {
-        "admin::create_key" => ztai_core::CredentialOperation::Issue,
-        "admin::revoke_key" => ztai_core::CredentialOperation::Revoke,
+        "admin::create_key" | "admin::issue_token" => ztai_core::CredentialOperation::Issue,
+        "admin::revoke_key" | "admin::revoke" | "admin::revoke_agent" => {
+            ztai_core::CredentialOperation::Revoke
+        }
         _ => return None,
     };
     let text = |k: &str| {
@@ -184,7 +199,10 @@ fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialE
     };
     Some(ztai_core::CredentialEvent {
         operation,
-        credential_id: text("key_id"),
+        credential_id: match text("key_id") {
+            k if k.is_empty() => text("credential_id"),
+            k => k,
+        },
         subject: text("principal"),
         groups: body
             .get("groups")

@@ -105,6 +105,25 @@ struct RawAudit {
 struct RawIdentity {
     #[serde(default)]
     jwt: Vec<RawJwtIssuer>,
+    #[serde(default)]
+    tokens: RawTokens,
+}
+
+/// `[identity.tokens]`: agents' task tokens.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    max_ttl_secs: Option<u64>,
+    revocation_poll_ms: Option<u64>,
+}
+
+/// How task tokens are issued and revocations followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokensConfig {
+    /// The longest life a minted task token may have.
+    pub max_ttl: Duration,
+    /// How often the store is re-read for agents and revocations made through other replicas.
+    pub revocation_poll: Duration,
 }
 
 /// One `[[identity.jwt]]` table: a trusted OIDC/JWT issuer.
@@ -303,6 +322,7 @@ pub struct Config {
     pub inspect: InspectConfig,
     pub audit: AuditConfig,
     pub jwt_issuers: Vec<JwtIssuerConfig>,
+    pub tokens: TokensConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -774,6 +794,21 @@ impl Config {
             ));
         }
 
+        let max_ttl_secs = raw.identity.tokens.max_ttl_secs.unwrap_or(3600);
+        if !(1..=86_400).contains(&max_ttl_secs) {
+            return Err(err(
+                "identity.tokens.max_ttl_secs",
+                "must be between 1 and 86400 (a day): task tokens are meant to be short-lived",
+            ));
+        }
+        let tokens = TokensConfig {
+            max_ttl: Duration::from_secs(max_ttl_secs),
+            revocation_poll: ms(
+                "identity.tokens.revocation_poll_ms",
+                raw.identity.tokens.revocation_poll_ms,
+                1_000,
+            )?,
+        };
         let mut jwt_issuers: Vec<JwtIssuerConfig> = Vec::new();
         for (i, j) in raw.identity.jwt.into_iter().enumerate() {
             let k = |f: &str| format!("identity.jwt[{i}].{f}");
@@ -1035,6 +1070,7 @@ impl Config {
             inspect,
             audit,
             jwt_issuers,
+            tokens,
             upstreams,
             models,
         })

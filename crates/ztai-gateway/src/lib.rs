@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod delegation;
 pub mod error;
 mod export;
 mod jwt;

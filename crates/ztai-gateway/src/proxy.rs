@@ -203,7 +203,26 @@ enum Answer {
 
 // ---- stages ---------------------------------------------------------------------------------
 
-pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+/// Who is asking: the verified principal and, for an agent's task token, the token itself, whose
+/// blocks are asked again for every resource the request touches.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated {
+    pub principal: Principal,
+    pub task: Option<Arc<ztai_identity::task_token::CachedTaskToken>>,
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it, which refuses every token).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn authenticate(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Authenticated, GatewayError> {
     let presented = match (headers.get(header::AUTHORIZATION), headers.get("x-api-key")) {
         (Some(v), _) => {
             let v = v.to_str().map_err(|_| {
@@ -213,9 +232,10 @@ pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principa
                 .or_else(|| v.strip_prefix("bearer "))
                 .ok_or_else(|| {
                     GatewayError::Unauthenticated(
-                        "the Authorization header must be `Bearer <api key>`".into(),
+                        "the Authorization header must be `Bearer <credential>` (an API key, a JWT or a task token)".into(),
                     )
                 })?
+                .trim()
                 .to_string()
         }
         (None, Some(v)) => v
@@ -223,6 +243,7 @@ pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principa
             .map_err(|_| {
                 GatewayError::Unauthenticated("the x-api-key header is not valid text".into())
             })?
+            .trim()
             .to_string(),
         (None, None) => {
             return Err(GatewayError::Unauthenticated(
@@ -230,21 +251,33 @@ pub(crate) fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principa
             ));
         }
     };
-    // A JWT is three base64url parts whose header starts `{"` (`eyJ`); API keys start `ztai_`.
-    if presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
+    let principal = if presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
+        // A JWT is three base64url parts whose header starts `{"` (`eyJ`).
         if gw.jwt.is_empty() {
             return Err(GatewayError::Unauthenticated(
                 "this gateway trusts no JWT issuer; present an API key, or ask an administrator to add your identity provider (`[[identity.jwt]]`)".into(),
             ));
         }
-        return gw
-            .jwt
+        gw.jwt
             .verify(&presented)
-            .map_err(|e| GatewayError::Unauthenticated(e.to_string()));
-    }
-    let keys = gw.keys.read().unwrap_or_else(|p| p.into_inner());
-    keys.authenticate(&presented)
-        .map_err(|e| GatewayError::Unauthenticated(e.to_string()))
+            .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?
+    } else if presented.starts_with("ztai_") {
+        let keys = gw.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.authenticate(&presented)
+            .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?
+    } else {
+        // Anything else must be a task token (standard base64url Biscuit).
+        let (principal, task) = gw.delegation.authenticate(&presented, unix_now())?;
+        return Ok(Authenticated {
+            principal,
+            task: Some(task),
+        });
+    };
+    gw.delegation.check_principal(&principal)?;
+    Ok(Authenticated {
+        principal,
+        task: None,
+    })
 }
 
 async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayError> {
@@ -531,10 +564,11 @@ async fn pipeline(
 ) -> Result<Answer, GatewayError> {
     // 1. authenticate
     let t = Instant::now();
-    let principal = authenticate(gw, req.headers());
+    let who = authenticate(gw, req.headers());
     trace.timings.authenticate_us = micros(t);
     gw.metrics.observe_stage("authenticate", t.elapsed());
-    let principal = principal?;
+    let who = who?;
+    let principal = &who.principal;
     trace.principal = Some(principal.clone());
     let principal_key = format!("{}:{}", principal.kind, principal.id);
 
@@ -654,8 +688,8 @@ async fn pipeline(
     let mut ctx = RequestContext::new(op.name()).with_findings(trace.findings.iter());
     ctx.stream = parsed.stream;
     ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
-    let verdict = gw.decide(
-        &principal,
+    let verdict = gw.authorize(
+        &who,
         Action::Invoke,
         &Resource::Model(model.name.clone()),
         &model.groups,
@@ -1402,9 +1436,9 @@ pub(crate) async fn list_models(
     trace.resource = "Model::*".into();
     let result = (|| -> Result<Answer, GatewayError> {
         let t = Instant::now();
-        let principal = authenticate(&gw, &headers)?;
+        let who = authenticate(&gw, &headers)?;
         trace.timings.authenticate_us = micros(t);
-        trace.principal = Some(principal.clone());
+        trace.principal = Some(who.principal.clone());
         let t = Instant::now();
         let ctx = RequestContext::new("list");
         let mut data = Vec::new();
@@ -1414,8 +1448,8 @@ pub(crate) async fn list_models(
             let Some(m) = gw.models.get(name) else {
                 continue;
             };
-            let v = gw.decide(
-                &principal,
+            let v = gw.authorize(
+                &who,
                 Action::ListModel,
                 &Resource::Model(m.name.clone()),
                 &m.groups,

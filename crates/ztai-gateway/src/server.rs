@@ -107,7 +107,8 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
             limits,
             rx.clone(),
         )),
-        tokio::spawn(gw.clone().watch_policies(rx)),
+        tokio::spawn(gw.clone().watch_policies(rx.clone())),
+        tokio::spawn(gw.clone().follow_revocations(rx)),
     ];
     tasks.extend(exporters);
     Ok(RunningGateway {

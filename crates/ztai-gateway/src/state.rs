@@ -47,6 +47,10 @@ pub enum StartError {
     #[error("cannot start audit export: {0}")]
     Export(ztai_audit::export::ExportError),
     #[error(
+        "cannot load the task token key `{path}`: {message}; restore it from backup, or move it aside to mint a new one (every token issued with the old key stops working)"
+    )]
+    TokenKey { path: String, message: String },
+    #[error(
         "cannot load the key set of JWT issuer `{issuer}` from `{file}`: {message}; fix the source or remove the issuer"
     )]
     Jwks {
@@ -65,6 +69,8 @@ pub struct Gateway {
     pub(crate) keys: RwLock<ApiKeyRegistry>,
     /// Trusted JWT issuers with their current key sets.
     pub(crate) jwt: Arc<crate::jwt::JwtIssuers>,
+    /// Agents, the task token key and revocations.
+    pub(crate) delegation: crate::delegation::Delegation,
     pub(crate) inspector: Inspector,
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
@@ -128,6 +134,7 @@ impl Gateway {
                 }
             }
         }
+        let delegation = crate::delegation::Delegation::load(&config.data_dir, &store)?;
         let signature = dir_signature(&config.policy_dir);
         let engine =
             PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
@@ -191,6 +198,7 @@ impl Gateway {
             policy_version: std::sync::atomic::AtomicI64::new(version),
             keys: RwLock::new(keys),
             jwt,
+            delegation,
             inspector,
             audit,
             audit_verifier_key,
@@ -226,6 +234,70 @@ impl Gateway {
                     message: format!("the policy decision failed, so the request was refused: {e}"),
                 }
             })
+    }
+
+    /// Authorises a request: for a principal acting for itself, the policy set alone; for a
+    /// task token, the token's blocks and every agent's ceiling, then the policy set for every
+    /// principal in the chain (the user and each agent), so the request gets the intersection.
+    pub(crate) fn authorize(
+        &self,
+        who: &crate::proxy::Authenticated,
+        action: ztai_core::Action,
+        resource: &ztai_core::Resource,
+        parents: &[String],
+        ctx: &ztai_policy::RequestContext,
+    ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
+        let ctx = ctx.clone().with_delegation(&who.principal);
+        let Some(task) = &who.task else {
+            return self.decide(&who.principal, action, resource, parents, &ctx);
+        };
+        if let Some(denial) =
+            self.delegation
+                .scope_denial(task, action, resource, crate::proxy::unix_now())
+        {
+            return Ok(ztai_policy::Verdict::Deny(denial));
+        }
+        let chain = self.delegation.chain(&task.token);
+        self.policy
+            .load()
+            .authorize_chain(&chain, action, resource, parents, &ctx)
+            .map_err(|e| {
+                self.metrics.fail("policy");
+                crate::GatewayError::StageFailed {
+                    stage: "policy",
+                    message: format!("the policy decision failed, so the request was refused: {e}"),
+                }
+            })
+    }
+
+    /// Re-reads agents and revocations from the store every `identity.tokens.revocation_poll`,
+    /// so changes made through another replica or offline take effect here.
+    pub(crate) async fn follow_revocations(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(self.config.tokens.revocation_poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let gw = self.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                gw.delegation.refresh(&store)
+            })
+            .await;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.metrics.fail("revocations");
+                    tracing::error!(error = %e, "cannot re-read agents and revocations; the last known state stays in force")
+                }
+                Err(e) => tracing::error!(error = %e, "the revocation refresh task failed"),
+            }
+        }
     }
 
     pub fn config(&self) -> &Config {

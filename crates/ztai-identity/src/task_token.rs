@@ -77,6 +77,58 @@ impl Right {
     }
 }
 
+/// The most an agent may ever reach, whatever token it holds: registered with the agent and
+/// checked on every request, for the agent and for every sub-agent in a chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ceiling {
+    rights: Vec<Right>,
+}
+
+impl Ceiling {
+    /// Parses `kind:name` entries (`model:small`, `tool:orders.lookup`, `document:*`).
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut rights = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (kind, name) = e.split_once(':').ok_or_else(|| {
+                format!(
+                    "ceiling entry `{}` must be `kind:name`, e.g. `model:gpt-4o-mini` or `tool:*`",
+                    e.chars().take(64).collect::<String>()
+                )
+            })?;
+            check_kind(kind)?;
+            if name != "*" {
+                check_name(kind, name)?;
+            }
+            rights.push(Right::new(kind, name));
+        }
+        Ok(Ceiling { rights })
+    }
+
+    pub fn allows(&self, kind: &str, name: &str) -> bool {
+        self.rights
+            .iter()
+            .any(|r| r.kind == kind && (r.name == name || r.name == "*"))
+    }
+
+    /// Whether every resource `right` names is within the ceiling.
+    pub fn covers(&self, right: &Right) -> bool {
+        if right.name == "*" {
+            self.rights
+                .iter()
+                .any(|r| r.kind == right.kind && r.name == "*")
+        } else {
+            self.allows(&right.kind, &right.name)
+        }
+    }
+
+    pub fn entries(&self) -> Vec<String> {
+        self.rights
+            .iter()
+            .map(|r| format!("{}:{}", r.kind, r.name))
+            .collect()
+    }
+}
+
 /// A name as principals, groups and resources use them: 1–128 letters, digits, `-_.@:/`, or `*`.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty()

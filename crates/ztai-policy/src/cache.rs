@@ -26,6 +26,9 @@ pub(crate) struct ContextUse {
     pub high_severity_categories: bool,
     pub risk_score: bool,
     pub estimated_tokens: bool,
+    pub on_behalf_of: bool,
+    pub delegation_chain: bool,
+    pub delegation_depth: bool,
 }
 
 impl ContextUse {
@@ -72,6 +75,9 @@ impl ContextUse {
             high_severity_categories: true,
             risk_score: true,
             estimated_tokens: true,
+            on_behalf_of: true,
+            delegation_chain: true,
+            delegation_depth: true,
         }
     }
 
@@ -85,6 +91,9 @@ impl ContextUse {
             "high_severity_categories" => self.high_severity_categories = true,
             "risk_score" => self.risk_score = true,
             "estimated_tokens" => self.estimated_tokens = true,
+            "on_behalf_of" => self.on_behalf_of = true,
+            "delegation_chain" => self.delegation_chain = true,
+            "delegation_depth" => self.delegation_depth = true,
             // A field the schema does not have fails validation; be safe anyway.
             _ => *self = ContextUse::all(),
         }
@@ -127,16 +136,23 @@ pub(crate) fn key(
         (used.finding_categories, &ctx.finding_categories),
         (used.finding_types, &ctx.finding_types),
         (used.high_severity_categories, &ctx.high_severity_categories),
+        (used.delegation_chain, &ctx.delegation_chain),
     ];
-    k.push(u8::from(used.operation));
-    if used.operation {
-        push(&mut k, &ctx.operation);
+    for (on, text) in [
+        (used.operation, &ctx.operation),
+        (used.on_behalf_of, &ctx.on_behalf_of),
+    ] {
+        k.push(u8::from(on));
+        if on {
+            push(&mut k, text);
+        }
     }
     k.push(u8::from(used.stream) * 2 + u8::from(ctx.stream && used.stream));
     for (on, value) in [
         (used.max_severity, ctx.max_severity),
         (used.risk_score, ctx.risk_score),
         (used.estimated_tokens, ctx.estimated_tokens),
+        (used.delegation_depth, ctx.delegation_depth),
     ] {
         k.push(u8::from(on));
         if on {

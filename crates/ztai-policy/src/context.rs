@@ -14,6 +14,9 @@ pub struct RequestContext {
     pub high_severity_categories: BTreeSet<String>,
     pub risk_score: i64,
     pub estimated_tokens: i64,
+    pub on_behalf_of: String,
+    pub delegation_chain: BTreeSet<String>,
+    pub delegation_depth: i64,
 }
 
 impl RequestContext {
@@ -22,6 +25,18 @@ impl RequestContext {
             operation: operation.to_string(),
             ..Default::default()
         }
+    }
+
+    /// Sets the delegation fields from the principal's chain.
+    pub fn with_delegation(mut self, principal: &ztai_core::Principal) -> Self {
+        self.on_behalf_of = principal
+            .on_behalf_of
+            .first()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        self.delegation_chain = principal.chain().into_iter().collect();
+        self.delegation_depth = principal.on_behalf_of.len() as i64;
+        self
     }
 
     /// Folds findings into the context.

@@ -214,6 +214,43 @@ impl PolicyEngine {
         Ok(verdict)
     }
 
+    /// Decides for a delegated request: every principal in `chain` (the user, then each agent)
+    /// must be permitted on its own, so the request gets the intersection of their rights. The
+    /// first denial answers, its reasons prefixed with whose rights refused; a permit carries the
+    /// policies and obligations of every link.
+    pub fn authorize_chain(
+        &self,
+        chain: &[Principal],
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Verdict, PolicyError> {
+        let mut permit: Option<Permit> = None;
+        for principal in chain {
+            match self.authorize(principal, action, resource, resource_parents, ctx)? {
+                Verdict::Permit(p) => {
+                    permit = Some(match permit {
+                        None => p,
+                        Some(mut acc) => {
+                            acc.absorb(p);
+                            acc
+                        }
+                    })
+                }
+                Verdict::Deny(mut d) => {
+                    let who = format!("{}:{}", principal.kind, principal.id);
+                    let message = d.denial_message();
+                    d.reasons = vec![format!("as {who}: {message}")];
+                    return Ok(Verdict::Deny(d));
+                }
+            }
+        }
+        permit
+            .map(Verdict::Permit)
+            .ok_or_else(|| PolicyError::Request("an empty delegation chain".into()))
+    }
+
     /// Evaluates without the cache (what `authorize` does on a miss).
     pub fn evaluate(
         &self,
@@ -400,6 +437,18 @@ fn context(ctx: &RequestContext) -> Result<Context, PolicyError> {
         (
             "estimated_tokens".to_string(),
             RestrictedExpression::new_long(ctx.estimated_tokens),
+        ),
+        (
+            "on_behalf_of".to_string(),
+            RestrictedExpression::new_string(ctx.on_behalf_of.clone()),
+        ),
+        (
+            "delegation_chain".to_string(),
+            string_set(&ctx.delegation_chain),
+        ),
+        (
+            "delegation_depth".to_string(),
+            RestrictedExpression::new_long(ctx.delegation_depth),
         ),
     ])
     .map_err(|e| PolicyError::Request(e.to_string()))

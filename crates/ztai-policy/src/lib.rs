@@ -23,6 +23,27 @@ impl Permit {
     pub fn decision(&self) -> &PolicyDecision {
         &self.decision
     }
+
+    /// Folds another permit for the same request into this one (both must be carried out).
+    fn absorb(&mut self, other: Permit) {
+        let d = &mut self.decision;
+        for p in other.decision.policies {
+            if !d.policies.contains(&p) {
+                d.policies.push(p);
+            }
+        }
+        for r in other.decision.reasons {
+            if !d.reasons.contains(&r) {
+                d.reasons.push(r);
+            }
+        }
+        for o in other.decision.obligations {
+            if !d.obligations.contains(&o) {
+                d.obligations.push(o);
+            }
+        }
+        d.errors.extend(other.decision.errors);
+    }
 }
 
 /// The answer to one authorisation question.

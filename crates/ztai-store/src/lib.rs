@@ -1,6 +1,6 @@
 //! Storage for ZTAI: the embedded SQLite backend.
 //!
-//! Everything durable goes through this crate — API key hashes, principals, the audit log and
+//! Everything durable goes through this crate — API key hashes, registered agents, revocations, the audit log and
 //! versioned policy sets — so no other crate knows which database runs. Calls are synchronous: the
 //! gateway keeps them off its async threads (a dedicated writer thread for the audit log,
 //! `spawn_blocking` for control-plane calls). SQLite runs in WAL mode so readers never block the
@@ -9,7 +9,8 @@
 mod sqlite;
 
 pub use sqlite::{
-    AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, PrunedRow, Store,
+    AgentRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow, PolicySetRow, PrunedRow,
+    RevocationRow, Store,
 };
 
 /// Everything that can go wrong talking to the store.

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -70,7 +70,54 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    groups_json TEXT NOT NULL,
+    ceiling_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT,
+    revoked_by TEXT
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    revoked_at TEXT NOT NULL,
+    revoked_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    UNIQUE(kind, subject)
+);
 ";
+
+/// A registered agent: who answers for it, what it is for, and the most it may ever reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub owner: String,
+    pub purpose: String,
+    /// Groups policy evaluates the agent with.
+    pub groups: Vec<String>,
+    /// The ceiling as `kind:name` entries (`model:small`, `tool:*`).
+    pub ceiling: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+/// A revoked credential or principal: `kind` is `token` (a task token revocation id) or `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    pub seq: i64,
+    pub kind: String,
+    pub subject: String,
+    pub revoked_at: String,
+    pub revoked_by: String,
+    pub reason: String,
+}
 
 /// A stored API key: everything but the secret, which is kept only as its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,6 +344,133 @@ impl Store {
             return Err(StoreError::NotFound(format!("api key `{key_id}`")));
         }
         Ok(())
+    }
+
+    // ---- agents -----------------------------------------------------------------------------
+
+    pub fn insert_agent(&self, row: &AgentRow) -> Result<(), StoreError> {
+        let json = |v: &Vec<String>, what: &str| {
+            serde_json::to_string(v).map_err(|e| {
+                StoreError::Corrupt(format!("{what} of agent `{}`: {e}", row.agent_id))
+            })
+        };
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO agents(agent_id, owner, purpose, groups_json, ceiling_json, created_at, created_by, revoked_at, revoked_by)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.agent_id,
+                row.owner,
+                row.purpose,
+                json(&row.groups, "groups")?,
+                json(&row.ceiling, "ceiling")?,
+                row.created_at,
+                row.created_by,
+                row.revoked_at,
+                row.revoked_by
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!("agent `{}`", row.agent_id)));
+        }
+        Ok(())
+    }
+
+    pub fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT agent_id, owner, purpose, groups_json, ceiling_json, created_at, created_by, revoked_at, revoked_by
+             FROM agents ORDER BY agent_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                agent_id,
+                owner,
+                purpose,
+                groups,
+                ceiling,
+                created_at,
+                created_by,
+                revoked_at,
+                revoked_by,
+            ) = row?;
+            let parse = |text: &str, what: &str| {
+                serde_json::from_str::<Vec<String>>(text)
+                    .map_err(|e| StoreError::Corrupt(format!("{what} of agent `{agent_id}`: {e}")))
+            };
+            out.push(AgentRow {
+                groups: parse(&groups, "groups")?,
+                ceiling: parse(&ceiling, "ceiling")?,
+                agent_id,
+                owner,
+                purpose,
+                created_at,
+                created_by,
+                revoked_at,
+                revoked_by,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks an agent revoked (every token naming it stops working); `NotFound` if unknown.
+    pub fn revoke_agent(&self, agent_id: &str, at: &str, by: &str) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2), revoked_by = COALESCE(revoked_by, ?3) WHERE agent_id = ?1",
+            params![agent_id, at, by],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("agent `{agent_id}`")));
+        }
+        Ok(())
+    }
+
+    // ---- revocations ------------------------------------------------------------------------
+
+    /// Records a revocation; revoking something already revoked keeps the first record.
+    pub fn insert_revocation(
+        &self,
+        kind: &str,
+        subject: &str,
+        at: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO revocations(kind, subject, revoked_at, revoked_by, reason) VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![kind, subject, at, by, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Revocations recorded after `after_seq`, oldest first, so a gateway can follow the table.
+    pub fn revocations_after(&self, after_seq: i64) -> Result<Vec<RevocationRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, kind, subject, revoked_at, revoked_by, reason FROM revocations WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![after_seq], |r| {
+            Ok(RevocationRow {
+                seq: r.get(0)?,
+                kind: r.get(1)?,
+                subject: r.get(2)?,
+                revoked_at: r.get(3)?,
+                revoked_by: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // ---- audit log --------------------------------------------------------------------------
@@ -784,6 +958,49 @@ mod tests {
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("1"));
         s.meta_set("a", "2").unwrap();
         assert_eq!(s.meta_get("a").unwrap().as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn agents_and_revocations_round_trip() {
+        let s = Store::open_in_memory().unwrap();
+        let row = AgentRow {
+            agent_id: "support-bot".into(),
+            owner: "alice".into(),
+            purpose: "answer tickets".into(),
+            groups: vec!["agents".into()],
+            ceiling: vec!["model:small".into(), "tool:orders.lookup".into()],
+            created_at: "2026-11-22T00:00:00Z".into(),
+            created_by: "user:admin".into(),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        s.insert_agent(&row).unwrap();
+        assert!(matches!(s.insert_agent(&row), Err(StoreError::Conflict(_))));
+        assert_eq!(s.list_agents().unwrap(), vec![row.clone()]);
+        s.revoke_agent("support-bot", "2026-11-22T01:00:00Z", "user:admin")
+            .unwrap();
+        s.revoke_agent("support-bot", "2026-11-22T02:00:00Z", "user:other")
+            .unwrap();
+        let got = s.list_agents().unwrap();
+        assert_eq!(
+            got.first().and_then(|a| a.revoked_at.clone()).as_deref(),
+            Some("2026-11-22T01:00:00Z")
+        );
+        assert!(matches!(
+            s.revoke_agent("nobody", "t", "u"),
+            Err(StoreError::NotFound(_))
+        ));
+        s.insert_revocation("user", "bob", "t1", "user:admin", "left")
+            .unwrap();
+        s.insert_revocation("token", "abcd", "t2", "user:admin", "")
+            .unwrap();
+        s.insert_revocation("user", "bob", "t3", "user:admin", "again")
+            .unwrap();
+        let all = s.revocations_after(0).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.first().map(|r| r.reason.as_str()), Some("left"));
+        let last = all.first().map(|r| r.seq).unwrap();
+        assert_eq!(s.revocations_after(last).unwrap().len(), 1);
     }
 
     #[test]

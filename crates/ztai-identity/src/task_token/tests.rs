@@ -374,3 +374,18 @@ fn the_cache_answers_repeats_and_keeps_answers_to_their_second() {
     assert!(cache.get_or_verify(&forged, &v).is_err());
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn a_ceiling_allows_its_entries_and_wildcards_only() {
+    let c = Ceiling::parse(&["model:small".into(), "tool:*".into()]).unwrap();
+    assert!(c.allows("model", "small"));
+    assert!(!c.allows("model", "large"));
+    assert!(c.allows("tool", "anything"));
+    assert!(!c.allows("document", "small"));
+    assert!(c.covers(&Right::new("tool", "*")));
+    assert!(!c.covers(&Right::new("model", "*")));
+    assert_eq!(c.entries(), vec!["model:small", "tool:*"]);
+    for bad in ["small", "planet:mars", "model:", "model:bad name"] {
+        assert!(Ceiling::parse(&[bad.to_string()]).is_err(), "{bad}");
+    }
+}

@@ -264,7 +264,8 @@ mod properties {
             let ctx = RequestContext {
                 operation: op, stream, max_severity: sev, finding_categories: cats.clone(),
                 finding_types: cats.clone(), high_severity_categories: cats, risk_score: risk,
-                estimated_tokens: tokens,
+                estimated_tokens: tokens, on_behalf_of: String::new(),
+                delegation_chain: Default::default(), delegation_depth: 0,
             };
             let g: Vec<&str> = groups.iter().map(String::as_str).collect();
             let v = e.authorize(&user("p", &g), Action::Invoke, &Resource::Model("m".into()), &["standard".into()], &ctx).unwrap();
@@ -306,4 +307,70 @@ fn a_forbid_that_fails_to_evaluate_denies_even_when_a_permit_applies() {
         panic!()
     };
     assert_eq!(d.policies, vec!["overflowing"]);
+}
+
+#[test]
+fn a_delegated_request_gets_the_intersection_of_the_chain() {
+    let pack = vec![PolicySource {
+        name: "d.cedar".into(),
+        text: r#"
+@id("staff-models") @obligation("redact") @redact("secret")
+permit (principal in Group::"staff", action == Action::"invoke", resource in ModelGroup::"standard");
+@id("agents-models") @obligation("log_full")
+permit (principal in Group::"agents", action == Action::"invoke", resource in ModelGroup::"standard")
+when { context.delegation_depth >= 1 && context.on_behalf_of != "" };
+@id("no-bob-delegation")
+forbid (principal, action, resource) when { context.delegation_chain.contains("user:bob") };
+"#
+        .into(),
+    }];
+    let e = PolicyEngine::from_sources(pack).unwrap();
+    let agent_for = |user_id: &str| Principal {
+        kind: ztai_core::PrincipalKind::Agent,
+        id: "bot".into(),
+        groups: vec!["agents".into()],
+        on_behalf_of: vec![ztai_core::PrincipalRef {
+            kind: ztai_core::PrincipalKind::User,
+            id: user_id.into(),
+        }],
+        credential_id: "t".into(),
+    };
+    let model = Resource::Model("m".into());
+    let parents = ["standard".to_string()];
+    let ask = |user: Principal, agent: Principal| {
+        let ctx = RequestContext::new("chat").with_delegation(&agent);
+        e.authorize_chain(&[user, agent], Action::Invoke, &model, &parents, &ctx)
+            .unwrap()
+    };
+    // Both links permitted: allowed, carrying both links' obligations.
+    let Verdict::Permit(p) = ask(user("alice", &["staff"]), agent_for("alice")) else {
+        panic!("alice's agent should be allowed")
+    };
+    assert_eq!(p.decision().policies, vec!["staff-models", "agents-models"]);
+    assert_eq!(p.decision().obligations.len(), 2);
+    // The agent may, the user may not: denied, and the reason says whose rights refused.
+    let Verdict::Deny(d) = ask(user("carol", &["contractors"]), agent_for("carol")) else {
+        panic!("an agent must not exceed its user's rights")
+    };
+    assert!(
+        d.denial_message().starts_with("as user:carol:"),
+        "{}",
+        d.denial_message()
+    );
+    // The user may, the agent may not (not in the agents group): denied.
+    let mut outsider = agent_for("alice");
+    outsider.groups.clear();
+    let Verdict::Deny(d) = ask(user("alice", &["staff"]), outsider) else {
+        panic!("a user's rights must not flow to an agent policy does not allow")
+    };
+    assert!(
+        d.denial_message().starts_with("as agent:bot:"),
+        "{}",
+        d.denial_message()
+    );
+    // Policy sees the chain.
+    assert!(matches!(
+        ask(user("bob", &["staff"]), agent_for("bob")),
+        Verdict::Deny(_)
+    ));
 }

@@ -1,0 +1,354 @@
+//! Agents, task tokens and revocation, as the gateway holds them.
+//!
+//! The registry of agents and the revocation list live in the store; the gateway keeps both in
+//! memory so the request path never waits on SQLite, applies changes made through its own admin
+//! API at once, and follows the store every `revocation_poll` so a change made through another
+//! replica takes effect within that interval. The token signing key is created on first start in
+//! the data directory, readable only by its owner, with its public half beside it.
+
+use crate::GatewayError;
+use crate::state::StartError;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use ztai_core::{
+    Action, Decision, PolicyDecision, Principal, PrincipalKind, PrincipalRef, Resource,
+};
+use ztai_identity::task_token::{
+    CachedTaskToken, Ceiling, TaskTokenCache, TaskTokenVerifier, TokenAuthority, VerifiedTaskToken,
+};
+use ztai_store::{AgentRow, Store};
+
+/// The task token signing key in a data directory (hex, owner-only).
+pub fn token_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("task-token.key")
+}
+
+/// The task token public key in a data directory (hex), for offline verification.
+pub fn token_public_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("task-token.pub")
+}
+
+/// Policy ids that name the identity layer's own refusals in decisions and audit records.
+pub const TOKEN_SCOPE_POLICY: &str = "ztai:task-token-scope";
+pub const CEILING_POLICY: &str = "ztai:agent-ceiling";
+
+/// A registered agent as the request path needs it.
+#[derive(Debug, Clone)]
+pub struct AgentEntry {
+    pub row: AgentRow,
+    pub ceiling: Ceiling,
+}
+
+impl AgentEntry {
+    pub fn from_row(row: AgentRow) -> Result<Self, String> {
+        Ok(AgentEntry {
+            ceiling: Ceiling::parse(&row.ceiling)?,
+            row,
+        })
+    }
+
+    pub fn revoked(&self) -> bool {
+        self.row.revoked_at.is_some()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Revoked {
+    tokens: HashSet<String>,
+    users: HashSet<String>,
+    last_seq: i64,
+}
+
+/// Agents, the token key and what has been revoked.
+#[derive(Debug)]
+pub struct Delegation {
+    pub authority: TokenAuthority,
+    verifier: TaskTokenVerifier,
+    cache: TaskTokenCache,
+    agents: RwLock<HashMap<String, AgentEntry>>,
+    revoked: RwLock<Revoked>,
+}
+
+/// Loads the token key, creating it on first start.
+fn load_or_create_authority(data_dir: &Path) -> Result<TokenAuthority, StartError> {
+    let path = token_key_path(data_dir);
+    let failed = |message: String| StartError::TokenKey {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => TokenAuthority::from_private_key_hex(&hex).map_err(|e| failed(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let authority = TokenAuthority::generate();
+            ztai_audit::keyfile::create_private(&path, authority.private_key_hex().as_bytes())
+                .map_err(|e| failed(e.to_string()))?;
+            std::fs::write(
+                token_public_key_path(data_dir),
+                format!("{}\n", authority.public_key_hex()),
+            )
+            .map_err(|e| failed(e.to_string()))?;
+            Ok(authority)
+        }
+        Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+impl Delegation {
+    pub fn load(data_dir: &Path, store: &Store) -> Result<Self, StartError> {
+        let authority = load_or_create_authority(data_dir)?;
+        let d = Delegation {
+            verifier: authority.verifier(),
+            authority,
+            cache: TaskTokenCache::new(50_000),
+            agents: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(Revoked::default()),
+        };
+        d.refresh(store)?;
+        Ok(d)
+    }
+
+    /// Re-reads the agents and any revocations recorded since the last look.
+    pub fn refresh(&self, store: &Store) -> Result<(), ztai_store::StoreError> {
+        let mut agents = HashMap::new();
+        for row in store.list_agents()? {
+            let id = row.agent_id.clone();
+            match AgentEntry::from_row(row) {
+                Ok(entry) => {
+                    agents.insert(id, entry);
+                }
+                // A corrupt row must not leave the agent usable: keep it, revoked in memory.
+                Err(e) => {
+                    tracing::error!(agent = %id, error = %e, "a stored agent is corrupt; treating it as revoked")
+                }
+            }
+        }
+        *self.agents.write().unwrap_or_else(|p| p.into_inner()) = agents;
+        let after = self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_seq;
+        let rows = store.revocations_after(after)?;
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        for r in rows {
+            match r.kind.as_str() {
+                "token" => {
+                    revoked.tokens.insert(r.subject);
+                }
+                "user" => {
+                    revoked.users.insert(r.subject);
+                }
+                _ => {}
+            }
+            revoked.last_seq = revoked.last_seq.max(r.seq);
+        }
+        Ok(())
+    }
+
+    pub fn agent(&self, id: &str) -> Option<AgentEntry> {
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn agents(&self) -> Vec<AgentEntry> {
+        let mut all: Vec<_> = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.row.agent_id.cmp(&b.row.agent_id));
+        all
+    }
+
+    /// Puts an agent (new or just revoked) into memory.
+    pub fn put_agent(&self, entry: AgentEntry) {
+        self.agents
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry.row.agent_id.clone(), entry);
+    }
+
+    /// Applies a revocation in memory; the caller also stores it.
+    pub fn revoke(&self, kind: &str, subject: &str) {
+        let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        match kind {
+            "token" => r.tokens.insert(subject.to_string()),
+            _ => r.users.insert(subject.to_string()),
+        };
+    }
+
+    pub fn user_revoked(&self, id: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .contains(id)
+    }
+
+    /// Refuses principals that are revoked: users by id, agents by their registration.
+    pub fn check_principal(&self, p: &Principal) -> Result<(), GatewayError> {
+        match p.kind {
+            PrincipalKind::User if self.user_revoked(&p.id) => Err(GatewayError::Unauthenticated(
+                format!("user `{}` has been revoked; ask an administrator", p.id),
+            )),
+            PrincipalKind::Agent if self.agent(&p.id).is_some_and(|a| a.revoked()) => {
+                Err(GatewayError::Unauthenticated(format!(
+                    "agent `{}` has been revoked; ask its owner",
+                    p.id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Verifies a task token (from the cache when seen before) and checks, every time, that it,
+    /// its user and every agent in its chain are still in good standing.
+    pub fn authenticate(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Principal, Arc<CachedTaskToken>), GatewayError> {
+        let cached = self
+            .cache
+            .get_or_verify(token, &self.verifier)
+            .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?;
+        let t = &cached.token;
+        if now > t.expires_at {
+            return Err(GatewayError::Unauthenticated(format!(
+                "the task token expired at {}; ask for a new one",
+                ztai_identity::task_token::rfc3339(t.expires_at)
+            )));
+        }
+        {
+            let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(id) = t
+                .revocation_ids
+                .iter()
+                .find(|id| revoked.tokens.contains(*id))
+            {
+                return Err(GatewayError::Unauthenticated(format!(
+                    "the task token has been revoked (revocation id {}…); ask for a new one",
+                    id.get(..16).unwrap_or(id)
+                )));
+            }
+            if revoked.users.contains(&t.user) {
+                return Err(GatewayError::Unauthenticated(format!(
+                    "user `{}`, for whom this task token acts, has been revoked",
+                    t.user
+                )));
+            }
+        }
+        let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
+        for a in t.agents() {
+            match agents.get(a) {
+                None => {
+                    return Err(GatewayError::Unauthenticated(format!(
+                        "agent `{a}` in the task token's chain is not registered; register it with `ztai agents register`"
+                    )));
+                }
+                Some(e) if e.revoked() => {
+                    return Err(GatewayError::Unauthenticated(format!(
+                        "agent `{a}` in the task token's chain has been revoked"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let groups = agents
+            .get(t.actor())
+            .map(|e| e.row.groups.clone())
+            .unwrap_or_default();
+        Ok((t.principal(groups), cached.clone()))
+    }
+
+    /// The principals whose rights a delegated request must all have: the user, then each agent.
+    pub fn chain(&self, token: &VerifiedTaskToken) -> Vec<Principal> {
+        let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
+        let mut before = Vec::new();
+        let mut chain = vec![Principal {
+            kind: PrincipalKind::User,
+            id: token.user.clone(),
+            groups: token.user_groups.clone(),
+            on_behalf_of: Vec::new(),
+            credential_id: token.credential_id(),
+        }];
+        before.push(PrincipalRef {
+            kind: PrincipalKind::User,
+            id: token.user.clone(),
+        });
+        for a in token.agents() {
+            chain.push(Principal {
+                kind: PrincipalKind::Agent,
+                id: a.to_string(),
+                groups: agents
+                    .get(a)
+                    .map(|e| e.row.groups.clone())
+                    .unwrap_or_default(),
+                on_behalf_of: before.clone(),
+                credential_id: token.credential_id(),
+            });
+            before.push(PrincipalRef {
+                kind: PrincipalKind::Agent,
+                id: a.to_string(),
+            });
+        }
+        chain
+    }
+
+    /// The identity layer's half of authorising a delegated request: every block of the token
+    /// and the ceiling of every agent in its chain must allow the resource. `None` when they do.
+    pub fn scope_denial(
+        &self,
+        cached: &CachedTaskToken,
+        action: Action,
+        resource: &Resource,
+        now: u64,
+    ) -> Option<PolicyDecision> {
+        let deny = |policy: &str, reason: String| PolicyDecision {
+            decision: Decision::Deny,
+            policies: vec![policy.to_string()],
+            reasons: vec![reason],
+            obligations: Vec::new(),
+            errors: Vec::new(),
+        };
+        let kind = match resource {
+            Resource::Model(_) => "model",
+            Resource::Tool(_) => "tool",
+            Resource::Document(_) | Resource::Dataset(_) => "document",
+            Resource::Destination(_) => "destination",
+            Resource::Api(_) => {
+                return Some(deny(
+                    TOKEN_SCOPE_POLICY,
+                    format!(
+                        "a task token cannot be used for `{action}` on the control plane; use an administrator's credential"
+                    ),
+                ));
+            }
+        };
+        let name = resource.id();
+        {
+            let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
+            for a in cached.token.agents() {
+                let allowed = agents.get(a).is_some_and(|e| e.ceiling.allows(kind, name));
+                if !allowed {
+                    return Some(deny(
+                        CEILING_POLICY,
+                        format!(
+                            "agent `{a}` may never use {kind} `{name}`: it is outside the agent's registered ceiling"
+                        ),
+                    ));
+                }
+            }
+        }
+        match cached.authorize(kind, name, now) {
+            Ok(()) => None,
+            Err(e) => Some(deny(TOKEN_SCOPE_POLICY, e.to_string())),
+        }
+    }
+}
