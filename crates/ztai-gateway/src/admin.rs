@@ -28,6 +28,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/risk/{principal}", get(risk))
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{key_id}", delete(revoke_key))
         .route("/api/v1/audit", get(search_audit))
@@ -233,11 +234,33 @@ async fn blocking<T: Send + 'static>(
         .map_err(store_failed)?
 }
 
-async fn whoami(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
-    governed(&gw, &caller, "whoami", "admin::whoami", |p| async move {
+async fn risk(
+    State(gw): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(principal): Path<String>,
+) -> Response {
+    let g = gw.clone();
+    governed(&gw, &caller, "risk", "admin::read_risk", |_| async move {
+        let score = g.risk.score(&principal, crate::proxy::unix_ms());
         Ok((
             StatusCode::OK,
-            json!({"kind": p.kind, "id": p.id, "groups": p.groups, "credential": p.credential_id}),
+            json!({"principal": principal, "risk_score": score,
+                   "half_life_secs": g.config.risk_half_life.as_secs()}),
+        ))
+    })
+    .await
+}
+
+async fn whoami(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
+    let g = gw.clone();
+    governed(&gw, &caller, "whoami", "admin::whoami", |p| async move {
+        let risk = g
+            .risk
+            .score(&format!("{}:{}", p.kind, p.id), crate::proxy::unix_ms());
+        Ok((
+            StatusCode::OK,
+            json!({"kind": p.kind, "id": p.id, "groups": p.groups, "credential": p.credential_id,
+                   "chain": p.chain(), "risk_score": risk}),
         ))
     })
     .await

@@ -107,6 +107,15 @@ struct RawIdentity {
     jwt: Vec<RawJwtIssuer>,
     #[serde(default)]
     tokens: RawTokens,
+    #[serde(default)]
+    risk: RawRisk,
+}
+
+/// `[identity.risk]`: the principal risk score policy reads as `context.risk_score`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRisk {
+    half_life_secs: Option<u64>,
 }
 
 /// `[identity.tokens]`: agents' task tokens.
@@ -323,6 +332,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub jwt_issuers: Vec<JwtIssuerConfig>,
     pub tokens: TokensConfig,
+    /// How long a principal's risk score takes to halve without new findings.
+    pub risk_half_life: Duration,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -809,6 +820,14 @@ impl Config {
                 1_000,
             )?,
         };
+        let half_life_secs = raw.identity.risk.half_life_secs.unwrap_or(600);
+        if !(1..=604_800).contains(&half_life_secs) {
+            return Err(err(
+                "identity.risk.half_life_secs",
+                "must be between 1 and 604800 (a week)",
+            ));
+        }
+        let risk_half_life = Duration::from_secs(half_life_secs);
         let mut jwt_issuers: Vec<JwtIssuerConfig> = Vec::new();
         for (i, j) in raw.identity.jwt.into_iter().enumerate() {
             let k = |f: &str| format!("identity.jwt[{i}].{f}");
@@ -1071,6 +1090,7 @@ impl Config {
             audit,
             jwt_issuers,
             tokens,
+            risk_half_life,
             upstreams,
             models,
         })

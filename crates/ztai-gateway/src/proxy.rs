@@ -164,6 +164,16 @@ async fn record_request(
             status: trace.status,
         })
         .inc();
+    if let Some(p) = &trace.principal {
+        // Input findings were counted before authorisation; what the model answered counts now.
+        let output = trace
+            .findings
+            .iter()
+            .filter(|f| f.channel == ztai_core::Channel::Output);
+        if output.clone().next().is_some() {
+            gw.observe_risk(p, output);
+        }
+    }
     let started = trace.started;
     let record = gw.record_of(trace);
     log_request(&record);
@@ -209,6 +219,14 @@ enum Answer {
 pub(crate) struct Authenticated {
     pub principal: Principal,
     pub task: Option<Arc<ztai_identity::task_token::CachedTaskToken>>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it, which refuses every token).
@@ -686,6 +704,7 @@ async fn pipeline(
     // 4. authorise
     let t = Instant::now();
     let mut ctx = RequestContext::new(op.name()).with_findings(trace.findings.iter());
+    ctx.risk_score = gw.observe_risk(principal, trace.findings.iter());
     ctx.stream = parsed.stream;
     ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
     let verdict = gw.authorize(

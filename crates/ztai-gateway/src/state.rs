@@ -71,6 +71,8 @@ pub struct Gateway {
     pub(crate) jwt: Arc<crate::jwt::JwtIssuers>,
     /// Agents, the task token key and revocations.
     pub(crate) delegation: crate::delegation::Delegation,
+    /// Principals' risk scores, fed by their requests' findings.
+    pub(crate) risk: ztai_identity::risk::RiskScores,
     pub(crate) inspector: Inspector,
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
@@ -199,6 +201,7 @@ impl Gateway {
             keys: RwLock::new(keys),
             jwt,
             delegation,
+            risk: ztai_identity::risk::RiskScores::new(config.risk_half_life, 100_000),
             inspector,
             audit,
             audit_verifier_key,
@@ -298,6 +301,25 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "the revocation refresh task failed"),
             }
         }
+    }
+
+    /// Adds findings to the risk score of every principal in `principal`'s chain, and returns
+    /// the highest score in the chain afterwards.
+    pub(crate) fn observe_risk<'a>(
+        &self,
+        principal: &ztai_core::Principal,
+        findings: impl Iterator<Item = &'a ztai_core::Finding> + Clone,
+    ) -> i64 {
+        let now = crate::proxy::unix_ms();
+        principal
+            .chain()
+            .iter()
+            .map(|who| {
+                self.risk.observe(who, findings.clone(), now);
+                self.risk.score(who, now)
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn config(&self) -> &Config {

@@ -6,6 +6,7 @@
 
 mod api_key;
 pub mod jwt;
+pub mod risk;
 pub mod task_token;
 
 pub use api_key::{ApiKeyRegistry, GeneratedKey, KeyEntry, generate_key, hash_secret};
