@@ -94,6 +94,8 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
 pub(crate) struct Caller {
     pub headers: HeaderMap,
     pub client: String,
+    /// The verified client certificate, on a TLS listener that asked for one.
+    pub peer: Option<crate::server::PeerIdentity>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
@@ -106,6 +108,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
         Ok(Caller {
             headers: parts.headers.clone(),
             client: crate::server::ClientAddr::of(&parts.extensions),
+            peer: parts
+                .extensions
+                .get::<crate::server::PeerIdentity>()
+                .cloned(),
         })
     }
 }
@@ -128,7 +134,7 @@ where
     trace.client = caller.client.clone();
     let result = async {
         let t = Instant::now();
-        let who = authenticate(gw, &caller.headers)?;
+        let who = authenticate(gw, &caller.headers, caller.peer.as_ref())?;
         let principal = who.principal.clone();
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());

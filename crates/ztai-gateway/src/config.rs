@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use ztai_core::FindingCategory;
+use ztai_core::{FindingCategory, PrincipalKind};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +59,30 @@ struct RawServer {
     max_header_bytes: Option<usize>,
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
+    tls: Option<RawServerTls>,
+}
+
+/// `[server.tls]`: the data plane terminates TLS, optionally verifying client certificates.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServerTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    require_client_cert: Option<bool>,
+}
+
+/// How the data plane terminates TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain of the gateway.
+    pub cert_file: PathBuf,
+    /// PEM private key of the gateway.
+    pub key_file: PathBuf,
+    /// PEM trust bundle client certificates must chain to; none means no client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a client certificate (otherwise other credentials may be used).
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -109,6 +133,28 @@ struct RawIdentity {
     tokens: RawTokens,
     #[serde(default)]
     risk: RawRisk,
+    #[serde(default)]
+    spiffe: RawSpiffe,
+}
+
+/// `[identity.spiffe]`: services and models authenticated by client certificate.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpiffe {
+    #[serde(default)]
+    trust_domains: Vec<String>,
+    #[serde(default)]
+    rules: Vec<RawSpiffeRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpiffeRule {
+    id: Option<String>,
+    kind: Option<String>,
+    principal: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 /// `[identity.risk]`: the principal risk score policy reads as `context.risk_score`.
@@ -334,6 +380,10 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// How long a principal's risk score takes to halve without new findings.
     pub risk_half_life: Duration,
+    /// TLS on the data plane, when configured.
+    pub tls: Option<ServerTlsConfig>,
+    /// Client certificate SPIFFE IDs → principals.
+    pub spiffe: ztai_identity::spiffe::SpiffeMapping,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -828,6 +878,123 @@ impl Config {
             ));
         }
         let risk_half_life = Duration::from_secs(half_life_secs);
+        let file = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
+            let p = resolve(p);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(err(
+                    key,
+                    format!("`{}` does not exist or is not a file", p.display()),
+                ))
+            }
+        };
+        let tls = match raw.server.tls {
+            None => None,
+            Some(t) => Some(ServerTlsConfig {
+                cert_file: file(
+                    "server.tls.cert_file",
+                    t.cert_file.ok_or_else(|| {
+                        err(
+                            "server.tls.cert_file",
+                            "is required: the gateway's PEM certificate chain",
+                        )
+                    })?,
+                )?,
+                key_file: file(
+                    "server.tls.key_file",
+                    t.key_file.ok_or_else(|| {
+                        err(
+                            "server.tls.key_file",
+                            "is required: the gateway's PEM private key",
+                        )
+                    })?,
+                )?,
+                client_ca_file: t
+                    .client_ca_file
+                    .map(|p| file("server.tls.client_ca_file", p))
+                    .transpose()?,
+                require_client_cert: t.require_client_cert.unwrap_or(false),
+            }),
+        };
+        if let Some(t) = &tls
+            && t.require_client_cert
+            && t.client_ca_file.is_none()
+        {
+            return Err(err(
+                "server.tls.require_client_cert",
+                "needs server.tls.client_ca_file, the bundle client certificates must chain to",
+            ));
+        }
+        let mut spiffe = ztai_identity::spiffe::SpiffeMapping::default();
+        for td in raw.identity.spiffe.trust_domains {
+            if ztai_identity::spiffe::SpiffeId::parse(&format!("spiffe://{td}")).is_err() {
+                return Err(err(
+                    "identity.spiffe.trust_domains",
+                    format!(
+                        "`{td}` is not a trust domain (lowercase letters, digits, `-`, `.`, `_`)"
+                    ),
+                ));
+            }
+            spiffe.trust_domains.push(td);
+        }
+        for (i, r) in raw.identity.spiffe.rules.into_iter().enumerate() {
+            let k = |f: &str| format!("identity.spiffe.rules[{i}].{f}");
+            let id = r.id.ok_or_else(|| {
+                err(
+                    k("id"),
+                    "is required: a SPIFFE ID, or a prefix ending in `/`",
+                )
+            })?;
+            let parsed = ztai_identity::spiffe::SpiffeId::parse(id.trim_end_matches('/'))
+                .map_err(|e| err(k("id"), e.to_string()))?;
+            if !spiffe
+                .trust_domains
+                .iter()
+                .any(|t| t == parsed.trust_domain())
+            {
+                return Err(err(
+                    k("id"),
+                    format!(
+                        "its trust domain `{}` is not in identity.spiffe.trust_domains",
+                        parsed.trust_domain()
+                    ),
+                ));
+            }
+            let kind = r
+                .kind
+                .as_deref()
+                .and_then(PrincipalKind::parse)
+                .filter(|k| *k != PrincipalKind::User)
+                .ok_or_else(|| err(k("kind"), "must be service, model or agent"))?;
+            for name in r.principal.iter().chain(r.groups.iter()) {
+                if !ztai_identity::task_token::valid_name(name) {
+                    return Err(err(
+                        k("principal"),
+                        format!(
+                            "`{name}` must be 1-128 letters, digits, `-`, `_`, `.`, `@`, `:` or `/`"
+                        ),
+                    ));
+                }
+            }
+            spiffe.rules.push(ztai_identity::spiffe::SpiffeRule {
+                id,
+                kind,
+                principal: r.principal,
+                groups: r.groups,
+            });
+        }
+        if !spiffe.is_empty()
+            && tls
+                .as_ref()
+                .and_then(|t| t.client_ca_file.as_ref())
+                .is_none()
+        {
+            return Err(err(
+                "identity.spiffe",
+                "client certificates need server.tls with client_ca_file",
+            ));
+        }
         let mut jwt_issuers: Vec<JwtIssuerConfig> = Vec::new();
         for (i, j) in raw.identity.jwt.into_iter().enumerate() {
             let k = |f: &str| format!("identity.jwt[{i}].{f}");
@@ -1091,6 +1258,8 @@ impl Config {
             jwt_issuers,
             tokens,
             risk_half_life,
+            tls,
+            spiffe,
             upstreams,
             models,
         })
@@ -1310,6 +1479,38 @@ groups = ["standard"]
                     "",
                 ),
                 "models",
+            ),
+            (
+                format!("{MINIMAL}\n[server.tls]\nkey_file = \"Cargo.toml\""),
+                "server.tls.cert_file",
+            ),
+            (
+                format!("{MINIMAL}\n[identity.spiffe]\ntrust_domains = [\"prod.example\"]"),
+                "identity.spiffe",
+            ),
+            (
+                format!("{MINIMAL}\n[identity.spiffe]\ntrust_domains = [\"Prod:443\"]"),
+                "identity.spiffe.trust_domains",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[identity.spiffe]\ntrust_domains = [\"a.example\"]\n[[identity.spiffe.rules]]\nid = \"spiffe://b.example/x\"\nkind = \"service\""
+                ),
+                "identity.spiffe.rules[0].id",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[identity.spiffe]\ntrust_domains = [\"a.example\"]\n[[identity.spiffe.rules]]\nid = \"spiffe://a.example/x\"\nkind = \"user\""
+                ),
+                "identity.spiffe.rules[0].kind",
+            ),
+            (
+                format!("{MINIMAL}\n[identity.tokens]\nmax_ttl_secs = 0"),
+                "identity.tokens.max_ttl_secs",
+            ),
+            (
+                format!("{MINIMAL}\n[identity.risk]\nhalf_life_secs = 0"),
+                "identity.risk.half_life_secs",
             ),
         ];
         for (text, key) in cases {

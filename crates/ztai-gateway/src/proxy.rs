@@ -240,6 +240,7 @@ pub(crate) fn unix_now() -> u64 {
 pub(crate) fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
+    peer: Option<&crate::server::PeerIdentity>,
 ) -> Result<Authenticated, GatewayError> {
     let presented = match (headers.get(header::AUTHORIZATION), headers.get("x-api-key")) {
         (Some(v), _) => {
@@ -264,9 +265,27 @@ pub(crate) fn authenticate(
             .trim()
             .to_string(),
         (None, None) => {
-            return Err(GatewayError::Unauthenticated(
-                ztai_identity::AuthError::Missing.to_string(),
-            ));
+            let Some(peer) = peer else {
+                return Err(GatewayError::Unauthenticated(
+                    ztai_identity::AuthError::Missing.to_string(),
+                ));
+            };
+            // No header credential: the verified client certificate is the credential.
+            if gw.config.spiffe.is_empty() {
+                return Err(GatewayError::Unauthenticated(
+                    "the client certificate was verified, but this gateway maps no certificate to a principal (`[identity.spiffe]`); send a credential in the Authorization header".into(),
+                ));
+            }
+            let principal = gw
+                .config
+                .spiffe
+                .principal(&peer.0)
+                .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?;
+            gw.delegation.check_principal(&principal)?;
+            return Ok(Authenticated {
+                principal,
+                task: None,
+            });
         }
     };
     let principal = if presented.starts_with("eyJ") && presented.matches('.').count() == 2 {
@@ -582,7 +601,11 @@ async fn pipeline(
 ) -> Result<Answer, GatewayError> {
     // 1. authenticate
     let t = Instant::now();
-    let who = authenticate(gw, req.headers());
+    let who = authenticate(
+        gw,
+        req.headers(),
+        req.extensions().get::<crate::server::PeerIdentity>(),
+    );
     trace.timings.authenticate_us = micros(t);
     gw.metrics.observe_stage("authenticate", t.elapsed());
     let who = who?;
@@ -1447,7 +1470,11 @@ fn content_event(template: Option<&Value>, index: u64, text: &str) -> Value {
 
 pub(crate) async fn list_models(
     State(gw): State<Arc<Gateway>>,
-    crate::admin::Caller { headers, client }: crate::admin::Caller,
+    crate::admin::Caller {
+        headers,
+        client,
+        peer,
+    }: crate::admin::Caller,
 ) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), Action::ListModel.cedar_id());
@@ -1455,7 +1482,7 @@ pub(crate) async fn list_models(
     trace.resource = "Model::*".into();
     let result = (|| -> Result<Answer, GatewayError> {
         let t = Instant::now();
-        let who = authenticate(&gw, &headers)?;
+        let who = authenticate(&gw, &headers, peer.as_ref())?;
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(who.principal.clone());
         let t = Instant::now();

@@ -29,6 +29,81 @@ impl ClientAddr {
     }
 }
 
+/// The verified client certificate of a TLS connection, put on each of its requests.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerIdentity(pub Arc<ztai_identity::spiffe::PeerCertificate>);
+
+/// What a TLS listener needs: the acceptor, and the gateway to record refused handshakes.
+#[derive(Clone)]
+struct TlsContext {
+    acceptor: tokio_rustls::TlsAcceptor,
+    gw: Arc<Gateway>,
+}
+
+/// The data plane's rustls configuration: the gateway's certificate, and a client certificate
+/// verifier over the configured trust bundle (chain and validity checked by webpki).
+fn server_tls(
+    cfg: &crate::config::ServerTlsConfig,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| StartError::Tls {
+        message: format!("cannot read the {what} `{}`: {e}", path.display()),
+    };
+    let chain = CertificateDer::pem_file_iter(&cfg.cert_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("certificate", &cfg.cert_file, &e))?;
+    if chain.is_empty() {
+        return Err(StartError::Tls {
+            message: format!("`{}` holds no PEM certificate", cfg.cert_file.display()),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&cfg.key_file)
+        .map_err(|e| bad("private key", &cfg.key_file, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls {
+            message: e.to_string(),
+        })?;
+    let builder = match &cfg.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| bad("client CA bundle", ca, &e))?;
+            for c in certs {
+                roots.add(c).map_err(|e| bad("client CA bundle", ca, &e))?;
+            }
+            if roots.is_empty() {
+                return Err(StartError::Tls {
+                    message: format!("`{}` holds no PEM certificate", ca.display()),
+                });
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if cfg.require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| StartError::Tls {
+                message: format!("client certificate verifier: {e}"),
+            })?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| StartError::Tls {
+            message: format!("the certificate and key do not fit: {e}"),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A started gateway: its bound addresses and the means to stop it.
 #[derive(Debug)]
 pub struct RunningGateway {
@@ -99,12 +174,26 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         rx.clone(),
     )
     .map_err(StartError::Export)?;
+    let tls = match &gw.config.tls {
+        Some(cfg) => Some(TlsContext {
+            acceptor: tokio_rustls::TlsAcceptor::from(server_tls(cfg)?),
+            gw: gw.clone(),
+        }),
+        None => None,
+    };
     let mut tasks = vec![
-        tokio::spawn(serve(data, data_router(gw.clone()), limits, rx.clone())),
+        tokio::spawn(serve(
+            data,
+            data_router(gw.clone()),
+            limits,
+            tls,
+            rx.clone(),
+        )),
         tokio::spawn(serve(
             admin_l,
             admin::router(gw.clone()),
             limits,
+            None,
             rx.clone(),
         )),
         tokio::spawn(gw.clone().watch_policies(rx.clone())),
@@ -130,6 +219,7 @@ async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<TlsContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
@@ -148,27 +238,38 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone().map_request(
-            move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ClientAddr(peer));
-                req
-            },
-        ));
-        let mut stop = shutdown.clone();
+        let router = router.clone();
+        let stop = shutdown.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => { let _ = r; }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => serve_connection(stream, router, peer, None, limits, stop).await,
+                Some(t) => {
+                    // The handshake gets the header timeout too: a client that never finishes
+                    // it is cut off like a slow-loris one.
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, t.acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(tls_stream)) => {
+                            let cert = tls_stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| {
+                                    PeerIdentity(Arc::new(
+                                        ztai_identity::spiffe::PeerCertificate::from_der(c),
+                                    ))
+                                });
+                            serve_connection(tls_stream, router, peer, cert, limits, stop).await
+                        }
+                        Ok(Err(e)) => refused_handshake(&t.gw, peer, e.to_string()).await,
+                        Err(_) => {
+                            refused_handshake(&t.gw, peer, "the TLS handshake timed out".into())
+                                .await
+                        }
+                    }
                 }
             }
         });
@@ -176,4 +277,61 @@ async fn serve(
         while conns.try_join_next().is_some() {}
     }
     while conns.join_next().await.is_some() {}
+}
+
+/// Records a refused TLS handshake (a certificate from another CA, an expired one, no
+/// certificate where one is required, not TLS at all): no HTTP request exists to answer, so the
+/// audit record and the metric are what remain.
+async fn refused_handshake(gw: &Gateway, peer: SocketAddr, message: String) {
+    gw.metrics.fail("tls_handshake");
+    tracing::info!(client = %peer, error = %message, "TLS handshake refused");
+    let mut record = crate::record::system_record(
+        &gw.config.instance,
+        "tls_handshake",
+        "Api::\"data-plane\"",
+        ztai_core::Decision::Deny,
+        format!("TLS handshake refused: {message}"),
+    );
+    record.principal = "anonymous".into();
+    record.chain = Vec::new();
+    record.client = peer.to_string();
+    if let Err(e) = gw.record(record).await {
+        tracing::error!(error = %e, "could not record a refused TLS handshake");
+    }
+}
+
+async fn serve_connection<S>(
+    io: S,
+    router: Router,
+    peer: SocketAddr,
+    cert: Option<PeerIdentity>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(router.map_request(
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            if let Some(c) = &cert {
+                req.extensions_mut().insert(c.clone());
+            }
+            req
+        },
+    ));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => { let _ = r; }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

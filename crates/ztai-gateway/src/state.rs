@@ -46,6 +46,8 @@ pub enum StartError {
     Bind { addr: String, message: String },
     #[error("cannot start audit export: {0}")]
     Export(ztai_audit::export::ExportError),
+    #[error("cannot set up TLS on the data plane: {message}")]
+    Tls { message: String },
     #[error(
         "cannot load the task token key `{path}`: {message}; restore it from backup, or move it aside to mint a new one (every token issued with the old key stops working)"
     )]

@@ -1,12 +1,14 @@
 //! Turning credentials into a verified `Principal`.
 //!
-//! API keys (`api_key`) and OIDC/JWT users (`jwt`); Biscuit task tokens and mTLS plug in beside
-//! them as further credential kinds. Everything here is pure: keys are loaded from the store by the caller and
-//! handed to an `ApiKeyRegistry`, which answers without I/O so it can run on the request path.
+//! API keys (`api_key`), OIDC/JWT users (`jwt`), agents' Biscuit task tokens (`task_token`) and
+//! client certificates with SPIFFE IDs (`spiffe`), plus the per-principal risk score (`risk`).
+//! Everything here is pure: keys and certificates are loaded by the caller, time is passed in, and
+//! the answers need no I/O so they can run on the request path.
 
 mod api_key;
 pub mod jwt;
 pub mod risk;
+pub mod spiffe;
 pub mod task_token;
 
 pub use api_key::{ApiKeyRegistry, GeneratedKey, KeyEntry, generate_key, hash_secret};
