@@ -1,6 +1,7 @@
 //! Cost of authenticating a credential (the hot path's first stage): an API key, a JWT on first
 //! sight (ES256 and EdDSA, signature and claims), a two-block task token (signatures alone, and
-//! with the Datalog answer for one model), and each kind served from its cache.
+//! with the Datalog answer for one model), a client certificate's SPIFFE ID (read and mapped), and
+//! each kind served from its cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -137,6 +138,41 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
             v.authorize("model", "small", unix).unwrap();
         })
+    });
+
+    // A client certificate the TLS layer has verified: read its SPIFFE ID and map it (once per
+    // connection in the gateway), then the per-request mapping alone.
+    use ztai_identity::spiffe::{PeerCertificate, SpiffeMapping, SpiffeRule};
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://prod.example/ns/billing/sa/api"
+            .try_into()
+            .unwrap(),
+    ));
+    let svid = params
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .der()
+        .to_vec();
+    let mapping = SpiffeMapping {
+        trust_domains: vec!["prod.example".into()],
+        rules: vec![SpiffeRule {
+            id: "spiffe://prod.example/ns/billing/sa/api".into(),
+            kind: PrincipalKind::Service,
+            principal: Some("billing".into()),
+            groups: vec!["staff".into()],
+        }],
+    };
+    c.bench_function("identity/mtls_svid_parse_and_map", |b| {
+        b.iter(|| {
+            mapping
+                .principal(&PeerCertificate::from_der(black_box(&svid)))
+                .unwrap()
+        })
+    });
+    let peer = PeerCertificate::from_der(&svid);
+    c.bench_function("identity/mtls_mapped_per_request", |b| {
+        b.iter(|| mapping.principal(black_box(&peer)).unwrap())
     });
 }
 
