@@ -348,6 +348,36 @@ fn revoking_a_user_stops_their_keys_and_every_agent_acting_for_them() {
         chat(qs.gateway, &qs.api_key, "echo-small", "hi", false).status,
         200
     );
+    // An agent with its own API key is still held to its ceiling, and an agent that was never
+    // registered is not a principal at all.
+    let agent_key = |id: &str| {
+        let body = serde_json::json!({"principal_id": id, "kind": "agent", "groups": ["agents"]});
+        let r = request(
+            qs.admin,
+            "POST",
+            "/api/v1/keys",
+            Some(&qs.admin_token),
+            &body.to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["api_key"].as_str().unwrap().to_string()
+    };
+    let own = agent_key("support-bot");
+    let r = chat(qs.gateway, &own, "echo-large", "hi", false);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        message(&r).contains("outside the agent's registered ceiling"),
+        "{}",
+        r.text()
+    );
+    // Within the ceiling, policy still decides: the sample pack lets agents act only for a user.
+    let r = chat(qs.gateway, &own, "echo-small", "hi", false);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let stray = agent_key("shadow-agent");
+    let r = chat(qs.gateway, &stray, "echo-small", "hi", false);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(message(&r).contains("not registered"), "{}", r.text());
+
     let o = ztai(&qs, &["agents", "list", "--json"]);
     let agents: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(agents["agents"].as_array().unwrap().len(), 2);

@@ -191,18 +191,24 @@ impl Delegation {
             .contains(id)
     }
 
-    /// Refuses principals that are revoked: users by id, agents by their registration.
+    /// Refuses principals that are revoked (users by id) and agents that are not registered or
+    /// were revoked.
     pub fn check_principal(&self, p: &Principal) -> Result<(), GatewayError> {
         match p.kind {
             PrincipalKind::User if self.user_revoked(&p.id) => Err(GatewayError::Unauthenticated(
                 format!("user `{}` has been revoked; ask an administrator", p.id),
             )),
-            PrincipalKind::Agent if self.agent(&p.id).is_some_and(|a| a.revoked()) => {
-                Err(GatewayError::Unauthenticated(format!(
+            PrincipalKind::Agent => match self.agent(&p.id) {
+                None => Err(GatewayError::Unauthenticated(format!(
+                    "agent `{}` is not registered; register it with `ztai agents register` (owner, purpose, ceiling)",
+                    p.id
+                ))),
+                Some(a) if a.revoked() => Err(GatewayError::Unauthenticated(format!(
                     "agent `{}` has been revoked; ask its owner",
                     p.id
-                )))
-            }
+                ))),
+                Some(_) => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -310,45 +316,84 @@ impl Delegation {
         resource: &Resource,
         now: u64,
     ) -> Option<PolicyDecision> {
-        let deny = |policy: &str, reason: String| PolicyDecision {
-            decision: Decision::Deny,
-            policies: vec![policy.to_string()],
-            reasons: vec![reason],
-            obligations: Vec::new(),
-            errors: Vec::new(),
+        let (kind, name) = match right_of(action, resource, TOKEN_SCOPE_POLICY) {
+            Ok(r) => r,
+            Err(d) => return Some(d),
         };
-        let kind = match resource {
-            Resource::Model(_) => "model",
-            Resource::Tool(_) => "tool",
-            Resource::Document(_) | Resource::Dataset(_) => "document",
-            Resource::Destination(_) => "destination",
-            Resource::Api(_) => {
-                return Some(deny(
-                    TOKEN_SCOPE_POLICY,
-                    format!(
-                        "a task token cannot be used for `{action}` on the control plane; use an administrator's credential"
-                    ),
-                ));
-            }
-        };
-        let name = resource.id();
-        {
-            let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
-            for a in cached.token.agents() {
-                let allowed = agents.get(a).is_some_and(|e| e.ceiling.allows(kind, name));
-                if !allowed {
-                    return Some(deny(
-                        CEILING_POLICY,
-                        format!(
-                            "agent `{a}` may never use {kind} `{name}`: it is outside the agent's registered ceiling"
-                        ),
-                    ));
-                }
-            }
+        if let Some(d) = self.ceiling_denial(cached.token.agents(), kind, name) {
+            return Some(d);
         }
         match cached.authorize(kind, name, now) {
             Ok(()) => None,
             Err(e) => Some(deny(TOKEN_SCOPE_POLICY, e.to_string())),
         }
     }
+
+    /// An agent acting on its own behalf (an API key or a certificate of kind agent) is held to
+    /// its ceiling too: the ceiling is what it may ever use, whatever the credential.
+    pub fn own_ceiling_denial(
+        &self,
+        agent: &str,
+        action: Action,
+        resource: &Resource,
+    ) -> Option<PolicyDecision> {
+        match right_of(action, resource, CEILING_POLICY) {
+            Ok((kind, name)) => self.ceiling_denial(std::iter::once(agent), kind, name),
+            Err(d) => Some(d),
+        }
+    }
+
+    fn ceiling_denial<'a>(
+        &self,
+        agents_in_chain: impl Iterator<Item = &'a str>,
+        kind: &str,
+        name: &str,
+    ) -> Option<PolicyDecision> {
+        let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
+        for a in agents_in_chain {
+            let allowed = agents.get(a).is_some_and(|e| e.ceiling.allows(kind, name));
+            if !allowed {
+                return Some(deny(
+                    CEILING_POLICY,
+                    format!(
+                        "agent `{a}` may never use {kind} `{name}`: it is outside the agent's registered ceiling"
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn deny(policy: &str, reason: String) -> PolicyDecision {
+    PolicyDecision {
+        decision: Decision::Deny,
+        policies: vec![policy.to_string()],
+        reasons: vec![reason],
+        obligations: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+
+/// The right a resource needs (`kind`, `name`); agents never reach the control plane.
+fn right_of<'r>(
+    action: Action,
+    resource: &'r Resource,
+    policy: &str,
+) -> Result<(&'static str, &'r str), PolicyDecision> {
+    let kind = match resource {
+        Resource::Model(_) => "model",
+        Resource::Tool(_) => "tool",
+        Resource::Document(_) | Resource::Dataset(_) => "document",
+        Resource::Destination(_) => "destination",
+        Resource::Api(_) => {
+            return Err(deny(
+                policy,
+                format!(
+                    "an agent cannot `{action}` on the control plane; use an administrator's credential"
+                ),
+            ));
+        }
+    };
+    Ok((kind, resource.id()))
 }

@@ -254,6 +254,13 @@ impl Gateway {
     ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
         let ctx = ctx.clone().with_delegation(&who.principal);
         let Some(task) = &who.task else {
+            if who.principal.kind == ztai_core::PrincipalKind::Agent
+                && let Some(denial) =
+                    self.delegation
+                        .own_ceiling_denial(&who.principal.id, action, resource)
+            {
+                return Ok(ztai_policy::Verdict::Deny(denial));
+            }
             return self.decide(&who.principal, action, resource, parents, &ctx);
         };
         if let Some(denial) =
