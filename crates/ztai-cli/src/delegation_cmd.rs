@@ -5,7 +5,7 @@
 //! narrows a token without asking anyone, and anyone can read what a token says without trusting
 //! it.
 
-use crate::admin_client::AdminArgs;
+use crate::admin_client::{AdminArgs, UserArgs};
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -86,6 +86,34 @@ pub enum TokenCommand {
         #[arg(long)]
         task: Option<String>,
         /// Print the whole answer (token, revocation id, expiry) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand a task to an agent yourself: mint a task token with your own credential (an API key
+    /// or your identity provider's JWT), carrying your groups; prints the token on stdout.
+    /// Policy decides whom you may delegate to (`Action::"delegate"`).
+    Delegate {
+        #[command(flatten)]
+        user: UserArgs,
+        /// The registered agent that will hold the token.
+        #[arg(long)]
+        agent: String,
+        /// Models the task may use, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Tools the task may call, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+        /// Other resources as `kind:name`.
+        #[arg(long, value_delimiter = ',')]
+        resources: Vec<String>,
+        /// How long the token lives, e.g. `15m`.
+        #[arg(long, default_value = "15m")]
+        ttl: humantime::Duration,
+        /// What the task is, for the audit trail.
+        #[arg(long)]
+        task: Option<String>,
+        /// Print the whole answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -289,6 +317,45 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 let _ = writeln!(
                     err,
                     "task token for agent `{agent}` acting for user `{on_behalf_of}`, expires {}; revocation id {}",
+                    answer
+                        .get("expires_at")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    answer
+                        .get("revocation_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Delegate {
+            user,
+            agent,
+            models,
+            tools,
+            resources,
+            ttl,
+            task,
+            json,
+        } => {
+            let body = json!({"agent": agent, "models": models, "tools": tools,
+                "resources": resources, "ttl_secs": ttl.as_secs(), "task": task});
+            let answer = user.call("POST", "/tokens", Some(&body))?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "{}",
+                    answer
+                        .get("token")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                );
+                let mut err = std::io::stderr();
+                let _ = writeln!(
+                    err,
+                    "task token for agent `{agent}` acting for you, expires {}; revocation id {}",
                     answer
                         .get("expires_at")
                         .and_then(Value::as_str)

@@ -91,6 +91,7 @@ enum Command {
     ///   T=$(ztai token issue --agent support-bot --on-behalf-of demo --models echo-small --ttl 15m)
     ///   curl $OPENAI_BASE_URL/models -H "Authorization: Bearer $T"
     ///   ztai token attenuate "$T" --delegate-to summariser --ttl 5m
+    ///   ztai token delegate --agent support-bot --models echo-small   (as the user, with $ZTAI_API_KEY)
     #[command(verbatim_doc_comment)]
     Token {
         #[command(subcommand)]

@@ -330,6 +330,7 @@ An agent acting for a user, with a task token minted for one task (agent `suppor
   curl -s $OPENAI_BASE_URL/models -H "Authorization: Bearer $T"     (only echo-small)
   ztai token attenuate "$T" --delegate-to summariser --ttl 5m        (narrowed for a sub-agent)
   ztai token inspect "$T" --data-dir {data}
+  ztai token delegate --agent support-bot --models echo-small       (the demo user hands a task over itself)
 
 Python (pip install openai):
   from openai import OpenAI            # reads OPENAI_BASE_URL and OPENAI_API_KEY from quickstart.env

@@ -504,3 +504,112 @@ forbid (principal, action == Action::"invoke", resource) when { context.risk_sco
     );
     assert_eq!(r.json()["risk_score"], 0);
 }
+
+fn ztai_as(qs: &QuickStart, key: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("OPENAI_BASE_URL", format!("http://{}/v1", qs.gateway))
+        .env("ZTAI_API_KEY", key)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_user_delegates_to_an_agent_with_their_own_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    // The demo user (staff) hands a task to support-bot; the token carries the user's groups.
+    let token = ok(&ztai_as(
+        &qs,
+        &qs.api_key,
+        &[
+            "token",
+            "delegate",
+            "--agent",
+            "support-bot",
+            "--models",
+            "echo-small",
+            "--ttl",
+            "5m",
+        ],
+    ));
+    let r = chat(qs.gateway, &token, "echo-small", "hello", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let recs = audit(&qs, "action=delegate");
+    let rec = recs
+        .iter()
+        .find(|x| x["decision"] == "allow")
+        .expect("a delegate record");
+    assert_eq!(rec["principal"], "user:demo");
+    assert_eq!(rec["credential"]["operation"], "issue");
+    assert_eq!(rec["credential"]["subject"], "agent:support-bot");
+    assert!(
+        rec["credential"]["credential_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("task_token:")
+    );
+
+    // The ceiling bounds what may be asked for.
+    let o = ztai_as(
+        &qs,
+        &qs.api_key,
+        &[
+            "token",
+            "delegate",
+            "--agent",
+            "support-bot",
+            "--models",
+            "echo-large",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside the agent's registered ceiling"));
+    // Policy decides who may delegate: a contractor may not.
+    let carol = create_key(qs.admin, &qs.admin_token, "carol", &["contractors"]);
+    let o = ztai_as(
+        &qs,
+        &carol,
+        &[
+            "token",
+            "delegate",
+            "--agent",
+            "support-bot",
+            "--models",
+            "echo-small",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // An agent cannot mint, not even from a token it holds.
+    let body = serde_json::json!({"agent": "summariser", "models": ["echo-small"]}).to_string();
+    let r = request(qs.gateway, "POST", "/v1/tokens", Some(&token), &body);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        message(&r).contains("only a user can delegate"),
+        "{}",
+        r.text()
+    );
+    // Malformed and unknown-agent requests get clear errors.
+    let r = request(
+        qs.gateway,
+        "POST",
+        "/v1/tokens",
+        Some(&qs.api_key),
+        "{\"agent\": 7}",
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = request(
+        qs.gateway,
+        "POST",
+        "/v1/tokens",
+        Some(&qs.api_key),
+        "{\"agent\": \"nobody\", \"models\": [\"echo-small\"]}",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+}

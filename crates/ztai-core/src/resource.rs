@@ -18,6 +18,8 @@ pub enum Action {
     ReadDocument,
     Egress,
     Approve,
+    /// Mint a task token for an agent to act for the caller.
+    Delegate,
     /// Any control-plane change or read through the admin API.
     Admin,
 }
@@ -32,6 +34,7 @@ impl Action {
             Action::ReadDocument => "read_document",
             Action::Egress => "egress",
             Action::Approve => "approve",
+            Action::Delegate => "delegate",
             Action::Admin => "admin",
         }
     }
@@ -52,6 +55,8 @@ pub enum Resource {
     Document(String),
     Dataset(String),
     Destination(String),
+    /// A registered agent (as what a user delegates to).
+    Agent(String),
     /// A control-plane area (`keys`, `audit`, `policies`).
     Api(String),
 }
@@ -65,6 +70,7 @@ impl Resource {
             Resource::Document(_) => "Document",
             Resource::Dataset(_) => "Dataset",
             Resource::Destination(_) => "Destination",
+            Resource::Agent(_) => "Agent",
             Resource::Api(_) => "Api",
         }
     }
@@ -76,6 +82,7 @@ impl Resource {
             | Resource::Document(s)
             | Resource::Dataset(s)
             | Resource::Destination(s)
+            | Resource::Agent(s)
             | Resource::Api(s) => s,
         }
     }

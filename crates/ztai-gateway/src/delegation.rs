@@ -33,6 +33,23 @@ pub fn token_public_key_path(data_dir: &Path) -> PathBuf {
 pub const TOKEN_SCOPE_POLICY: &str = "ztai:task-token-scope";
 pub const CEILING_POLICY: &str = "ztai:agent-ceiling";
 
+/// What a token is asked for, from either issuing path (admin API or the user's own call).
+#[derive(Debug, Clone)]
+pub struct MintRequest {
+    pub agent: String,
+    pub user: String,
+    pub user_groups: Vec<String>,
+    pub rights: Vec<ztai_identity::task_token::Right>,
+    pub ttl_secs: Option<u64>,
+    pub task: Option<String>,
+}
+
+/// The answer to a mint: the token and what it says, as the API returns it.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    pub json: serde_json::Value,
+}
+
 /// A registered agent as the request path needs it.
 #[derive(Debug, Clone)]
 pub struct AgentEntry {
@@ -273,6 +290,83 @@ impl Delegation {
         Ok((t.principal(groups), cached.clone()))
     }
 
+    /// Mints a task token after the checks every issuing path shares: the agent is registered
+    /// and active, the user is not revoked, every right is within the agent's ceiling and the
+    /// life is within `max_ttl`.
+    pub fn mint(&self, request: MintRequest, max_ttl: u64) -> Result<MintedToken, GatewayError> {
+        let agent = self.agent(&request.agent).ok_or_else(|| {
+            GatewayError::NotFound(format!(
+                "agent `{}` is not registered; register it first (`ztai agents register`)",
+                request.agent
+            ))
+        })?;
+        if agent.revoked() {
+            return Err(GatewayError::Conflict(format!(
+                "agent `{}` has been revoked",
+                request.agent
+            )));
+        }
+        if self.user_revoked(&request.user) {
+            return Err(GatewayError::Conflict(format!(
+                "user `{}` has been revoked",
+                request.user
+            )));
+        }
+        if let Some(r) = request.rights.iter().find(|r| !agent.ceiling.covers(r)) {
+            return Err(GatewayError::Forbidden(format!(
+                "agent `{}` may never use {} `{}`: it is outside the agent's registered ceiling ({})",
+                request.agent,
+                r.kind,
+                r.name,
+                agent.row.ceiling.join(", ")
+            )));
+        }
+        let ttl = request.ttl_secs.unwrap_or(900.min(max_ttl));
+        if ttl == 0 || ttl > max_ttl {
+            return Err(GatewayError::Unprocessable(format!(
+                "`ttl_secs` must be between 1 and {max_ttl} (identity.tokens.max_ttl_secs)"
+            )));
+        }
+        let now = crate::proxy::unix_now();
+        let grant = ztai_identity::task_token::TaskGrant {
+            agent: request.agent,
+            user: request.user,
+            user_groups: request.user_groups,
+            task: request.task,
+            rights: request.rights,
+            expires_at: now + ttl,
+        };
+        let token = self
+            .authority
+            .issue(&grant, now)
+            .map_err(|e| GatewayError::Unprocessable(e.to_string()))?;
+        let revocation_id = self
+            .verifier
+            .verify(&token)
+            .map_err(|e| GatewayError::StageFailed {
+                stage: "identity",
+                message: format!("a freshly minted token did not verify: {e}"),
+            })?
+            .revocation_ids
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        Ok(MintedToken {
+            json: serde_json::json!({
+                "token": token,
+                "credential_id": format!("task_token:{revocation_id}"),
+                "revocation_id": revocation_id,
+                "principal": format!("agent:{}", grant.agent),
+                "on_behalf_of": format!("user:{}", grant.user),
+                "groups": grant.user_groups,
+                "rights": grant.rights.iter().map(|r| format!("{}:{}", r.kind, r.name)).collect::<Vec<_>>(),
+                "task": grant.task,
+                "expires_at": ztai_identity::task_token::rfc3339(grant.expires_at),
+                "note": "the token is a bearer credential; hand it to the agent only",
+            }),
+        })
+    }
+
     /// The principals whose rights a delegated request must all have: the user, then each agent.
     pub fn chain(&self, token: &VerifiedTaskToken) -> Vec<Principal> {
         let agents = self.agents.read().unwrap_or_else(|p| p.into_inner());
@@ -392,6 +486,12 @@ fn right_of<'r>(
                 format!(
                     "an agent cannot `{action}` on the control plane; use an administrator's credential"
                 ),
+            ));
+        }
+        Resource::Agent(_) => {
+            return Err(deny(
+                policy,
+                "an agent cannot mint task tokens; narrow the token you hold offline (`ztai token attenuate`) to hand it on".into(),
             ));
         }
     };

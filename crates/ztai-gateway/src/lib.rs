@@ -19,6 +19,7 @@ mod record;
 pub mod server;
 pub mod sse;
 mod state;
+mod tokens;
 mod upstream;
 
 pub use config::{Config, ConfigError, ModelConfig, UpstreamConfig, UpstreamKey};

@@ -66,7 +66,7 @@ pub fn new_request_id() -> String {
     hex::encode(b)
 }
 
-fn with_request_id(mut resp: Response, id: &str) -> Response {
+pub(crate) fn with_request_id(mut resp: Response, id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -114,7 +114,7 @@ async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
 
 /// Records the request and produces the answer. A buffered answer is released only after its
 /// record is durable; a streamed one records before its final event (see `StreamTask::run`).
-async fn finish(
+pub(crate) async fn finish(
     gw: &Gateway,
     route: &'static str,
     mut trace: Trace,
@@ -204,7 +204,7 @@ fn log_request(record: &ztai_core::AuditRecord) {
 }
 
 /// What the pipeline produced for the client.
-enum Answer {
+pub(crate) enum Answer {
     /// A complete answer and the SHA-256 of its body.
     Buffered(Response, String),
     /// A stream whose task records it.
@@ -317,7 +317,7 @@ pub(crate) fn authenticate(
     })
 }
 
-async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayError> {
     let max = gw.config.max_body_bytes;
     let too_large = || {
         GatewayError::TooLarge(format!(
@@ -1107,7 +1107,7 @@ async fn forward(
 }
 
 /// A 200 JSON answer with the digest its audit record carries.
-fn json_answer(out: Vec<u8>) -> Result<Answer, GatewayError> {
+pub(crate) fn json_answer(out: Vec<u8>) -> Result<Answer, GatewayError> {
     let digest = hex::encode(Sha256::digest(&out));
     let resp = Response::builder()
         .status(StatusCode::OK)

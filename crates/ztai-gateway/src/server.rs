@@ -130,6 +130,7 @@ pub fn data_router(gw: Arc<Gateway>) -> Router {
         .route("/v1/completions", post(proxy::completions))
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/models", get(proxy::list_models))
+        .route("/v1/tokens", post(crate::tokens::delegate))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(proxy::not_found)

@@ -269,6 +269,7 @@ impl PolicyEngine {
         let resource_uid = uid(resource.entity_type(), resource.id())?;
         let parent_type = match resource {
             Resource::Model(_) => Some("ModelGroup"),
+            Resource::Agent(_) => Some("Group"),
             _ => None,
         };
         let resource_parents = match parent_type {

@@ -4,7 +4,7 @@
 //! request already sees it; other replicas follow the store (`identity.tokens.revocation_poll_ms`).
 
 use super::{Caller, blocking, governed, store_failed};
-use crate::delegation::AgentEntry;
+use crate::delegation::{AgentEntry, MintRequest};
 use crate::error::GatewayError;
 use crate::record::rfc3339;
 use crate::state::Gateway;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::SystemTime;
-use ztai_identity::task_token::{Ceiling, Right, TaskGrant, rfc3339 as unix_rfc3339, valid_name};
+use ztai_identity::task_token::{Ceiling, Right, valid_name};
 use ztai_store::AgentRow;
 
 fn agent_json(e: &AgentEntry) -> Value {
@@ -199,37 +199,12 @@ pub(super) async fn issue_token(
                 "expected {{\"agent\", \"on_behalf_of\", \"models\", \"tools\", \"resources\", \"ttl_secs\", \"task\"}}: {e}"
             ))
         })?;
-        let agent = g.delegation.agent(&req.agent).ok_or_else(|| {
-            GatewayError::NotFound(format!(
-                "agent `{}` is not registered; register it first (`ztai agents register`)",
-                req.agent
-            ))
-        })?;
-        if agent.revoked() {
-            return Err(GatewayError::Conflict(format!("agent `{}` has been revoked", req.agent)));
-        }
-        if g.delegation.user_revoked(&req.on_behalf_of) {
-            return Err(GatewayError::Conflict(format!("user `{}` has been revoked", req.on_behalf_of)));
-        }
         let mut rights: Vec<Right> = Vec::new();
         rights.extend(req.models.iter().map(|m| Right::new("model", m)));
         rights.extend(req.tools.iter().map(|t| Right::new("tool", t)));
         rights.extend(Ceiling::parse(&req.resources).map_err(unprocessable)?.entries().iter().filter_map(|e| {
             e.split_once(':').map(|(k, n)| Right::new(k, n))
         }));
-        if let Some(r) = rights.iter().find(|r| !agent.ceiling.covers(r)) {
-            return Err(GatewayError::Forbidden(format!(
-                "agent `{}` may never use {} `{}`: it is outside the agent's registered ceiling ({})",
-                req.agent, r.kind, r.name, agent.row.ceiling.join(", ")
-            )));
-        }
-        let max_ttl = g.config.tokens.max_ttl.as_secs();
-        let ttl = req.ttl_secs.unwrap_or(900.min(max_ttl));
-        if ttl == 0 || ttl > max_ttl {
-            return Err(unprocessable(format!(
-                "`ttl_secs` must be between 1 and {max_ttl} (identity.tokens.max_ttl_secs)"
-            )));
-        }
         let user = req.on_behalf_of.clone();
         let user_groups = match req.user_groups {
             Some(groups) => groups,
@@ -251,27 +226,18 @@ pub(super) async fn issue_token(
             })
             .await?,
         };
-        let now = crate::proxy::unix_now();
-        let grant = TaskGrant {
-            agent: req.agent.clone(),
-            user: req.on_behalf_of.clone(),
-            user_groups: user_groups.clone(),
-            task: req.task.clone(),
-            rights: rights.clone(),
-            expires_at: now + ttl,
-        };
-        let token = g.delegation.authority.issue(&grant, now).map_err(|e| unprocessable(e.to_string()))?;
-        let inspected = ztai_identity::task_token::inspect(&token).map_err(|e| store_failed(e.to_string()))?;
-        let revocation_id = inspected.blocks.first().map(|b| b.revocation_id.clone()).unwrap_or_default();
-        Ok((
-            StatusCode::CREATED,
-            json!({"token": token, "credential_id": format!("task_token:{revocation_id}"),
-                   "revocation_id": revocation_id, "principal": format!("agent:{}", req.agent),
-                   "on_behalf_of": format!("user:{}", req.on_behalf_of), "groups": user_groups,
-                   "rights": rights.iter().map(|r| format!("{}:{}", r.kind, r.name)).collect::<Vec<_>>(),
-                   "task": req.task, "expires_at": unix_rfc3339(now + ttl),
-                   "note": "the token is a bearer credential; hand it to the agent only"}),
-        ))
+        let minted = g.delegation.mint(
+            MintRequest {
+                agent: req.agent,
+                user: req.on_behalf_of,
+                user_groups,
+                rights,
+                ttl_secs: req.ttl_secs,
+                task: req.task,
+            },
+            g.config.tokens.max_ttl.as_secs(),
+        )?;
+        Ok((StatusCode::CREATED, minted.json))
     })
     .await
 }
