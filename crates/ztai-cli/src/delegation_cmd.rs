@@ -204,6 +204,23 @@ fn print_json(v: &Value) {
     );
 }
 
+/// Prints a minted token: the token alone on stdout (for `T=$(…)`), what it is on stderr.
+#[allow(clippy::print_stdout)]
+fn print_minted(answer: &Value, json: bool, what: &str) {
+    if json {
+        print_json(answer);
+        return;
+    }
+    let text = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or("?");
+    println!("{}", text("token"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "task token for {what}, expires {}; revocation id {}",
+        text("expires_at"),
+        text("revocation_id")
+    );
+}
+
 #[allow(clippy::print_stdout)]
 pub fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -303,30 +320,11 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 "tools": tools, "resources": resources, "ttl_secs": ttl.as_secs(), "task": task,
                 "user_groups": user_groups});
             let answer = admin.call("POST", "/api/v1/tokens", Some(&body))?;
-            if json {
-                print_json(&answer);
-            } else {
-                println!(
-                    "{}",
-                    answer
-                        .get("token")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                );
-                let mut err = std::io::stderr();
-                let _ = writeln!(
-                    err,
-                    "task token for agent `{agent}` acting for user `{on_behalf_of}`, expires {}; revocation id {}",
-                    answer
-                        .get("expires_at")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    answer
-                        .get("revocation_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                );
-            }
+            print_minted(
+                &answer,
+                json,
+                &format!("agent `{agent}` acting for user `{on_behalf_of}`"),
+            );
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Delegate {
@@ -342,30 +340,7 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let body = json!({"agent": agent, "models": models, "tools": tools,
                 "resources": resources, "ttl_secs": ttl.as_secs(), "task": task});
             let answer = user.call("POST", "/tokens", Some(&body))?;
-            if json {
-                print_json(&answer);
-            } else {
-                println!(
-                    "{}",
-                    answer
-                        .get("token")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                );
-                let mut err = std::io::stderr();
-                let _ = writeln!(
-                    err,
-                    "task token for agent `{agent}` acting for you, expires {}; revocation id {}",
-                    answer
-                        .get("expires_at")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    answer
-                        .get("revocation_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                );
-            }
+            print_minted(&answer, json, &format!("agent `{agent}` acting for you"));
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Attenuate {

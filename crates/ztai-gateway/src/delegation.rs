@@ -39,7 +39,10 @@ pub struct MintRequest {
     pub agent: String,
     pub user: String,
     pub user_groups: Vec<String>,
-    pub rights: Vec<ztai_identity::task_token::Right>,
+    pub models: Vec<String>,
+    pub tools: Vec<String>,
+    /// Further rights as `kind:name`.
+    pub resources: Vec<String>,
     pub ttl_secs: Option<u64>,
     pub task: Option<String>,
 }
@@ -312,7 +315,19 @@ impl Delegation {
                 request.user
             )));
         }
-        if let Some(r) = request.rights.iter().find(|r| !agent.ceiling.covers(r)) {
+        use ztai_identity::task_token::Right;
+        let mut rights: Vec<Right> = Vec::new();
+        rights.extend(request.models.iter().map(|m| Right::new("model", m)));
+        rights.extend(request.tools.iter().map(|t| Right::new("tool", t)));
+        for e in Ceiling::parse(&request.resources)
+            .map_err(GatewayError::Unprocessable)?
+            .entries()
+        {
+            if let Some((k, n)) = e.split_once(':') {
+                rights.push(Right::new(k, n));
+            }
+        }
+        if let Some(r) = rights.iter().find(|r| !agent.ceiling.covers(r)) {
             return Err(GatewayError::Forbidden(format!(
                 "agent `{}` may never use {} `{}`: it is outside the agent's registered ceiling ({})",
                 request.agent,
@@ -333,7 +348,7 @@ impl Delegation {
             user: request.user,
             user_groups: request.user_groups,
             task: request.task,
-            rights: request.rights,
+            rights,
             expires_at: now + ttl,
         };
         let token = self

@@ -21,7 +21,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
 use ztai_core::{Action, PrincipalKind, Resource};
-use ztai_identity::task_token::{Ceiling, Right};
 use ztai_policy::{RequestContext, Verdict};
 
 #[derive(Debug, Deserialize)]
@@ -99,23 +98,14 @@ async fn mint(
             return Err(GatewayError::Forbidden(msg));
         }
     }
-    let mut rights: Vec<Right> = Vec::new();
-    rights.extend(body.models.iter().map(|m| Right::new("model", m)));
-    rights.extend(body.tools.iter().map(|t| Right::new("tool", t)));
-    for e in Ceiling::parse(&body.resources)
-        .map_err(GatewayError::Unprocessable)?
-        .entries()
-    {
-        if let Some((k, n)) = e.split_once(':') {
-            rights.push(Right::new(k, n));
-        }
-    }
     let minted = gw.delegation.mint(
         MintRequest {
             agent: body.agent,
             user: who.principal.id.clone(),
             user_groups: who.principal.groups.clone(),
-            rights,
+            models: body.models,
+            tools: body.tools,
+            resources: body.resources,
             ttl_secs: body.ttl_secs,
             task: body.task,
         },

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::SystemTime;
-use ztai_identity::task_token::{Ceiling, Right, valid_name};
+use ztai_identity::task_token::{Ceiling, valid_name};
 use ztai_store::AgentRow;
 
 fn agent_json(e: &AgentEntry) -> Value {
@@ -199,12 +199,6 @@ pub(super) async fn issue_token(
                 "expected {{\"agent\", \"on_behalf_of\", \"models\", \"tools\", \"resources\", \"ttl_secs\", \"task\"}}: {e}"
             ))
         })?;
-        let mut rights: Vec<Right> = Vec::new();
-        rights.extend(req.models.iter().map(|m| Right::new("model", m)));
-        rights.extend(req.tools.iter().map(|t| Right::new("tool", t)));
-        rights.extend(Ceiling::parse(&req.resources).map_err(unprocessable)?.entries().iter().filter_map(|e| {
-            e.split_once(':').map(|(k, n)| Right::new(k, n))
-        }));
         let user = req.on_behalf_of.clone();
         let user_groups = match req.user_groups {
             Some(groups) => groups,
@@ -231,7 +225,9 @@ pub(super) async fn issue_token(
                 agent: req.agent,
                 user: req.on_behalf_of,
                 user_groups,
-                rights,
+                models: req.models,
+                tools: req.tools,
+                resources: req.resources,
                 ttl_secs: req.ttl_secs,
                 task: req.task,
             },
