@@ -131,19 +131,40 @@ impl Delegation {
     /// Re-reads the agents and any revocations recorded since the last look.
     pub fn refresh(&self, store: &Store) -> Result<(), ztai_store::StoreError> {
         let mut agents = HashMap::new();
+        let mut corrupt = Vec::new();
         for row in store.list_agents()? {
             let id = row.agent_id.clone();
             match AgentEntry::from_row(row) {
                 Ok(entry) => {
                     agents.insert(id, entry);
                 }
-                // A corrupt row must not leave the agent usable: keep it, revoked in memory.
+                // A corrupt row must not leave the agent usable: it is dropped, so the agent is
+                // refused as unregistered until the row is fixed.
                 Err(e) => {
-                    tracing::error!(agent = %id, error = %e, "a stored agent is corrupt; treating it as revoked")
+                    tracing::error!(agent = %id, error = %e, "a stored agent is corrupt; refusing it");
+                    corrupt.push(id);
                 }
             }
         }
-        *self.agents.write().unwrap_or_else(|p| p.into_inner()) = agents;
+        {
+            // Merge rather than replace: an agent registered or revoked through this gateway's
+            // admin API a moment ago may not be in what was just read, and a revocation must
+            // never be undone by a stale read. Agents are never deleted, so keeping is safe.
+            let mut current = self.agents.write().unwrap_or_else(|p| p.into_inner());
+            for (id, known) in current.drain() {
+                match agents.get_mut(&id) {
+                    None => {
+                        agents.insert(id, known);
+                    }
+                    Some(read) if known.revoked() && !read.revoked() => *read = known,
+                    Some(_) => {}
+                }
+            }
+            for id in &corrupt {
+                agents.remove(id);
+            }
+            *current = agents;
+        }
         let after = self
             .revoked
             .read()
@@ -511,4 +532,70 @@ fn right_of<'r>(
         }
     };
     Ok((kind, resource.id()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, revoked: bool) -> AgentRow {
+        AgentRow {
+            agent_id: id.into(),
+            owner: "alice".into(),
+            purpose: "tests".into(),
+            groups: vec!["agents".into()],
+            ceiling: vec!["model:small".into()],
+            created_at: "2026-11-22T00:00:00Z".into(),
+            created_by: "user:admin".into(),
+            revoked_at: revoked.then(|| "2026-11-22T01:00:00Z".into()),
+            revoked_by: revoked.then(|| "user:admin".into()),
+        }
+    }
+
+    #[test]
+    fn a_stale_read_of_the_store_never_undoes_a_revocation_or_loses_an_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().unwrap();
+        store.insert_agent(&row("bot", false)).unwrap();
+        let d = Delegation::load(dir.path(), &store).unwrap();
+        assert!(d.agent("bot").is_some_and(|a| !a.revoked()));
+        // Revoked in memory (the admin API) before the store write lands…
+        d.put_agent(AgentEntry::from_row(row("bot", true)).unwrap());
+        // …and registered in memory only, as between the store insert and the next read.
+        d.put_agent(AgentEntry::from_row(row("fresh", false)).unwrap());
+        d.refresh(&store).unwrap();
+        assert!(
+            d.agent("bot").is_some_and(|a| a.revoked()),
+            "a stale read undid a revocation"
+        );
+        assert!(d.agent("fresh").is_some(), "a stale read lost a new agent");
+        // The key file is created once, owner-only, and reused.
+        let again = Delegation::load(dir.path(), &store).unwrap();
+        assert_eq!(
+            again.authority.public_key_hex(),
+            d.authority.public_key_hex()
+        );
+    }
+
+    #[test]
+    fn revocations_recorded_elsewhere_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let d = Delegation::load(dir.path(), &store).unwrap();
+        assert!(!d.user_revoked("bob"));
+        store
+            .insert_revocation("user", "bob", "t", "user:admin", "left")
+            .unwrap();
+        d.refresh(&store).unwrap();
+        assert!(d.user_revoked("bob"));
+        let bob = Principal {
+            kind: PrincipalKind::User,
+            id: "bob".into(),
+            groups: vec![],
+            on_behalf_of: vec![],
+            credential_id: "k".into(),
+        };
+        assert!(d.check_principal(&bob).is_err());
+    }
 }
