@@ -227,9 +227,13 @@ fn an_agent_acts_for_a_user_with_the_intersection_of_rights() {
     assert!(message(&r).contains("does not verify"), "{}", r.text());
     // Garbage and a long non-token credential: a clear 401, never a crash; a credential past the
     // header limit is refused before authentication.
-    for bad in ["not-a-token".to_string(), "A".repeat(8_000)] {
+    for (bad, needle) in [
+        ("not-a-token".to_string(), "neither a ZTAI API key"),
+        ("A".repeat(8_000), "not a readable Biscuit token"),
+    ] {
         let r = chat(qs.gateway, &bad, "echo-small", "hi", false);
         assert_eq!(r.status, 401, "{}", r.text());
+        assert!(message(&r).contains(needle), "{}", r.text());
     }
     assert_eq!(
         chat(qs.gateway, &"A".repeat(40_000), "echo-small", "hi", false).status,

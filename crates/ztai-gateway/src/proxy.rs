@@ -303,7 +303,16 @@ pub(crate) fn authenticate(
         keys.authenticate(&presented)
             .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?
     } else {
-        // Anything else must be a task token (standard base64url Biscuit).
+        // Anything else must be a task token: a base64url Biscuit, never short.
+        let looks_like_token = presented.len() >= 100
+            && presented
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b));
+        if !looks_like_token {
+            return Err(GatewayError::Unauthenticated(
+                "the credential is neither a ZTAI API key (`ztai_<id>_<secret>`), a JWT nor a task token; check what you send in the Authorization header".into(),
+            ));
+        }
         let (principal, task) = gw.delegation.authenticate(&presented, unix_now())?;
         return Ok(Authenticated {
             principal,
