@@ -29,6 +29,13 @@ pub(crate) struct ContextUse {
     pub on_behalf_of: bool,
     pub delegation_chain: bool,
     pub delegation_depth: bool,
+    pub arguments: bool,
+    pub data_classification: bool,
+    pub client_ip: bool,
+    pub network_zone: bool,
+    pub hour_utc: bool,
+    pub weekday_utc: bool,
+    pub device_posture: bool,
 }
 
 impl ContextUse {
@@ -65,7 +72,7 @@ impl ContextUse {
         u
     }
 
-    fn all() -> Self {
+    pub(crate) fn all() -> Self {
         ContextUse {
             operation: true,
             stream: true,
@@ -78,6 +85,13 @@ impl ContextUse {
             on_behalf_of: true,
             delegation_chain: true,
             delegation_depth: true,
+            arguments: true,
+            data_classification: true,
+            client_ip: true,
+            network_zone: true,
+            hour_utc: true,
+            weekday_utc: true,
+            device_posture: true,
         }
     }
 
@@ -94,6 +108,13 @@ impl ContextUse {
             "on_behalf_of" => self.on_behalf_of = true,
             "delegation_chain" => self.delegation_chain = true,
             "delegation_depth" => self.delegation_depth = true,
+            "arguments" => self.arguments = true,
+            "data_classification" => self.data_classification = true,
+            "client_ip" => self.client_ip = true,
+            "network_zone" => self.network_zone = true,
+            "hour_utc" => self.hour_utc = true,
+            "weekday_utc" => self.weekday_utc = true,
+            "device_posture" => self.device_posture = true,
             // A field the schema does not have fails validation; be safe anyway.
             _ => *self = ContextUse::all(),
         }
@@ -137,10 +158,19 @@ pub(crate) fn key(
         (used.finding_types, &ctx.finding_types),
         (used.high_severity_categories, &ctx.high_severity_categories),
         (used.delegation_chain, &ctx.delegation_chain),
+        (used.device_posture, &ctx.device_posture),
     ];
+    let ip = if used.client_ip {
+        ctx.client_ip.to_canonical().to_string()
+    } else {
+        String::new()
+    };
     for (on, text) in [
         (used.operation, &ctx.operation),
         (used.on_behalf_of, &ctx.on_behalf_of),
+        (used.data_classification, &ctx.data_classification),
+        (used.network_zone, &ctx.network_zone),
+        (used.client_ip, &ip),
     ] {
         k.push(u8::from(on));
         if on {
@@ -153,10 +183,20 @@ pub(crate) fn key(
         (used.risk_score, ctx.risk_score),
         (used.estimated_tokens, ctx.estimated_tokens),
         (used.delegation_depth, ctx.delegation_depth),
+        (used.hour_utc, ctx.hour_utc),
+        (used.weekday_utc, ctx.weekday_utc),
     ] {
         k.push(u8::from(on));
         if on {
             k.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    k.push(u8::from(used.arguments));
+    if used.arguments {
+        k.extend_from_slice(&(ctx.arguments.len() as u64).to_le_bytes());
+        for (name, value) in &ctx.arguments {
+            push(&mut k, name);
+            push(&mut k, value);
         }
     }
     for (on, set) in sets {

@@ -6,6 +6,7 @@
 //! schema; one invalid policy refuses the whole set, so a reload is all or nothing.
 
 use crate::cache::{ContextUse, DecisionCache};
+use crate::slice::{PolicyIndex, Slice};
 use crate::{Permit, PolicyError, RequestContext, Verdict};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
@@ -31,7 +32,6 @@ pub struct PolicySource {
 /// A validated, immutable policy set ready to answer questions.
 #[derive(Debug)]
 pub struct PolicyEngine {
-    schema: Schema,
     policies: PolicySet,
     authorizer: Authorizer,
     sources: Vec<PolicySource>,
@@ -39,6 +39,17 @@ pub struct PolicyEngine {
     policy_count: usize,
     context_use: ContextUse,
     cache: DecisionCache,
+    index: PolicyIndex,
+    meta: HashMap<PolicyId, PolicyMeta>,
+}
+
+/// What a decision needs from a policy besides its evaluation, read once at load (reading an
+/// annotation through Cedar parses its name every time).
+#[derive(Debug)]
+struct PolicyMeta {
+    effect: Effect,
+    reason: Option<String>,
+    obligations: Vec<Obligation>,
 }
 
 impl PolicyEngine {
@@ -159,8 +170,22 @@ impl PolicyEngine {
             });
         }
         let policy_count = set.policies().count();
+        let meta = set
+            .policies()
+            .map(|p| {
+                (
+                    p.id().clone(),
+                    PolicyMeta {
+                        effect: p.effect(),
+                        reason: p.annotation("reason").map(str::to_string),
+                        obligations: obligations_of(p.annotations()),
+                    },
+                )
+            })
+            .collect();
         Ok(PolicyEngine {
-            schema,
+            index: PolicyIndex::new(&set, &schema),
+            meta,
             policies: set,
             authorizer: Authorizer::new(),
             context_use: ContextUse::of(sources.iter().map(|s| s.text.as_str())),
@@ -260,6 +285,20 @@ impl PolicyEngine {
         resource_parents: &[String],
         ctx: &RequestContext,
     ) -> Result<Verdict, PolicyError> {
+        self.evaluate_with(principal, action, resource, resource_parents, ctx, true)
+    }
+
+    /// Evaluates on the policies whose scope can match (`sliced`) or on the whole set; both
+    /// give the same answer, which the tests check.
+    fn evaluate_with(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+        ctx: &RequestContext,
+        sliced: bool,
+    ) -> Result<Verdict, PolicyError> {
         let principal_uid = uid(principal.kind.entity_type(), &principal.id)?;
         let groups = principal
             .groups
@@ -279,26 +318,62 @@ impl PolicyEngine {
                 .collect::<Result<HashSet<_>, _>>()?,
             None => HashSet::new(),
         };
-        let entities = Entities::from_entities(
-            [
-                Entity::new_no_attrs(principal_uid.clone(), groups),
-                Entity::new_no_attrs(resource_uid.clone(), resource_parents),
-            ],
-            None,
-        )
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
         let action_uid = uid("Action", action.cedar_id())?;
+        let slice = if sliced {
+            self.index.slice(
+                &principal_uid,
+                &groups,
+                &action_uid,
+                &resource_uid,
+                &resource_parents,
+            )
+        } else {
+            Slice::Whole
+        };
+        let policies_in_play = match &slice {
+            Slice::Empty => {
+                return Ok(Verdict::Deny(PolicyDecision {
+                    decision: Decision::Deny,
+                    policies: Vec::new(),
+                    reasons: Vec::new(),
+                    obligations: Vec::new(),
+                    errors: Vec::new(),
+                }));
+            }
+            Slice::Policies(set) => set.as_ref(),
+            Slice::Whole => &self.policies,
+        };
+        let mut entities = vec![
+            Entity::new_no_attrs(principal_uid.clone(), groups),
+            Entity::new_no_attrs(resource_uid.clone(), resource_parents),
+        ];
+        let arguments_uid = uid("Arguments", "call")?;
+        if self.context_use.arguments {
+            entities.push(
+                Entity::new_with_tags(
+                    arguments_uid.clone(),
+                    [],
+                    [],
+                    ctx.arguments
+                        .iter()
+                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+                )
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            );
+        }
+        let entities = Entities::from_entities(entities, None)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
         let request = Request::new(
             principal_uid,
             action_uid,
             resource_uid,
-            context(ctx)?,
-            Some(&self.schema),
+            context(ctx, self.context_use, arguments_uid)?,
+            None,
         )
         .map_err(|e| PolicyError::Request(e.to_string()))?;
         let response = self
             .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+            .is_authorized(&request, policies_in_play, &entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         let mut determining: Vec<&PolicyId> = diagnostics.reason().collect();
@@ -306,22 +381,22 @@ impl PolicyEngine {
         let policies: Vec<String> = determining.iter().map(|id| id.to_string()).collect();
         let reasons: Vec<String> = determining
             .iter()
-            .filter_map(|id| self.policies.annotation(id, "reason"))
-            .map(str::to_string)
+            .filter_map(|id| self.meta.get(*id).and_then(|m| m.reason.clone()))
             .collect();
-        // A forbid that failed to evaluate might have applied: fail closed.
+        // A forbid that failed to evaluate might have applied: fail closed. A policy we have no
+        // record of counts as a forbid.
         let forbid_errored = diagnostics.errors().any(|e| {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
-            self.policies
-                .policy(e.policy_id())
-                .is_some_and(|p| p.effect() == Effect::Forbid)
+            self.meta
+                .get(e.policy_id())
+                .is_none_or(|m| m.effect == Effect::Forbid)
         });
         match response.decision() {
             CedarDecision::Allow if !forbid_errored => {
                 let obligations = determining
                     .iter()
-                    .filter_map(|id| self.policies.policy(id))
-                    .flat_map(|p| obligations_of(p.annotations()))
+                    .filter_map(|id| self.meta.get(*id))
+                    .flat_map(|m| m.obligations.iter().cloned())
                     .collect();
                 Ok(Verdict::Permit(Permit {
                     decision: PolicyDecision {
@@ -394,10 +469,43 @@ fn obligations_of<'a>(annotations: impl Iterator<Item = (&'a str, &'a str)>) -> 
     out
 }
 
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    let t = EntityTypeName::from_str(type_name)
-        .map_err(|e| PolicyError::Request(format!("entity type `{type_name}`: {e}")))?;
-    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+/// Entity type names parsed once: parsing a Cedar name runs the policy parser, which cost more
+/// than the rest of building a request.
+fn type_name(name: &str) -> Result<EntityTypeName, PolicyError> {
+    static PARSED: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> =
+        std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        [
+            "Action",
+            "Group",
+            "User",
+            "Agent",
+            "Service",
+            "Model",
+            "ModelGroup",
+            "Tool",
+            "Document",
+            "Dataset",
+            "Destination",
+            "Api",
+            "Arguments",
+        ]
+        .into_iter()
+        .filter_map(|n| EntityTypeName::from_str(n).ok().map(|t| (n, t)))
+        .collect()
+    });
+    match parsed.get(name) {
+        Some(t) => Ok(t.clone()),
+        None => EntityTypeName::from_str(name)
+            .map_err(|e| PolicyError::Request(format!("entity type `{name}`: {e}"))),
+    }
+}
+
+fn uid(type_name_str: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    Ok(EntityUid::from_type_name_and_id(
+        type_name(type_name_str)?,
+        EntityId::new(id),
+    ))
 }
 
 fn string_set(items: &std::collections::BTreeSet<String>) -> RestrictedExpression {
@@ -408,50 +516,84 @@ fn string_set(items: &std::collections::BTreeSet<String>) -> RestrictedExpressio
     )
 }
 
-fn context(ctx: &RequestContext) -> Result<Context, PolicyError> {
-    Context::from_pairs([
+/// The Cedar context. It is not checked against the schema per request (that cost a fifth of a
+/// decision): it is built from the typed `RequestContext`, so its shape is fixed at compile time,
+/// and a unit test checks that shape against the schema.
+///
+/// Only the fields some policy reads are built: policies are validated in strict mode, so a field
+/// no policy names can never be looked at, and leaving it out saves building it (the address
+/// alone cost an eighth of a decision).
+fn context(
+    ctx: &RequestContext,
+    used: ContextUse,
+    arguments: EntityUid,
+) -> Result<Context, PolicyError> {
+    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 18] = [
+        (used.operation, "operation", &|| {
+            RestrictedExpression::new_string(ctx.operation.clone())
+        }),
+        (used.stream, "stream", &|| {
+            RestrictedExpression::new_bool(ctx.stream)
+        }),
+        (used.max_severity, "max_severity", &|| {
+            RestrictedExpression::new_long(ctx.max_severity)
+        }),
+        (used.finding_categories, "finding_categories", &|| {
+            string_set(&ctx.finding_categories)
+        }),
+        (used.finding_types, "finding_types", &|| {
+            string_set(&ctx.finding_types)
+        }),
         (
-            "operation".to_string(),
-            RestrictedExpression::new_string(ctx.operation.clone()),
+            used.high_severity_categories,
+            "high_severity_categories",
+            &|| string_set(&ctx.high_severity_categories),
         ),
-        (
-            "stream".to_string(),
-            RestrictedExpression::new_bool(ctx.stream),
-        ),
-        (
-            "max_severity".to_string(),
-            RestrictedExpression::new_long(ctx.max_severity),
-        ),
-        (
-            "finding_categories".to_string(),
-            string_set(&ctx.finding_categories),
-        ),
-        ("finding_types".to_string(), string_set(&ctx.finding_types)),
-        (
-            "high_severity_categories".to_string(),
-            string_set(&ctx.high_severity_categories),
-        ),
-        (
-            "risk_score".to_string(),
-            RestrictedExpression::new_long(ctx.risk_score),
-        ),
-        (
-            "estimated_tokens".to_string(),
-            RestrictedExpression::new_long(ctx.estimated_tokens),
-        ),
-        (
-            "on_behalf_of".to_string(),
-            RestrictedExpression::new_string(ctx.on_behalf_of.clone()),
-        ),
-        (
-            "delegation_chain".to_string(),
-            string_set(&ctx.delegation_chain),
-        ),
-        (
-            "delegation_depth".to_string(),
-            RestrictedExpression::new_long(ctx.delegation_depth),
-        ),
-    ])
+        (used.risk_score, "risk_score", &|| {
+            RestrictedExpression::new_long(ctx.risk_score)
+        }),
+        (used.estimated_tokens, "estimated_tokens", &|| {
+            RestrictedExpression::new_long(ctx.estimated_tokens)
+        }),
+        (used.on_behalf_of, "on_behalf_of", &|| {
+            RestrictedExpression::new_string(ctx.on_behalf_of.clone())
+        }),
+        (used.delegation_chain, "delegation_chain", &|| {
+            string_set(&ctx.delegation_chain)
+        }),
+        (used.delegation_depth, "delegation_depth", &|| {
+            RestrictedExpression::new_long(ctx.delegation_depth)
+        }),
+        (used.arguments, "arguments", &|| {
+            RestrictedExpression::new_entity_uid(arguments.clone())
+        }),
+        (used.data_classification, "data_classification", &|| {
+            RestrictedExpression::new_string(ctx.data_classification.clone())
+        }),
+        // An IPv4 client on a dual-stack socket arrives as `::ffff:a.b.c.d`; policy speaks of
+        // it as IPv4 (and Cedar refuses the mapped spelling).
+        (used.client_ip, "client_ip", &|| {
+            RestrictedExpression::new_ip(ctx.client_ip.to_canonical().to_string())
+        }),
+        (used.network_zone, "network_zone", &|| {
+            RestrictedExpression::new_string(ctx.network_zone.clone())
+        }),
+        (used.hour_utc, "hour_utc", &|| {
+            RestrictedExpression::new_long(ctx.hour_utc)
+        }),
+        (used.weekday_utc, "weekday_utc", &|| {
+            RestrictedExpression::new_long(ctx.weekday_utc)
+        }),
+        (used.device_posture, "device_posture", &|| {
+            string_set(&ctx.device_posture)
+        }),
+    ];
+    Context::from_pairs(
+        fields
+            .iter()
+            .filter(|(on, _, _)| *on)
+            .map(|(_, name, build)| (name.to_string(), build())),
+    )
     .map_err(|e| PolicyError::Request(e.to_string()))
 }
 

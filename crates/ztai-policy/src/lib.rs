@@ -7,8 +7,12 @@
 mod cache;
 mod context;
 mod engine;
+mod slice;
 
-pub use context::RequestContext;
+pub use context::{
+    ArgumentsError, MAX_ARGUMENT_BYTES, MAX_ARGUMENT_DEPTH, MAX_ARGUMENT_LEAVES, RequestContext,
+    flatten_arguments,
+};
 pub use engine::{PolicyEngine, PolicySource, SCHEMA_TEXT};
 
 use ztai_core::PolicyDecision;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache::ContextUse;
 use ztai_core::{Channel, Finding, FindingCategory, PrincipalKind, Severity, Span};
 
 fn pack() -> Vec<PolicySource> {
@@ -259,14 +260,21 @@ mod properties {
             tokens in any::<i64>(),
             cats in proptest::collection::btree_set(".{0,12}", 0..5),
             groups in proptest::collection::vec("[a-z]{1,8}", 0..3),
+            args in proptest::collection::btree_map(".{0,12}", ".{0,12}", 0..5),
+            ip in any::<std::net::IpAddr>(),
+            unix in any::<i64>(),
+            text in ".{0,16}",
         ) {
             let e = PolicyEngine::from_sources(pack()).unwrap();
             let ctx = RequestContext {
                 operation: op, stream, max_severity: sev, finding_categories: cats.clone(),
-                finding_types: cats.clone(), high_severity_categories: cats, risk_score: risk,
-                estimated_tokens: tokens, on_behalf_of: String::new(),
+                finding_types: cats.clone(), high_severity_categories: cats.clone(), risk_score: risk,
+                estimated_tokens: tokens, on_behalf_of: text.clone(),
                 delegation_chain: Default::default(), delegation_depth: 0,
-            };
+                arguments: args, data_classification: text.clone(), client_ip: ip,
+                network_zone: text, device_posture: cats, ..RequestContext::default()
+            }.at_unix_time(unix);
+            prop_assert!((0..24).contains(&ctx.hour_utc) && (0..7).contains(&ctx.weekday_utc));
             let g: Vec<&str> = groups.iter().map(String::as_str).collect();
             let v = e.authorize(&user("p", &g), Action::Invoke, &Resource::Model("m".into()), &["standard".into()], &ctx).unwrap();
             if let Verdict::Permit(p) = &v {
@@ -373,4 +381,262 @@ forbid (principal, action, resource) when { context.delegation_chain.contains("u
         ask(user("bob", &["staff"]), agent_for("bob")),
         Verdict::Deny(_)
     ));
+}
+
+#[path = "../../tests/support/generated.rs"]
+mod generated;
+
+/// Slicing must never change an answer: on generated sets, every question gets the same
+/// decision, determining policies, reasons and errors from the sliced and the whole set.
+#[test]
+fn slicing_gives_the_same_answers_as_the_whole_set() {
+    for n in [30usize, 200, 1000] {
+        let set = generated::policy_set(n);
+        let engine = PolicyEngine::from_sources(vec![PolicySource {
+            name: "generated.cedar".into(),
+            text: set.text.clone(),
+        }])
+        .unwrap();
+        let (mut allowed, mut denied_by_policy) = (0, 0);
+        for q in set.questions(1500) {
+            let run = |sliced| {
+                engine
+                    .evaluate_with(
+                        &q.principal,
+                        q.action,
+                        &q.resource,
+                        &q.parents,
+                        &q.context,
+                        sliced,
+                    )
+                    .unwrap()
+            };
+            let (a, b) = (run(true), run(false));
+            assert_eq!(
+                a.decision(),
+                b.decision(),
+                "n={n}: {:?} {} {}",
+                q.principal,
+                q.action,
+                q.resource
+            );
+            match a {
+                Verdict::Permit(_) => allowed += 1,
+                Verdict::Deny(d) if !d.policies.is_empty() => denied_by_policy += 1,
+                Verdict::Deny(_) => {}
+            }
+        }
+        // The questions must exercise both outcomes, or the comparison proves little.
+        assert!(allowed > 20, "n={n}: only {allowed} permits");
+        assert!(
+            denied_by_policy > 20,
+            "n={n}: only {denied_by_policy} forbids"
+        );
+    }
+}
+
+/// The context the engine builds (without per-request schema checks) must always be one the
+/// schema accepts, for every action, empty or full.
+#[test]
+fn the_built_context_matches_the_schema_for_every_action() {
+    let (schema, _) = Schema::from_cedarschema_str(SCHEMA_TEXT).unwrap();
+    let mut full = RequestContext::new("chat")
+        .with_arguments(
+            &serde_json::json!({"customer_id": "c-1", "n": 3, "f": {"x": [true, null]}}),
+        )
+        .unwrap()
+        .at_unix_time(1_700_000_000);
+    full.device_posture.insert("managed".into());
+    full.client_ip = "2001:db8::1".parse().unwrap();
+    for ctx in [RequestContext::new("chat"), full] {
+        let arguments = uid("Arguments", "call").unwrap();
+        let c = context(&ctx, ContextUse::all(), arguments).unwrap();
+        for (action, principal, resource) in [
+            ("invoke", "User", "Model"),
+            ("list_model", "Agent", "Model"),
+            ("call_tool", "Agent", "Tool"),
+            ("read_document", "Service", "Document"),
+            ("egress", "Model", "Destination"),
+            ("delegate", "User", "Agent"),
+            ("admin", "User", "Api"),
+        ] {
+            Request::new(
+                uid(principal, "p").unwrap(),
+                uid("Action", action).unwrap(),
+                uid(resource, "r").unwrap(),
+                c.clone(),
+                Some(&schema),
+            )
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        }
+    }
+}
+
+fn agent_for(user_id: &str) -> Principal {
+    Principal {
+        kind: PrincipalKind::Agent,
+        id: "support-bot".into(),
+        groups: vec!["agents".into()],
+        on_behalf_of: vec![ztai_core::PrincipalRef {
+            kind: PrincipalKind::User,
+            id: user_id.into(),
+        }],
+        credential_id: "t".into(),
+    }
+}
+
+/// The argument rule of the examples: the support agent may look up orders only for the user it
+/// acts for.
+#[test]
+fn an_argument_rule_allows_only_the_users_own_customer_id() {
+    let rule = PolicySource {
+        name: "tools.cedar".into(),
+        text: r#"@id("support-own-orders")
+permit (principal == Agent::"support-bot", action == Action::"call_tool", resource == Tool::"orders.lookup")
+when { context.arguments.hasTag("customer_id") && context.arguments.getTag("customer_id") == context.on_behalf_of };"#
+            .into(),
+    };
+    let e = PolicyEngine::from_sources(vec![rule]).unwrap();
+    let ask = |who: &Principal, args: serde_json::Value| {
+        let ctx = RequestContext::new("tool")
+            .with_delegation(who)
+            .with_arguments(&args)
+            .unwrap();
+        e.authorize(
+            who,
+            Action::CallTool,
+            &Resource::Tool("orders.lookup".into()),
+            &[],
+            &ctx,
+        )
+        .unwrap()
+    };
+    let bot = agent_for("alice");
+    assert!(matches!(
+        ask(&bot, serde_json::json!({"customer_id": "alice"})),
+        Verdict::Permit(_)
+    ));
+    // Another customer's orders, a missing argument, or a nested look-alike: refused.
+    for args in [
+        serde_json::json!({"customer_id": "bob"}),
+        serde_json::json!({}),
+        serde_json::json!({"filter": {"customer_id": "alice"}}),
+        serde_json::json!({"customer_id": ["alice"]}),
+    ] {
+        assert!(
+            matches!(ask(&bot, args.clone()), Verdict::Deny(_)),
+            "{args}"
+        );
+    }
+    // The cache keys on the arguments: a permitted call does not answer for another customer.
+    assert!(matches!(
+        ask(&bot, serde_json::json!({"customer_id": "alice"})),
+        Verdict::Permit(_)
+    ));
+    assert!(matches!(
+        ask(&bot, serde_json::json!({"customer_id": "bob"})),
+        Verdict::Deny(_)
+    ));
+    // The same agent acting for bob may look up bob's orders.
+    assert!(matches!(
+        ask(&agent_for("bob"), serde_json::json!({"customer_id": "bob"})),
+        Verdict::Permit(_)
+    ));
+}
+
+#[test]
+fn arguments_are_flattened_with_bounds_and_no_ambiguity() {
+    let flat = crate::flatten_arguments(&serde_json::json!({
+        "a": {"b": 1, "c": [true, "x"]}, "e": {}, "f": [], "g": null, "h": 1.5
+    }))
+    .unwrap();
+    let got: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("a.b", "1"),
+            ("a.c.0", "true"),
+            ("a.c.1", "x"),
+            ("e", "{}"),
+            ("f", "[]"),
+            ("g", "null"),
+            ("h", "1.5")
+        ]
+    );
+    use crate::ArgumentsError as E;
+    // A dotted key cannot shadow a nested one.
+    assert!(matches!(
+        crate::flatten_arguments(&serde_json::json!({"a.b": "mine", "a": {"b": "theirs"}})),
+        Err(E::Ambiguous(p)) if p == "a.b"
+    ));
+    assert_eq!(
+        crate::flatten_arguments(&serde_json::json!([1])),
+        Err(E::NotAnObject("an array"))
+    );
+    let mut deep = serde_json::json!(1);
+    for _ in 0..=crate::MAX_ARGUMENT_DEPTH {
+        deep = serde_json::json!({ "d": deep });
+    }
+    assert_eq!(crate::flatten_arguments(&deep), Err(E::TooDeep));
+    let many: serde_json::Map<String, serde_json::Value> = (0..=crate::MAX_ARGUMENT_LEAVES)
+        .map(|i| (format!("k{i}"), serde_json::json!(i)))
+        .collect();
+    assert_eq!(
+        crate::flatten_arguments(&serde_json::Value::Object(many)),
+        Err(E::TooMany)
+    );
+    let big = serde_json::json!({"k": "x".repeat(crate::MAX_ARGUMENT_BYTES + 1)});
+    assert_eq!(crate::flatten_arguments(&big), Err(E::TooLarge));
+}
+
+#[test]
+fn network_and_clock_facts_reach_policy() {
+    let rule = PolicySource {
+        name: "office.cedar".into(),
+        text: r#"@id("office-hours-from-the-office")
+permit (principal, action == Action::"invoke", resource)
+when { context.client_ip.isInRange(ip("10.0.0.0/8")) && context.network_zone == "office"
+       && context.hour_utc >= 8 && context.hour_utc < 18 && context.weekday_utc < 5
+       && context.device_posture.contains("managed") };"#
+            .into(),
+    };
+    let e = PolicyEngine::from_sources(vec![rule]).unwrap();
+    // 2023-11-14 (a Tuesday) 22:13:20 UTC and 10:13:20 the same day.
+    let evening = RequestContext::new("chat").at_unix_time(1_700_000_000);
+    assert_eq!((evening.hour_utc, evening.weekday_utc), (22, 1));
+    let mut ok = RequestContext::new("chat").at_unix_time(1_700_000_000 - 12 * 3600);
+    ok.client_ip = "10.1.2.3".parse().unwrap();
+    ok.network_zone = "office".into();
+    ok.device_posture.insert("managed".into());
+    let ask = |ctx: &RequestContext| {
+        e.authorize(
+            &user("a", &[]),
+            Action::Invoke,
+            &Resource::Model("m".into()),
+            &[],
+            ctx,
+        )
+        .unwrap()
+    };
+    assert!(matches!(ask(&ok), Verdict::Permit(_)));
+    // The same office client seen through a dual-stack socket.
+    let mut mapped = ok.clone();
+    mapped.client_ip = "::ffff:10.1.2.3".parse().unwrap();
+    assert!(matches!(ask(&mapped), Verdict::Permit(_)));
+    let mut outside = ok.clone();
+    outside.client_ip = "192.0.2.1".parse().unwrap();
+    let mut late = ok.clone();
+    late.hour_utc = 22;
+    let mut unmanaged = ok.clone();
+    unmanaged.device_posture.clear();
+    let mut zone = ok.clone();
+    zone.network_zone = "unknown".into();
+    for (name, ctx) in [
+        ("outside", outside),
+        ("late", late),
+        ("unmanaged", unmanaged),
+        ("zone", zone),
+    ] {
+        assert!(matches!(ask(&ctx), Verdict::Deny(_)), "{name}");
+    }
 }
