@@ -5,6 +5,7 @@
 
 mod admin_client;
 mod delegation_cmd;
+mod policy_cmd;
 mod quickstart;
 
 // The request path allocates many small short-lived buffers (JSON values, findings, headers);
@@ -66,7 +67,7 @@ enum Command {
     /// Policy tools.
     Policy {
         #[command(subcommand)]
-        command: PolicyCommand,
+        command: policy_cmd::PolicyCommand,
     },
     /// API keys, written straight into the store (to bootstrap the first administrator before
     /// `serve`; a running gateway picks up keys created through its admin API instead).
@@ -102,17 +103,6 @@ enum Command {
         #[command(subcommand)]
         command: delegation_cmd::UsersCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Parse and validate every .cedar file in a directory against the ZTAI schema.
-    Validate {
-        /// Directory holding .cedar files.
-        dir: PathBuf,
-    },
-    /// Print the Cedar schema policies are validated against.
-    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,32 +479,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents { command } => delegation_cmd::agents(command),
         Command::Token { command } => delegation_cmd::token(command),
         Command::Users { command } => delegation_cmd::users(command),
-        Command::Policy {
-            command: PolicyCommand::Schema,
-        } => {
-            print!("{}", ztai_policy::SCHEMA_TEXT);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Policy {
-            command: PolicyCommand::Validate { dir },
-        } => match ztai_policy::PolicyEngine::load_dir(&dir) {
-            Ok(engine) => {
-                println!(
-                    "ok: {} policies in {} file(s) are valid (digest {})",
-                    engine.policy_count(),
-                    engine.sources().len(),
-                    engine.digest()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(ztai_policy::PolicyError::Io { file, message }) => {
-                anyhow::bail!("cannot read `{file}`: {message}")
-            }
-            Err(e) => {
-                eprintln!("invalid: {e}");
-                Ok(ExitCode::from(1))
-            }
-        },
+        Command::Policy { command } => policy_cmd::run(command),
         Command::Keys {
             command:
                 KeysCommand::Create {

@@ -25,6 +25,12 @@ const SAMPLE_POLICIES: &[(&str, &str)] = &[
         "agents.cedar",
         include_str!("../../../policies/agents.cedar"),
     ),
+    ("tools.cedar", include_str!("../../../policies/tools.cedar")),
+    // Not a policy: the pack's declarative tests (`ztai policy test`), beside what they test.
+    (
+        "policy-tests.toml",
+        include_str!("../../../policies/policy-tests.toml"),
+    ),
 ];
 
 /// Sample agents: a support assistant and the summariser it may hand narrowed tokens to.

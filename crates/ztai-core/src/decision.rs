@@ -24,6 +24,19 @@ pub enum Obligation {
     Approval { group: String, timeout_secs: u64 },
 }
 
+impl Obligation {
+    /// A short label for audit records and policy tests: `redact:secret`, `log_full`,
+    /// `approval:admins`.
+    pub fn label(&self) -> String {
+        match self {
+            Obligation::Redact { categories } if categories.is_empty() => "redact".into(),
+            Obligation::Redact { categories } => format!("redact:{}", categories.join(",")),
+            Obligation::LogFull => "log_full".into(),
+            Obligation::Approval { group, .. } => format!("approval:{group}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDecision {
     pub decision: Decision,

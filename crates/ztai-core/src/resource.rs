@@ -40,6 +40,25 @@ impl Action {
     }
 }
 
+impl Action {
+    /// Every action, in schema order.
+    pub const ALL: [Action; 8] = [
+        Action::Invoke,
+        Action::ListModel,
+        Action::CallTool,
+        Action::ReadDocument,
+        Action::Egress,
+        Action::Approve,
+        Action::Delegate,
+        Action::Admin,
+    ];
+
+    /// The action with this Cedar id.
+    pub fn parse(s: &str) -> Option<Self> {
+        Action::ALL.into_iter().find(|a| a.cedar_id() == s)
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.cedar_id())
@@ -73,6 +92,23 @@ impl Resource {
             Resource::Agent(_) => "Agent",
             Resource::Api(_) => "Api",
         }
+    }
+
+    /// Parses `kind:id` (`model:echo-small`, `tool:orders.lookup`); the kind is the lowercase
+    /// entity type.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, id) = s.split_once(':')?;
+        let id = id.to_string();
+        Some(match kind {
+            "model" => Resource::Model(id),
+            "tool" => Resource::Tool(id),
+            "document" => Resource::Document(id),
+            "dataset" => Resource::Dataset(id),
+            "destination" => Resource::Destination(id),
+            "agent" => Resource::Agent(id),
+            "api" => Resource::Api(id),
+            _ => return None,
+        })
     }
 
     pub fn id(&self) -> &str {

@@ -7,7 +7,7 @@
 use crate::error::GatewayError;
 use crate::limits::Rate;
 use crate::metrics::{FindingLabels, Outcome, RouteStatus};
-use crate::record::{Trace, micros, obligation_name};
+use crate::record::{Trace, micros};
 use crate::sse::SseParser;
 use crate::state::Gateway;
 use axum::body::Body;
@@ -735,7 +735,7 @@ async fn pipeline(
 
     // 4. authorise
     let t = Instant::now();
-    let mut ctx = RequestContext::new(op.name()).with_findings(trace.findings.iter());
+    let mut ctx = request_context(op.name(), &trace.client).with_findings(trace.findings.iter());
     ctx.risk_score = gw.observe_risk(principal, trace.findings.iter());
     ctx.stream = parsed.stream;
     ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
@@ -782,11 +782,11 @@ async fn pipeline(
                         write_text(&mut parsed.body, slot, redact(text, f, &cats));
                     }
                 }
-                trace.obligations_done.push(obligation_name(o));
+                trace.obligations_done.push(o.label());
             }
             Obligation::LogFull => {
                 log_full = true;
-                trace.obligations_done.push(obligation_name(o));
+                trace.obligations_done.push(o.label());
             }
             Obligation::Approval { group, .. } => {
                 let msg = format!(
@@ -806,6 +806,19 @@ async fn pipeline(
         gw, op, &permit, &model, parsed, trace, token_key, token_rate, token_cost, log_full,
     )
     .await
+}
+
+/// The facts every decision gets: the operation, the client's address and the time.
+fn request_context(operation: &str, client: &str) -> RequestContext {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let mut ctx = RequestContext::new(operation).at_unix_time(now);
+    if let Ok(addr) = client.parse::<std::net::SocketAddr>() {
+        ctx.client_ip = addr.ip();
+    }
+    ctx
 }
 
 fn upstream_error(status: StatusCode, upstream: &str, body: &[u8]) -> GatewayError {
@@ -1495,7 +1508,7 @@ pub(crate) async fn list_models(
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(who.principal.clone());
         let t = Instant::now();
-        let ctx = RequestContext::new("list");
+        let ctx = request_context("list", &trace.client);
         let mut data = Vec::new();
         let mut names: Vec<&String> = gw.models.keys().collect();
         names.sort();

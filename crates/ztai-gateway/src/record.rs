@@ -2,8 +2,7 @@
 
 use std::time::{Instant, SystemTime};
 use ztai_core::{
-    AuditRecord, Decision, Finding, FindingSummary, Obligation, PolicyDecision, Principal,
-    StageTimings,
+    AuditRecord, Decision, Finding, FindingSummary, PolicyDecision, Principal, StageTimings,
 };
 
 #[derive(Debug, Clone)]
@@ -33,15 +32,6 @@ pub(crate) fn micros(since: Instant) -> u64 {
 
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
-}
-
-pub(crate) fn obligation_name(o: &Obligation) -> String {
-    match o {
-        Obligation::Redact { categories } if categories.is_empty() => "redact".into(),
-        Obligation::Redact { categories } => format!("redact:{}", categories.join(",")),
-        Obligation::LogFull => "log_full".into(),
-        Obligation::Approval { group, .. } => format!("approval:{group}"),
-    }
 }
 
 impl Trace {

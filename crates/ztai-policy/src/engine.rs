@@ -6,7 +6,7 @@
 //! schema; one invalid policy refuses the whole set, so a reload is all or nothing.
 
 use crate::cache::{ContextUse, DecisionCache};
-use crate::slice::{PolicyIndex, Slice};
+use crate::slice::{PolicyIndex, ScopeMismatch, Slice};
 use crate::{Permit, PolicyError, RequestContext, Verdict};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
@@ -47,6 +47,7 @@ pub struct PolicyEngine {
 /// annotation through Cedar parses its name every time).
 #[derive(Debug)]
 struct PolicyMeta {
+    file: String,
     effect: Effect,
     reason: Option<String>,
     obligations: Vec<Obligation>,
@@ -176,6 +177,11 @@ impl PolicyEngine {
                 (
                     p.id().clone(),
                     PolicyMeta {
+                        file: origin
+                            .get(p.id())
+                            .and_then(|i| sources.get(*i))
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default(),
                         effect: p.effect(),
                         reason: p.annotation("reason").map(str::to_string),
                         obligations: obligations_of(p.annotations()),
@@ -288,6 +294,63 @@ impl PolicyEngine {
         self.evaluate_with(principal, action, resource, resource_parents, ctx, true)
     }
 
+    /// Explains a decision: the decision itself, and for every policy in the set whether it
+    /// determined the decision, applied but was overridden, had false conditions, failed to
+    /// evaluate, or was out of scope (and which part of the scope did not match). Slower than
+    /// `evaluate` (each policy in scope is evaluated on its own); for tools, not the request path.
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Explanation, PolicyError> {
+        let verdict = self.evaluate(principal, action, resource, resource_parents, ctx)?;
+        let decision = verdict.decision().clone();
+        let q = CedarQuestion::new(principal, action, resource, resource_parents)?;
+        let mut policies = Vec::new();
+        for (policy, mismatch) in self.index.scopes(&q) {
+            let id = policy.id().to_string();
+            let meta = self.meta.get(policy.id());
+            let outcome = match mismatch {
+                Some(part) => PolicyOutcome::OutOfScope(part),
+                None if decision.policies.contains(&id) => PolicyOutcome::Determining,
+                None => {
+                    let mut alone = PolicySet::new();
+                    alone
+                        .add(policy.clone())
+                        .map_err(|e| PolicyError::Request(e.to_string()))?;
+                    let (request, entities) =
+                        CedarQuestion::new(principal, action, resource, resource_parents)?
+                            .into_cedar(ctx, self.context_use)?;
+                    let response = self.authorizer.is_authorized(&request, &alone, &entities);
+                    let d = response.diagnostics();
+                    if let Some(e) = d.errors().next() {
+                        PolicyOutcome::Errored(e.to_string())
+                    } else if d.reason().next().is_some() {
+                        PolicyOutcome::Overridden
+                    } else {
+                        PolicyOutcome::ConditionsFalse
+                    }
+                }
+            };
+            policies.push(PolicyExplanation {
+                id,
+                effect: match policy.effect() {
+                    Effect::Permit => "permit",
+                    Effect::Forbid => "forbid",
+                },
+                file: meta.map(|m| m.file.clone()).unwrap_or_default(),
+                reason: meta.and_then(|m| m.reason.clone()),
+                outcome,
+            });
+        }
+        // Determining first, then the rest in scope, then out of scope; by id within each.
+        policies.sort_by(|a, b| (a.outcome.rank(), &a.id).cmp(&(b.outcome.rank(), &b.id)));
+        Ok(Explanation { decision, policies })
+    }
+
     /// Evaluates on the policies whose scope can match (`sliced`) or on the whole set; both
     /// give the same answer, which the tests check.
     fn evaluate_with(
@@ -299,33 +362,14 @@ impl PolicyEngine {
         ctx: &RequestContext,
         sliced: bool,
     ) -> Result<Verdict, PolicyError> {
-        let principal_uid = uid(principal.kind.entity_type(), &principal.id)?;
-        let groups = principal
-            .groups
-            .iter()
-            .map(|g| uid("Group", g))
-            .collect::<Result<HashSet<_>, _>>()?;
-        let resource_uid = uid(resource.entity_type(), resource.id())?;
-        let parent_type = match resource {
-            Resource::Model(_) => Some("ModelGroup"),
-            Resource::Agent(_) => Some("Group"),
-            _ => None,
-        };
-        let resource_parents = match parent_type {
-            Some(t) => resource_parents
-                .iter()
-                .map(|g| uid(t, g))
-                .collect::<Result<HashSet<_>, _>>()?,
-            None => HashSet::new(),
-        };
-        let action_uid = uid("Action", action.cedar_id())?;
+        let q = CedarQuestion::new(principal, action, resource, resource_parents)?;
         let slice = if sliced {
             self.index.slice(
-                &principal_uid,
-                &groups,
-                &action_uid,
-                &resource_uid,
-                &resource_parents,
+                &q.principal,
+                &q.principal_ancestors,
+                &q.action,
+                &q.resource,
+                &q.resource_ancestors,
             )
         } else {
             Slice::Whole
@@ -343,34 +387,7 @@ impl PolicyEngine {
             Slice::Policies(set) => set.as_ref(),
             Slice::Whole => &self.policies,
         };
-        let mut entities = vec![
-            Entity::new_no_attrs(principal_uid.clone(), groups),
-            Entity::new_no_attrs(resource_uid.clone(), resource_parents),
-        ];
-        let arguments_uid = uid("Arguments", "call")?;
-        if self.context_use.arguments {
-            entities.push(
-                Entity::new_with_tags(
-                    arguments_uid.clone(),
-                    [],
-                    [],
-                    ctx.arguments
-                        .iter()
-                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
-                )
-                .map_err(|e| PolicyError::Request(e.to_string()))?,
-            );
-        }
-        let entities = Entities::from_entities(entities, None)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let request = Request::new(
-            principal_uid,
-            action_uid,
-            resource_uid,
-            context(ctx, self.context_use, arguments_uid)?,
-            None,
-        )
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let (request, entities) = q.into_cedar(ctx, self.context_use)?;
         let response = self
             .authorizer
             .is_authorized(&request, policies_in_play, &entities);
@@ -426,6 +443,147 @@ impl PolicyEngine {
                 }))
             }
         }
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    pub decision: PolicyDecision,
+    /// Every policy of the set, determining ones first.
+    pub policies: Vec<PolicyExplanation>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyExplanation {
+    pub id: String,
+    pub effect: &'static str,
+    pub file: String,
+    pub reason: Option<String>,
+    pub outcome: PolicyOutcome,
+}
+
+/// What one policy did for one question.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+pub enum PolicyOutcome {
+    /// It decided: a satisfied permit of an allow, or a satisfied forbid of a deny.
+    Determining,
+    /// Its scope and conditions held, but it did not decide (a permit beaten by a forbid).
+    Overridden,
+    /// Its scope matched and its `when`/`unless` conditions did not hold.
+    ConditionsFalse,
+    /// Its conditions failed to evaluate (Cedar skips it; a forbid that errors denies).
+    Errored(String),
+    /// This part of its scope does not match the question.
+    OutOfScope(ScopeMismatch),
+}
+
+impl PolicyOutcome {
+    fn rank(&self) -> u8 {
+        match self {
+            PolicyOutcome::Determining => 0,
+            PolicyOutcome::Overridden => 1,
+            PolicyOutcome::Errored(_) => 2,
+            PolicyOutcome::ConditionsFalse => 3,
+            PolicyOutcome::OutOfScope(_) => 4,
+        }
+    }
+
+    /// A short phrase for people.
+    pub fn describe(&self) -> String {
+        match self {
+            PolicyOutcome::Determining => "determined the decision".into(),
+            PolicyOutcome::Overridden => "applied, but a forbid overrides it".into(),
+            PolicyOutcome::ConditionsFalse => "in scope; its conditions do not hold".into(),
+            PolicyOutcome::Errored(e) => format!("in scope; failed to evaluate: {e}"),
+            PolicyOutcome::OutOfScope(part) => format!(
+                "does not apply: the {} is outside its scope",
+                match part {
+                    ScopeMismatch::Action => "action",
+                    ScopeMismatch::Principal => "principal",
+                    ScopeMismatch::Resource => "resource",
+                }
+            ),
+        }
+    }
+}
+
+/// One question in Cedar's terms: the principal, action and resource and their ancestors.
+pub(crate) struct CedarQuestion {
+    pub principal: EntityUid,
+    pub principal_ancestors: HashSet<EntityUid>,
+    pub action: EntityUid,
+    pub resource: EntityUid,
+    pub resource_ancestors: HashSet<EntityUid>,
+}
+
+impl CedarQuestion {
+    pub fn new(
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+    ) -> Result<Self, PolicyError> {
+        let parent_type = match resource {
+            Resource::Model(_) => Some("ModelGroup"),
+            Resource::Agent(_) => Some("Group"),
+            _ => None,
+        };
+        Ok(CedarQuestion {
+            principal: uid(principal.kind.entity_type(), &principal.id)?,
+            principal_ancestors: principal
+                .groups
+                .iter()
+                .map(|g| uid("Group", g))
+                .collect::<Result<HashSet<_>, _>>()?,
+            action: uid("Action", action.cedar_id())?,
+            resource: uid(resource.entity_type(), resource.id())?,
+            resource_ancestors: match parent_type {
+                Some(t) => resource_parents
+                    .iter()
+                    .map(|g| uid(t, g))
+                    .collect::<Result<HashSet<_>, _>>()?,
+                None => HashSet::new(),
+            },
+        })
+    }
+
+    /// The Cedar request and the entities it needs.
+    pub fn into_cedar(
+        self,
+        ctx: &RequestContext,
+        used: ContextUse,
+    ) -> Result<(Request, Entities), PolicyError> {
+        let mut entities = vec![
+            Entity::new_no_attrs(self.principal.clone(), self.principal_ancestors),
+            Entity::new_no_attrs(self.resource.clone(), self.resource_ancestors),
+        ];
+        let arguments_uid = uid("Arguments", "call")?;
+        if used.arguments {
+            entities.push(
+                Entity::new_with_tags(
+                    arguments_uid.clone(),
+                    [],
+                    [],
+                    ctx.arguments
+                        .iter()
+                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+                )
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            );
+        }
+        let entities = Entities::from_entities(entities, None)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let request = Request::new(
+            self.principal,
+            self.action,
+            self.resource,
+            context(ctx, used, arguments_uid)?,
+            None,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        Ok((request, entities))
     }
 }
 

@@ -8,12 +8,20 @@ mod cache;
 mod context;
 mod engine;
 mod slice;
+mod testing;
 
 pub use context::{
     ArgumentsError, MAX_ARGUMENT_BYTES, MAX_ARGUMENT_DEPTH, MAX_ARGUMENT_LEAVES, RequestContext,
     flatten_arguments,
 };
-pub use engine::{PolicyEngine, PolicySource, SCHEMA_TEXT};
+pub use engine::{
+    Explanation, PolicyEngine, PolicyExplanation, PolicyOutcome, PolicySource, SCHEMA_TEXT,
+};
+pub use slice::ScopeMismatch;
+pub use testing::{
+    ContextSpec, PolicyQuestion, PolicyTestCase, PolicyTestFile, PolicyTestResult, QuestionError,
+    run_tests,
+};
 
 use ztai_core::PolicyDecision;
 

@@ -80,6 +80,16 @@ struct Indexed {
     policy: Policy,
     principal: Scope,
     resource: Scope,
+    actions: Vec<EntityUid>,
+}
+
+/// Which part of a policy's scope a question fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeMismatch {
+    Action,
+    Principal,
+    Resource,
 }
 
 /// The policies of one action, by the entity their principal constraint names.
@@ -134,6 +144,7 @@ impl PolicyIndex {
                     .filter(|x| list.iter().any(|g| action_is_in(x, g)))
                     .collect(),
             };
+            let actions: Vec<EntityUid> = applies.iter().map(|a| (*a).clone()).collect();
             for action in applies {
                 let slice = by_action.entry(action.clone()).or_default();
                 match principal.anchor() {
@@ -149,6 +160,7 @@ impl PolicyIndex {
                 policy: policy.clone(),
                 principal,
                 resource,
+                actions,
             });
         }
         PolicyIndex {
@@ -156,6 +168,26 @@ impl PolicyIndex {
             by_action,
             subsets: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Every policy with the first part of its scope this question fails, if any (for
+    /// explanations; the request path uses `slice`).
+    pub fn scopes<'a>(
+        &'a self,
+        q: &'a crate::engine::CedarQuestion,
+    ) -> impl Iterator<Item = (&'a Policy, Option<ScopeMismatch>)> + 'a {
+        self.policies.iter().map(move |p| {
+            let mismatch = if !p.actions.contains(&q.action) {
+                Some(ScopeMismatch::Action)
+            } else if !p.principal.matches(&q.principal, &q.principal_ancestors) {
+                Some(ScopeMismatch::Principal)
+            } else if !p.resource.matches(&q.resource, &q.resource_ancestors) {
+                Some(ScopeMismatch::Resource)
+            } else {
+                None
+            };
+            (&p.policy, mismatch)
+        })
     }
 
     /// The policies whose scope matches this principal, action and resource.
