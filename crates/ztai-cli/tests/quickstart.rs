@@ -294,3 +294,41 @@ fn policy_changes_hot_reload_and_invalid_sets_are_refused() {
     let r = chat(qs.gateway, &qs.api_key, "echo-small", "hi", false);
     assert!(r.text().contains("demo is locked out"));
 }
+
+/// Policy sees the real client address and clock: a forbid on loopback clients refuses the test's
+/// requests (which come from 127.0.0.1), one on another range does not; a rule on the hour that
+/// holds at every hour keeps working.
+#[test]
+fn policy_sees_the_client_address_and_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    let policies = dir.path().join("policies");
+    let applied = metric(qs.admin, "ztai_policy_reloads_total{outcome=\"applied\"}");
+    std::fs::write(
+        policies.join("zz-network.cedar"),
+        "@id(\"no-office-range\") @reason(\"not from the office range\") forbid (principal, action == Action::\"invoke\", resource) when { context.client_ip.isInRange(ip(\"10.0.0.0/8\")) };\n\
+         @id(\"any-hour\") @reason(\"hours are 0-23\") forbid (principal, action == Action::\"invoke\", resource) when { context.hour_utc < 0 || context.hour_utc > 23 || context.weekday_utc > 6 };",
+    )
+    .unwrap();
+    wait_until("the first policy change to apply", || {
+        metric(qs.admin, "ztai_policy_reloads_total{outcome=\"applied\"}") > applied
+    });
+    assert_eq!(
+        chat(qs.gateway, &qs.api_key, "echo-small", "hi", false).status,
+        200
+    );
+    std::fs::write(
+        policies.join("zz-loopback.cedar"),
+        "@id(\"no-loopback\") @reason(\"loopback clients are refused\") forbid (principal, action == Action::\"invoke\", resource) when { context.client_ip.isLoopback() };",
+    )
+    .unwrap();
+    wait_until("the loopback forbid to apply", || {
+        chat(qs.gateway, &qs.api_key, "echo-small", "hi", false).status == 403
+    });
+    let r = chat(qs.gateway, &qs.api_key, "echo-small", "hi", false);
+    assert!(
+        r.text().contains("loopback clients are refused"),
+        "{}",
+        r.text()
+    );
+}
