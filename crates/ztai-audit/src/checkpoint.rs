@@ -146,7 +146,14 @@ impl CheckpointSigner {
 
     /// The signed note for `checkpoint`.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
-        let body = checkpoint.body();
+        self.sign_note(&checkpoint.body())
+    }
+
+    /// A signed note over any statement with the same key, e.g. an approval decision. `body`
+    /// must be newline-terminated lines with no blank line; its first line should name what it
+    /// is. A statement cannot pass as a checkpoint (checkpoint bodies need a tree size on their
+    /// second line and a root hash on their third).
+    pub fn sign_note(&self, body: &str) -> String {
         let sig = self.key.sign(body.as_bytes());
         let mut blob = self.key_id.to_vec();
         blob.extend_from_slice(sig.as_ref());
@@ -200,6 +207,11 @@ impl CheckpointVerifier {
 
     /// Verifies a signed note and returns the checkpoint it carries.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        Checkpoint::parse_body(&self.verify_note(note)?)
+    }
+
+    /// Verifies a signed note made by `sign_note` and returns its body.
+    pub fn verify_note(&self, note: &str) -> Result<String, CheckpointError> {
         let (body, sigs) = note.split_once("\n\n").ok_or_else(|| {
             CheckpointError::Malformed("no blank line before the signatures".into())
         })?;
@@ -226,7 +238,7 @@ impl CheckpointVerifier {
         UnparsedPublicKey::new(&ED25519, &self.public)
             .verify(body.as_bytes(), sig)
             .map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
-        Checkpoint::parse_body(&body)
+        Ok(body)
     }
 }
 
@@ -276,6 +288,24 @@ mod tests {
         for junk in ["", "x", "a\n\nb", "o\n1\nzz\n\n\u{2014} ztai-test AAAA\n"] {
             assert!(verifier.verify(junk).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn statements_are_signed_and_never_pass_as_checkpoints() {
+        let (_, signer) = CheckpointSigner::generate("ztai-test").unwrap();
+        let verifier = CheckpointVerifier::parse(&signer.verifier_key()).unwrap();
+        let body = "ztai-approval-decision/v1\napproval apr_1\ndecision approved\n";
+        let note = signer.sign_note(body);
+        assert_eq!(verifier.verify_note(&note).unwrap(), body);
+        assert!(
+            verifier.verify(&note).is_err(),
+            "a statement is not a checkpoint"
+        );
+        let altered = note.replacen("approved", "denied", 1);
+        assert_eq!(
+            verifier.verify_note(&altered),
+            Err(CheckpointError::BadSignature("ztai-test".into()))
+        );
     }
 
     #[test]

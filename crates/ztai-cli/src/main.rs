@@ -4,6 +4,7 @@
 //! chain); 2 the command could not run (bad arguments, unreadable files, a port in use).
 
 mod admin_client;
+mod approvals_cmd;
 mod delegation_cmd;
 mod policy_cmd;
 mod quickstart;
@@ -102,6 +103,11 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: delegation_cmd::UsersCommand,
+    },
+    /// Requests held for human approval: list, show, approve, deny.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
     },
 }
 
@@ -479,6 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents { command } => delegation_cmd::agents(command),
         Command::Token { command } => delegation_cmd::token(command),
         Command::Users { command } => delegation_cmd::users(command),
+        Command::Approvals { command } => approvals_cmd::run(command),
         Command::Policy { command } => policy_cmd::run(command),
         Command::Keys {
             command:

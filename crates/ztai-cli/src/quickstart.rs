@@ -26,6 +26,10 @@ const SAMPLE_POLICIES: &[(&str, &str)] = &[
         include_str!("../../../policies/agents.cedar"),
     ),
     ("tools.cedar", include_str!("../../../policies/tools.cedar")),
+    (
+        "approvals.cedar",
+        include_str!("../../../policies/approvals.cedar"),
+    ),
     // Not a policy: the pack's declarative tests (`ztai policy test`), beside what they test.
     (
         "policy-tests.toml",
@@ -205,6 +209,17 @@ upstream = "standin"
 upstream_model = "standin-echo"
 groups = ["standard"]
 requests_per_minute = 3
+
+# Every request to this model waits for an approver (policies/approvals.cedar).
+[[models]]
+name = "echo-sensitive"
+upstream = "standin"
+upstream_model = "standin-echo"
+groups = ["sensitive"]
+
+[approvals]
+mode = "wait"
+wait_secs = 20
 "#
     )
 }

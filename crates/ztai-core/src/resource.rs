@@ -78,6 +78,8 @@ pub enum Resource {
     Agent(String),
     /// A control-plane area (`keys`, `audit`, `policies`).
     Api(String),
+    /// A request held for human approval, by its ticket id (as what an approver decides on).
+    Approval(String),
 }
 
 impl Resource {
@@ -91,6 +93,7 @@ impl Resource {
             Resource::Destination(_) => "Destination",
             Resource::Agent(_) => "Agent",
             Resource::Api(_) => "Api",
+            Resource::Approval(_) => "Approval",
         }
     }
 
@@ -107,6 +110,7 @@ impl Resource {
             "destination" => Resource::Destination(id),
             "agent" => Resource::Agent(id),
             "api" => Resource::Api(id),
+            "approval" => Resource::Approval(id),
             _ => return None,
         })
     }
@@ -119,7 +123,8 @@ impl Resource {
             | Resource::Dataset(s)
             | Resource::Destination(s)
             | Resource::Agent(s)
-            | Resource::Api(s) => s,
+            | Resource::Api(s)
+            | Resource::Approval(s) => s,
         }
     }
 }

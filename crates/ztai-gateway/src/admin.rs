@@ -21,6 +21,7 @@ use ztai_core::{Action, Principal, PrincipalKind, Resource};
 use ztai_policy::{RequestContext, Verdict};
 
 mod agents;
+mod approvals;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -46,6 +47,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/revocations",
             get(agents::list_revocations).post(agents::revoke),
+        )
+        .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/approvals/{approval_id}", get(approvals::show))
+        .route(
+            "/api/v1/approvals/{approval_id}/approve",
+            post(approvals::approve),
+        )
+        .route(
+            "/api/v1/approvals/{approval_id}/deny",
+            post(approvals::deny),
         )
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload_policies))
@@ -128,9 +139,43 @@ where
     F: FnOnce(Principal) -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, Value), GatewayError>>,
 {
+    governed_as(
+        gw,
+        caller,
+        Check::Policy(Action::Admin, Resource::Api(area.to_string()), &[]),
+        action,
+        f,
+    )
+    .await
+}
+
+/// How `governed_as` authorises a call.
+pub(crate) enum Check<'a> {
+    /// One question to policy before the handler runs.
+    Policy(Action, Resource, &'a [String]),
+    /// The handler asks policy itself, per item (listing what the caller may decide); the
+    /// resource names what the record shows.
+    InHandler(Resource),
+}
+
+/// Like `governed`, for any action on any resource (deciding an approval is `approve` on the
+/// `Approval`, in its approver group).
+pub(crate) async fn governed_as<F, Fut>(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    check: Check<'_>,
+    action: &'static str,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Principal) -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, Value), GatewayError>>,
+{
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), action);
-    trace.resource = Resource::Api(area.to_string()).to_string();
+    trace.resource = match &check {
+        Check::Policy(_, r, _) | Check::InHandler(r) => r.to_string(),
+    };
     trace.client = caller.client.clone();
     let result = async {
         let t = Instant::now();
@@ -138,12 +183,16 @@ where
         let principal = who.principal.clone();
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(principal.clone());
+        let (cedar_action, resource, resource_parents) = match &check {
+            Check::Policy(a, r, p) => (*a, r, *p),
+            Check::InHandler(_) => return f(principal).await,
+        };
         let t = Instant::now();
         let verdict = gw.authorize(
             &who,
-            Action::Admin,
-            &Resource::Api(area.to_string()),
-            &[],
+            cedar_action,
+            resource,
+            resource_parents,
             &RequestContext::new("admin"),
         )?;
         trace.timings.authorize_us = micros(t);
@@ -223,14 +272,14 @@ fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialE
     })
 }
 
-fn store_failed(e: impl std::fmt::Display) -> GatewayError {
+pub(crate) fn store_failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::StageFailed {
         stage: "store",
         message: format!("the store failed: {e}"),
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     gw: &Arc<Gateway>,
     f: impl FnOnce(&Gateway) -> Result<T, GatewayError> + Send + 'static,
 ) -> Result<T, GatewayError> {

@@ -44,6 +44,8 @@ struct RawConfig {
     #[serde(default)]
     identity: RawIdentity,
     #[serde(default)]
+    approvals: RawApprovals,
+    #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
     models: Vec<RawModel>,
@@ -135,6 +137,34 @@ struct RawIdentity {
     risk: RawRisk,
     #[serde(default)]
     spiffe: RawSpiffe,
+}
+
+/// `[approvals]`: how requests held for a human approver are answered.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    mode: Option<String>,
+    wait_secs: Option<u64>,
+    webhook_url: Option<String>,
+}
+
+/// How a held caller is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalMode {
+    /// Keep the request open up to `wait`, then answer 202 with the ticket if still pending.
+    Wait,
+    /// Answer 202 with the ticket at once.
+    Ticket,
+}
+
+/// Human-in-the-loop settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    pub mode: ApprovalMode,
+    /// How long a held request waits for a decision before it is answered 202 (wait mode).
+    pub wait: Duration,
+    /// Where to POST a notification of each new approval request (JSON).
+    pub webhook_url: Option<String>,
 }
 
 /// `[identity.spiffe]`: services and models authenticated by client certificate.
@@ -378,6 +408,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub jwt_issuers: Vec<JwtIssuerConfig>,
     pub tokens: TokensConfig,
+    pub approvals: ApprovalsConfig,
     /// How long a principal's risk score takes to halve without new findings.
     pub risk_half_life: Duration,
     /// TLS on the data plane, when configured.
@@ -719,6 +750,30 @@ fn export_sink(
     })
 }
 
+/// A URL the gateway fetches from or posts to: HTTPS, or plain HTTP only to a loopback address.
+fn https_or_loopback(key: &str, u: &str, why: &str) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = u
+        .parse()
+        .map_err(|e| err(key, format!("`{u}` is not a URL: {e}")))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(uri.clone()),
+        Some("http") if loopback => Ok(uri.clone()),
+        _ => Err(err(
+            key,
+            format!(
+                "`{u}` must be an https:// URL ({why}; plain http is allowed only to a loopback address)"
+            ),
+        )),
+    }
+}
+
 fn ms(key: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match value.unwrap_or(default) {
         0 => Err(err(key, "must be greater than 0 milliseconds")),
@@ -878,6 +933,40 @@ impl Config {
             ));
         }
         let risk_half_life = Duration::from_secs(half_life_secs);
+        let approvals = {
+            let a = &raw.approvals;
+            let mode = match a.mode.as_deref().unwrap_or("wait") {
+                "wait" => ApprovalMode::Wait,
+                "ticket" => ApprovalMode::Ticket,
+                other => {
+                    return Err(err(
+                        "approvals.mode",
+                        format!(
+                            "`{other}` is not a mode: use \"wait\" (hold the request up to wait_secs) or \"ticket\" (answer 202 at once)"
+                        ),
+                    ));
+                }
+            };
+            let wait_secs = a.wait_secs.unwrap_or(30);
+            if !(1..=300).contains(&wait_secs) {
+                return Err(err(
+                    "approvals.wait_secs",
+                    "must be between 1 and 300: longer holds tie up connections; use mode = \"ticket\"",
+                ));
+            }
+            if let Some(u) = &a.webhook_url {
+                https_or_loopback(
+                    "approvals.webhook_url",
+                    u,
+                    "approval requests name who asked for what",
+                )?;
+            }
+            ApprovalsConfig {
+                mode,
+                wait: Duration::from_secs(wait_secs),
+                webhook_url: a.webhook_url.clone(),
+            }
+        };
         let file = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
             let p = resolve(p);
             if p.is_file() {
@@ -1055,28 +1144,11 @@ impl Config {
                     JwksSource::File(f)
                 }
                 (None, Some(u)) => {
-                    let uri: http::Uri = u
-                        .parse()
-                        .map_err(|e| err(k("jwks_url"), format!("`{u}` is not a URL: {e}")))?;
-                    let host = uri.host().unwrap_or_default();
-                    let loopback = host == "localhost"
-                        || host
-                            .trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| ip.is_loopback());
-                    match uri.scheme_str() {
-                        Some("https") if !host.is_empty() => {}
-                        Some("http") if loopback => {}
-                        _ => {
-                            return Err(err(
-                                k("jwks_url"),
-                                format!(
-                                    "`{u}` must be an https:// URL (whoever can change the key set in transit can mint tokens; plain http is allowed only to a loopback address)"
-                                ),
-                            ));
-                        }
-                    }
+                    let uri = https_or_loopback(
+                        &k("jwks_url"),
+                        &u,
+                        "whoever can change the key set in transit can mint tokens",
+                    )?;
                     JwksSource::Url(uri)
                 }
             };
@@ -1257,6 +1329,7 @@ impl Config {
             audit,
             jwt_issuers,
             tokens,
+            approvals,
             risk_half_life,
             tls,
             spiffe,

@@ -524,6 +524,12 @@ fn right_of<'r>(
                 ),
             ));
         }
+        Resource::Approval(_) => {
+            return Err(deny(
+                policy,
+                "an agent acting for a user cannot decide approvals; an approver decides with their own credential".into(),
+            ));
+        }
         Resource::Agent(_) => {
             return Err(deny(
                 policy,

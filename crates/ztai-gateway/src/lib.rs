@@ -7,6 +7,7 @@
 //! limits, metrics and live policy reload.
 
 pub mod admin;
+mod approvals;
 pub mod config;
 pub mod delegation;
 pub mod error;

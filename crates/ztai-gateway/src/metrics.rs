@@ -72,6 +72,8 @@ pub struct Metrics {
     pub failures: Family<Component, Counter>,
     pub streams_active: Gauge,
     pub policy_reloads: Family<Outcome, Counter>,
+    /// Approval tickets: requested, approved, denied.
+    pub approvals: Family<Outcome, Counter>,
     pub export: ExportMetrics,
     /// Handles to the per-stage histograms, resolved once so the hot path skips the family's
     /// lock and label hashing.
@@ -109,6 +111,12 @@ impl Metrics {
         let failures = Family::<Component, Counter>::default();
         let streams_active = Gauge::default();
         let policy_reloads = Family::<Outcome, Counter>::default();
+        let approvals = Family::<Outcome, Counter>::default();
+        registry.register(
+            "approvals",
+            "Requests held for human approval, and decisions, by outcome",
+            approvals.clone(),
+        );
         registry.register(
             "requests",
             "Data-plane requests by route and status",
@@ -195,6 +203,7 @@ impl Metrics {
             failures,
             streams_active,
             policy_reloads,
+            approvals,
             export,
         }
     }

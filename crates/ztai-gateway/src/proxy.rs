@@ -642,6 +642,10 @@ async fn pipeline(
             retry_after_secs: e.retry_after_secs,
         })?;
 
+    let ticket = req
+        .headers()
+        .get(crate::approvals::TICKET_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let bytes = read_body(gw, req).await?;
     trace.request_digest = hex::encode(Sha256::digest(&bytes));
     let mut parsed = parse_request(op, &bytes)?;
@@ -788,12 +792,43 @@ async fn pipeline(
                 log_full = true;
                 trace.obligations_done.push(o.label());
             }
-            Obligation::Approval { group, .. } => {
-                let msg = format!(
-                    "policy requires approval by `{group}` for this request, and this gateway cannot hold requests for approval yet; the request was refused"
-                );
-                trace.reason = msg.clone();
-                return Err(GatewayError::Forbidden(msg));
+            Obligation::Approval {
+                group,
+                timeout_secs,
+            } => {
+                let held = crate::approvals::hold(
+                    gw,
+                    crate::approvals::HoldRequest {
+                        requester: principal_key.clone(),
+                        chain: principal.chain(),
+                        action: Action::Invoke.cedar_id(),
+                        resource: trace.resource.clone(),
+                        body_digest: &trace.request_digest,
+                        approver_group: group,
+                        timeout_secs: *timeout_secs,
+                        ticket: ticket.clone(),
+                        summary: json!({
+                            "model": model.name,
+                            "operation": op.name(),
+                            "policies": permit.decision().policies,
+                            "finding_types": trace.findings.iter().map(|f| f.kind.clone()).collect::<std::collections::BTreeSet<_>>(),
+                        }),
+                    },
+                )
+                .await;
+                match held {
+                    Ok(crate::approvals::Held::Proceed(id)) => {
+                        trace.obligations_done.push(format!("{}:{id}", o.label()));
+                    }
+                    Ok(crate::approvals::Held::Pending(resp)) => {
+                        trace.reason = format!("held for approval by `{group}`");
+                        return Ok(Answer::Buffered(resp, String::new()));
+                    }
+                    Err(e) => {
+                        trace.reason = e.message().to_string();
+                        return Err(e);
+                    }
+                }
             }
         }
     }

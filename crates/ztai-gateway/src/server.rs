@@ -131,6 +131,7 @@ pub fn data_router(gw: Arc<Gateway>) -> Router {
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/models", get(proxy::list_models))
         .route("/v1/tokens", post(crate::tokens::delegate))
+        .route("/v1/approvals/{approval_id}", get(crate::approvals::poll))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(proxy::not_found)

@@ -79,6 +79,8 @@ pub struct Gateway {
     pub(crate) audit: AuditLog,
     /// The verifier key of this gateway's checkpoint signatures (`name+id+key`).
     pub(crate) audit_verifier_key: String,
+    /// Requests held for approval and the key that signs decisions.
+    pub(crate) approvals: crate::approvals::Approvals,
     /// Replaces configured principals' identifiers in audit records.
     pub(crate) pseudonymiser: Option<ztai_audit::pseudonym::Pseudonymiser>,
     pub(crate) limiter: RateLimiter,
@@ -159,6 +161,9 @@ impl Gateway {
             .collect();
         let mut audit_config = AuditLogConfig::new(config.db_path());
         let signer = ztai_audit::keyfile::load_or_create_signer(&config.data_dir, &key_name)?;
+        // The same key, loaded again, signs approval decisions.
+        let approval_signer =
+            ztai_audit::keyfile::load_or_create_signer(&config.data_dir, &key_name)?;
         let audit_verifier_key = signer.verifier_key();
         audit_config.signer = Some(signer);
         audit_config.origin = format!("ztai-audit/{}", config.instance);
@@ -207,6 +212,7 @@ impl Gateway {
             inspector,
             audit,
             audit_verifier_key,
+            approvals: crate::approvals::Approvals::new(approval_signer),
             pseudonymiser,
             limiter: RateLimiter::new(),
             metrics: Metrics::new(),

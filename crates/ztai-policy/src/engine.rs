@@ -527,7 +527,7 @@ impl CedarQuestion {
     ) -> Result<Self, PolicyError> {
         let parent_type = match resource {
             Resource::Model(_) => Some("ModelGroup"),
-            Resource::Agent(_) => Some("Group"),
+            Resource::Agent(_) | Resource::Approval(_) => Some("Group"),
             _ => None,
         };
         Ok(CedarQuestion {
@@ -647,6 +647,7 @@ fn type_name(name: &str) -> Result<EntityTypeName, PolicyError> {
             "Destination",
             "Api",
             "Arguments",
+            "Approval",
         ]
         .into_iter()
         .filter_map(|n| EntityTypeName::from_str(n).ok().map(|t| (n, t)))

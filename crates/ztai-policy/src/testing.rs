@@ -120,11 +120,11 @@ pub enum QuestionError {
     )]
     Principal(String),
     #[error(
-        "`{0}` is not a resource: write kind:id with kind model, tool, document, dataset, destination, agent or api"
+        "`{0}` is not a resource: write kind:id with kind model, tool, document, dataset, destination, agent, api or approval"
     )]
     Resource(String),
     #[error(
-        "`{0}` is not an action: use invoke, list_model, call_tool, read_document, egress, delegate or admin"
+        "`{0}` is not an action: use invoke, list_model, call_tool, read_document, egress, delegate, approve or admin"
     )]
     Action(String),
     #[error("{0}")]

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -90,7 +90,54 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL,
     UNIQUE(kind, subject)
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    chain_json TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    approver_group TEXT NOT NULL,
+    request_digest TEXT NOT NULL,
+    summary_json TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER,
+    reason TEXT,
+    signature TEXT,
+    used_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_at);
 ";
+
+/// A request held for a human approver. Times are Unix seconds. `status` is `pending`,
+/// `approved` or `denied`; a pending request past `expires_at` counts as expired (denied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRow {
+    pub approval_id: String,
+    pub status: String,
+    /// `kind:id` of the principal whose request is held.
+    pub requester: String,
+    /// The delegation chain the request was made under, `kind:id` outermost first.
+    pub chain: Vec<String>,
+    pub action: String,
+    pub resource: String,
+    pub approver_group: String,
+    /// Digest of what was asked (principal, chain, action, resource and body), so an approval
+    /// cannot be spent on a different request.
+    pub request_digest: String,
+    /// What approvers are shown (model, operation, policies, findings), JSON.
+    pub summary: serde_json::Value,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+    /// The gateway's signature over the decision statement.
+    pub signature: Option<String>,
+    pub used_at: Option<i64>,
+}
 
 /// A registered agent: who answers for it, what it is for, and the most it may ever reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,6 +482,128 @@ impl Store {
             return Err(StoreError::NotFound(format!("agent `{agent_id}`")));
         }
         Ok(())
+    }
+
+    // ---- approvals --------------------------------------------------------------------------
+
+    pub fn insert_approval(&self, row: &ApprovalRow) -> Result<(), StoreError> {
+        let chain = serde_json::to_string(&row.chain)
+            .map_err(|e| StoreError::Corrupt(format!("chain of approval: {e}")))?;
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO approvals(approval_id, status, requester, chain_json, action, resource, approver_group, request_digest, summary_json, created_at, expires_at)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                row.approval_id,
+                row.status,
+                row.requester,
+                chain,
+                row.action,
+                row.resource,
+                row.approver_group,
+                row.request_digest,
+                row.summary.to_string(),
+                row.created_at,
+                row.expires_at
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "approval `{}`",
+                row.approval_id
+            )));
+        }
+        Ok(())
+    }
+
+    const APPROVAL_COLUMNS: &'static str = "approval_id, status, requester, chain_json, action, resource, approver_group, request_digest, summary_json, created_at, expires_at, decided_by, decided_at, reason, signature, used_at";
+
+    fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+        let chain: String = r.get(3)?;
+        let summary: String = r.get(8)?;
+        Ok(ApprovalRow {
+            approval_id: r.get(0)?,
+            status: r.get(1)?,
+            requester: r.get(2)?,
+            chain: serde_json::from_str(&chain).unwrap_or_default(),
+            action: r.get(4)?,
+            resource: r.get(5)?,
+            approver_group: r.get(6)?,
+            request_digest: r.get(7)?,
+            summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+            created_at: r.get(9)?,
+            expires_at: r.get(10)?,
+            decided_by: r.get(11)?,
+            decided_at: r.get(12)?,
+            reason: r.get(13)?,
+            signature: r.get(14)?,
+            used_at: r.get(15)?,
+        })
+    }
+
+    pub fn get_approval(&self, approval_id: &str) -> Result<Option<ApprovalRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM approvals WHERE approval_id = ?1",
+                    Self::APPROVAL_COLUMNS
+                ),
+                params![approval_id],
+                Self::approval_row,
+            )
+            .optional()?)
+    }
+
+    /// Approvals newest first; `pending_at` keeps only those still pending at that time.
+    pub fn list_approvals(
+        &self,
+        pending_at: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM approvals WHERE (?1 IS NULL OR (status = 'pending' AND expires_at > ?1)) ORDER BY created_at DESC, approval_id LIMIT ?2",
+            Self::APPROVAL_COLUMNS
+        ))?;
+        let rows = stmt
+            .query_map(params![pending_at, limit], Self::approval_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records a decision on a request still pending and unexpired at `at`. Returns false when
+    /// it was already decided or has expired: a decision is made once.
+    pub fn decide_approval(
+        &self,
+        approval_id: &str,
+        approved: bool,
+        by: &str,
+        at: i64,
+        reason: &str,
+        signature: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, reason = ?5, signature = ?6
+             WHERE approval_id = ?1 AND status = 'pending' AND expires_at > ?4",
+            params![
+                approval_id,
+                if approved { "approved" } else { "denied" },
+                by,
+                at,
+                reason,
+                signature
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Spends an approval: true once, for an approved request, before `until`.
+    pub fn use_approval(&self, approval_id: &str, at: i64, until: i64) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE approvals SET used_at = ?2 WHERE approval_id = ?1 AND status = 'approved' AND used_at IS NULL AND ?2 < ?3",
+            params![approval_id, at, until],
+        )?;
+        Ok(changed == 1)
     }
 
     // ---- revocations ------------------------------------------------------------------------
@@ -933,6 +1102,72 @@ mod tests {
         let dup = vec![rows[0].clone()];
         assert!(s.append_audit_batch(&dup).is_err());
         assert_eq!(s.audit_count().unwrap(), 3);
+    }
+
+    fn approval(id: &str, created: i64, expires: i64) -> ApprovalRow {
+        ApprovalRow {
+            approval_id: id.into(),
+            status: "pending".into(),
+            requester: "user:demo".into(),
+            chain: vec!["user:demo".into()],
+            action: "invoke".into(),
+            resource: "Model::\"m\"".into(),
+            approver_group: "admins".into(),
+            request_digest: "d".into(),
+            summary: serde_json::json!({"model": "m"}),
+            created_at: created,
+            expires_at: expires,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+            signature: None,
+            used_at: None,
+        }
+    }
+
+    #[test]
+    fn approvals_are_decided_once_before_expiry_and_spent_once() {
+        let s = Store::open_in_memory().unwrap();
+        s.insert_approval(&approval("a1", 100, 200)).unwrap();
+        s.insert_approval(&approval("a2", 110, 150)).unwrap();
+        assert!(matches!(
+            s.insert_approval(&approval("a1", 1, 2)),
+            Err(StoreError::Conflict(_))
+        ));
+        // Pending at 120: both; at 160: a2 has expired.
+        assert_eq!(s.list_approvals(Some(120), 10).unwrap().len(), 2);
+        let pending: Vec<String> = s
+            .list_approvals(Some(160), 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.approval_id)
+            .collect();
+        assert_eq!(pending, ["a1"]);
+        // Deciding an expired request fails; so does deciding twice.
+        assert!(
+            !s.decide_approval("a2", true, "user:root", 150, "ok", "sig")
+                .unwrap()
+        );
+        assert!(
+            s.decide_approval("a1", true, "user:root", 130, "ok", "sig")
+                .unwrap()
+        );
+        assert!(
+            !s.decide_approval("a1", false, "user:other", 131, "no", "sig")
+                .unwrap()
+        );
+        let a1 = s.get_approval("a1").unwrap().unwrap();
+        assert_eq!(
+            (a1.status.as_str(), a1.decided_by.as_deref()),
+            ("approved", Some("user:root"))
+        );
+        assert_eq!(a1.chain, ["user:demo"]);
+        // Spent once, and not after its deadline.
+        assert!(!s.use_approval("a1", 500, 400).unwrap());
+        assert!(s.use_approval("a1", 140, 400).unwrap());
+        assert!(!s.use_approval("a1", 141, 400).unwrap());
+        assert!(!s.use_approval("a2", 140, 400).unwrap(), "never approved");
+        assert!(s.get_approval("nope").unwrap().is_none());
     }
 
     #[test]

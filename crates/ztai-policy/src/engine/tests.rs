@@ -459,6 +459,7 @@ fn the_built_context_matches_the_schema_for_every_action() {
             ("egress", "Model", "Destination"),
             ("delegate", "User", "Agent"),
             ("admin", "User", "Api"),
+            ("approve", "User", "Approval"),
         ] {
             Request::new(
                 uid(principal, "p").unwrap(),

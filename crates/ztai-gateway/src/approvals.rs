@@ -1,0 +1,501 @@
+//! Human approval: requests whose permit carries `@obligation("approval")` are held until a
+//! person entitled to approve them decides.
+//!
+//! A held request becomes an approval ticket in the store, bound to exactly what was asked (the
+//! principal, its delegation chain, the action, the resource and the digest of the body), so an
+//! approval can only ever release that request, once. Depending on `[approvals] mode` the caller
+//! waits (up to `wait_secs`) or gets `202 Accepted` with the ticket at once; after approval it
+//! resends the same request with `ztai-approval: <ticket>`. Silence until the policy's timeout
+//! is a denial. Decisions are made through the admin API by a principal that policy permits to
+//! `approve` the ticket and that is not in the request's own chain; each decision is signed with
+//! the gateway's signing key (the checkpoint key) and recorded in the audit log.
+//!
+//! Waiters in this process are woken at once; the store is also polled, so a decision made
+//! through another replica is seen within a poll interval.
+
+use crate::error::GatewayError;
+use crate::state::Gateway;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use ztai_store::ApprovalRow;
+
+/// The request header that carries an approval ticket when a request is resent.
+pub(crate) const TICKET_HEADER: &str = "ztai-approval";
+
+const POLL: Duration = Duration::from_millis(500);
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REASON_CHARS: usize = 500;
+
+/// In-process waiters and the key that signs decisions.
+pub(crate) struct Approvals {
+    waiters: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
+    signer: ztai_audit::checkpoint::CheckpointSigner,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals").finish_non_exhaustive()
+    }
+}
+
+/// What holding a request produced.
+pub(crate) enum Held {
+    /// Approved: go on, recording the ticket.
+    Proceed(String),
+    /// Still pending: answer this (202 with the ticket).
+    Pending(Response),
+}
+
+/// What is being asked, for binding and for approvers to read.
+pub(crate) struct HoldRequest<'a> {
+    pub requester: String,
+    pub chain: Vec<String>,
+    pub action: &'a str,
+    pub resource: String,
+    pub body_digest: &'a str,
+    pub approver_group: &'a str,
+    pub timeout_secs: u64,
+    pub ticket: Option<String>,
+    /// Shown to approvers: model, operation, policies, finding types.
+    pub summary: Value,
+}
+
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn store_failed(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::StageFailed {
+        stage: "store",
+        message: format!("the approval store failed, so the request was refused: {e}"),
+    }
+}
+
+impl Approvals {
+    pub fn new(signer: ztai_audit::checkpoint::CheckpointSigner) -> Self {
+        Approvals {
+            waiters: Mutex::new(HashMap::new()),
+            signer,
+        }
+    }
+
+    /// Wakes whoever waits on `id` in this process.
+    pub fn notify(&self, id: &str) {
+        if let Some(tx) = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            let _ = tx.send(true);
+        }
+    }
+
+    fn subscribe(&self, id: &str) -> tokio::sync::watch::Receiver<bool> {
+        let mut map = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string())
+            .or_insert_with(|| tokio::sync::watch::channel(false).0)
+            .subscribe()
+    }
+
+    fn forget(&self, id: &str) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// The signed statement of a decision: what was decided, by whom, about which request.
+    pub fn sign_decision(
+        &self,
+        row: &ApprovalRow,
+        approved: bool,
+        by: &str,
+        at: i64,
+        reason: &str,
+    ) -> String {
+        self.signer
+            .sign_note(&decision_statement(row, approved, by, at, reason))
+    }
+}
+
+/// The text a decision signature covers. Line-based, one fact per line; the reason is cleaned of
+/// line breaks so it cannot forge another line.
+pub(crate) fn decision_statement(
+    row: &ApprovalRow,
+    approved: bool,
+    by: &str,
+    at: i64,
+    reason: &str,
+) -> String {
+    format!(
+        "ztai-approval-decision/v1\napproval {}\ndecision {}\napprover {}\nrequester {}\nresource {}\nrequest {}\ndecided_at {}\nreason {}\n",
+        row.approval_id,
+        if approved { "approved" } else { "denied" },
+        one_line(by),
+        one_line(&row.requester),
+        one_line(&row.resource),
+        row.request_digest,
+        at,
+        one_line(reason)
+    )
+}
+
+pub(crate) fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON_CHARS)
+        .collect()
+}
+
+/// The status a row has at `now`: a pending request past its deadline has expired.
+pub(crate) fn effective_status(row: &ApprovalRow, now: i64) -> &str {
+    match row.status.as_str() {
+        "pending" if now >= row.expires_at => "expired",
+        "approved" if row.used_at.is_some() => "used",
+        s => s,
+    }
+}
+
+/// How long an approved ticket stays spendable: the policy's timeout again, from the decision.
+fn spend_deadline(row: &ApprovalRow) -> i64 {
+    let window = row.expires_at.saturating_sub(row.created_at).max(1);
+    row.decided_at
+        .unwrap_or(row.created_at)
+        .saturating_add(window)
+}
+
+fn binding(req: &HoldRequest<'_>) -> String {
+    let mut h = Sha256::new();
+    h.update(b"ztai-approval-binding/v1\n");
+    for part in [
+        req.requester.as_str(),
+        &req.chain.join(","),
+        req.action,
+        &req.resource,
+        req.body_digest,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn new_ticket() -> String {
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    format!("apr_{}", hex::encode(b))
+}
+
+async fn load(gw: &Arc<Gateway>, id: &str) -> Result<Option<ApprovalRow>, GatewayError> {
+    let (g, id) = (gw.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        g.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_approval(&id)
+    })
+    .await
+    .map_err(store_failed)?
+    .map_err(store_failed)
+}
+
+async fn spend(gw: &Arc<Gateway>, row: &ApprovalRow) -> Result<bool, GatewayError> {
+    let (g, id, until) = (gw.clone(), row.approval_id.clone(), spend_deadline(row));
+    tokio::task::spawn_blocking(move || {
+        g.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .use_approval(&id, now_unix(), until)
+    })
+    .await
+    .map_err(store_failed)?
+    .map_err(store_failed)
+}
+
+fn denied(row: &ApprovalRow) -> GatewayError {
+    GatewayError::Forbidden(format!(
+        "approval `{}` was denied by {}: {}",
+        row.approval_id,
+        row.decided_by.as_deref().unwrap_or("an approver"),
+        row.reason.as_deref().unwrap_or("no reason given")
+    ))
+}
+
+fn expired(row: &ApprovalRow) -> GatewayError {
+    GatewayError::Forbidden(format!(
+        "approval `{}` timed out: no one in `{}` decided within {} s, and silence means deny; send the request again to ask anew",
+        row.approval_id,
+        row.approver_group,
+        row.expires_at.saturating_sub(row.created_at)
+    ))
+}
+
+/// The 202 answer for a pending ticket.
+fn pending(row: &ApprovalRow) -> Response {
+    let expires = UNIX_EPOCH + Duration::from_secs(u64::try_from(row.expires_at).unwrap_or(0));
+    let body = json!({
+        "approval": {
+            "id": row.approval_id,
+            "status": "pending",
+            "approver_group": row.approver_group,
+            "expires_at": crate::record::rfc3339(expires),
+            "poll": format!("/v1/approvals/{}", row.approval_id),
+        },
+        "message": format!(
+            "this request needs approval by `{}`; poll {} and, once approved, send the same request again with the header `{TICKET_HEADER}: {}`",
+            row.approver_group,
+            format_args!("/v1/approvals/{}", row.approval_id),
+            row.approval_id
+        ),
+    });
+    let mut resp = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&row.approval_id) {
+        resp.headers_mut().insert(TICKET_HEADER, v);
+    }
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}
+
+/// Holds a request for approval, or releases it on an approved ticket.
+pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held, GatewayError> {
+    let digest = binding(&req);
+    if let Some(ticket) = &req.ticket {
+        let row = load(gw, ticket).await?.ok_or_else(|| {
+            GatewayError::Forbidden(format!(
+                "approval ticket `{}` is unknown; send the request without it to ask for approval",
+                one_line(ticket)
+            ))
+        })?;
+        if row.request_digest != digest {
+            return Err(GatewayError::Forbidden(format!(
+                "approval ticket `{}` was issued for a different request (another caller, chain, resource or body); resend exactly the request it was issued for",
+                row.approval_id
+            )));
+        }
+        return match effective_status(&row, now_unix()) {
+            "pending" => Ok(Held::Pending(pending(&row))),
+            "expired" => Err(expired(&row)),
+            "denied" => Err(denied(&row)),
+            "approved" if spend(gw, &row).await? => Ok(Held::Proceed(row.approval_id)),
+            _ => Err(GatewayError::Forbidden(format!(
+                "approval ticket `{}` has already been used or its window has passed; an approval releases one request",
+                row.approval_id
+            ))),
+        };
+    }
+
+    let now = now_unix();
+    let timeout = i64::try_from(req.timeout_secs.max(1)).unwrap_or(i64::MAX);
+    let row = ApprovalRow {
+        approval_id: new_ticket(),
+        status: "pending".into(),
+        requester: req.requester.clone(),
+        chain: req.chain.clone(),
+        action: req.action.to_string(),
+        resource: req.resource.clone(),
+        approver_group: req.approver_group.to_string(),
+        request_digest: digest,
+        summary: req.summary.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(timeout),
+        decided_by: None,
+        decided_at: None,
+        reason: None,
+        signature: None,
+        used_at: None,
+    };
+    let mut rx = gw.approvals.subscribe(&row.approval_id);
+    let inserted = {
+        let (g, r) = (gw.clone(), row.clone());
+        tokio::task::spawn_blocking(move || {
+            g.store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert_approval(&r)
+        })
+        .await
+        .map_err(store_failed)
+        .and_then(|r| r.map_err(store_failed))
+    };
+    if let Err(e) = inserted {
+        gw.approvals.forget(&row.approval_id);
+        gw.metrics.fail("store");
+        return Err(e);
+    }
+    gw.metrics
+        .approvals
+        .get_or_create(&crate::metrics::Outcome {
+            outcome: "requested",
+        })
+        .inc();
+    notify_webhook(gw, &row);
+
+    if gw.config.approvals.mode == crate::config::ApprovalMode::Ticket {
+        gw.approvals.forget(&row.approval_id);
+        return Ok(Held::Pending(pending(&row)));
+    }
+    // Wait mode: until a decision, the wait, or the policy's timeout, whichever comes first.
+    let wait = gw
+        .config
+        .approvals
+        .wait
+        .min(Duration::from_secs(req.timeout_secs.max(1)));
+    let deadline = tokio::time::Instant::now() + wait;
+    let outcome = loop {
+        let current = load(gw, &row.approval_id).await?;
+        let current = current.unwrap_or_else(|| row.clone());
+        match effective_status(&current, now_unix()) {
+            "approved" => {
+                break if spend(gw, &current).await? {
+                    Ok(Held::Proceed(current.approval_id))
+                } else {
+                    Err(GatewayError::Forbidden(format!(
+                        "approval `{}` was already used",
+                        current.approval_id
+                    )))
+                };
+            }
+            "denied" => break Err(denied(&current)),
+            "expired" => break Err(expired(&current)),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break if now_unix() >= current.expires_at {
+                Err(expired(&current))
+            } else {
+                Ok(Held::Pending(pending(&current)))
+            };
+        }
+        let _ = tokio::time::timeout(
+            POLL.min(deadline - tokio::time::Instant::now()),
+            rx.changed(),
+        )
+        .await;
+    };
+    gw.approvals.forget(&row.approval_id);
+    outcome
+}
+
+/// Posts a notification of a new approval request, in the background: a slow or failing
+/// receiver never holds up the request, and its failures are counted and logged.
+fn notify_webhook(gw: &Arc<Gateway>, row: &ApprovalRow) {
+    let Some(url) = gw.config.approvals.webhook_url.clone() else {
+        return;
+    };
+    let body = json!({
+        "type": "ztai.approval.requested",
+        "approval": public_view(row, now_unix()),
+        "decide": {
+            "approve": format!("POST /api/v1/approvals/{}/approve", row.approval_id),
+            "deny": format!("POST /api/v1/approvals/{}/deny", row.approval_id),
+        },
+    });
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let result = async {
+            let req = http::Request::post(url.as_str())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    body.to_string(),
+                )))
+                .map_err(|e| e.to_string())?;
+            let resp = tokio::time::timeout(WEBHOOK_TIMEOUT, gw.client.request(req))
+                .await
+                .map_err(|_| format!("no answer within {} s", WEBHOOK_TIMEOUT.as_secs()))?
+                .map_err(|e| e.to_string())?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("answered {}", resp.status()))
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            gw.metrics.fail("approval_webhook");
+            tracing::warn!(error = %e, "the approval webhook was not delivered; approvers can still list pending approvals");
+        }
+    });
+}
+
+/// What callers and approvers see of a ticket (never the signature key, always the status as of
+/// `now`).
+pub(crate) fn public_view(row: &ApprovalRow, now: i64) -> Value {
+    let t = |s: i64| {
+        crate::record::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(s).unwrap_or(0)))
+    };
+    json!({
+        "id": row.approval_id,
+        "status": effective_status(row, now),
+        "requester": row.requester,
+        "chain": row.chain,
+        "action": row.action,
+        "resource": row.resource,
+        "approver_group": row.approver_group,
+        "summary": row.summary,
+        "created_at": t(row.created_at),
+        "expires_at": t(row.expires_at),
+        "decided_by": row.decided_by,
+        "decided_at": row.decided_at.map(t),
+        "reason": row.reason,
+        "signature": row.signature,
+    })
+}
+
+/// `GET /v1/approvals/{id}`: the requester polls its ticket. Anyone else is told it does not
+/// exist, so tickets cannot be probed.
+pub async fn poll(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: http::HeaderMap,
+    client: Option<axum::Extension<crate::server::ClientAddr>>,
+    peer: Option<axum::Extension<crate::server::PeerIdentity>>,
+) -> Response {
+    let request_id = crate::proxy::new_request_id();
+    let mut trace = crate::record::Trace::new(request_id.clone(), "approval_status");
+    trace.client = client
+        .map(|axum::Extension(c)| c.0.to_string())
+        .unwrap_or_default();
+    trace.resource = ztai_core::Resource::Approval(one_line(&id)).to_string();
+    let peer = peer.map(|axum::Extension(p)| p);
+    let result = status_of(&gw, &id, &headers, peer.as_ref(), &mut trace).await;
+    let resp = crate::proxy::finish(&gw, "/v1/approvals", trace, result).await;
+    crate::proxy::with_request_id(resp, &request_id)
+}
+
+async fn status_of(
+    gw: &Arc<Gateway>,
+    id: &str,
+    headers: &http::HeaderMap,
+    peer: Option<&crate::server::PeerIdentity>,
+    trace: &mut crate::record::Trace,
+) -> Result<crate::proxy::Answer, GatewayError> {
+    let who = crate::proxy::authenticate(gw, headers, peer)?;
+    trace.principal = Some(who.principal.clone());
+    let me = format!("{}:{}", who.principal.kind, who.principal.id);
+    let chain = who.principal.chain();
+    let row = load(gw, id)
+        .await?
+        .filter(|r| r.requester == me && r.chain == chain)
+        .ok_or_else(|| {
+            GatewayError::NotFound(format!(
+                "approval `{}` does not exist (or was not requested by you)",
+                one_line(id)
+            ))
+        })?;
+    let body = public_view(&row, now_unix());
+    let digest = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    Ok(crate::proxy::Answer::Buffered(
+        (StatusCode::OK, axum::Json(body)).into_response(),
+        digest,
+    ))
+}
