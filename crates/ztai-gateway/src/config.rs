@@ -1388,6 +1388,9 @@ groups = ["standard"]
     #[test]
     fn a_minimal_file_gets_safe_defaults() {
         let c = Config::parse(MINIMAL, Path::new("/etc/ztai")).unwrap();
+        assert_eq!(c.approvals.mode, ApprovalMode::Wait);
+        assert_eq!(c.approvals.wait, Duration::from_secs(30));
+        assert_eq!(c.approvals.webhook_url, None);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.upstreams[0].base_url, "http://127.0.0.1:9000/v1");
         assert_eq!(c.models[0].upstream_model, "m");
@@ -1435,6 +1438,22 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[limits]\nrequests_per_minute = 0"),
                 "limits.requests_per_minute",
+            ),
+            (
+                format!("{MINIMAL}\n[approvals]\nmode = \"hold\""),
+                "approvals.mode",
+            ),
+            (
+                format!("{MINIMAL}\n[approvals]\nwait_secs = 301"),
+                "approvals.wait_secs",
+            ),
+            (
+                format!("{MINIMAL}\n[approvals]\nwait_secs = 0"),
+                "approvals.wait_secs",
+            ),
+            (
+                format!("{MINIMAL}\n[approvals]\nwebhook_url = \"http://chat.example/hook\""),
+                "approvals.webhook_url",
             ),
             (
                 format!("{MINIMAL}\n[audit]\npseudonymise = [\"users\"]"),

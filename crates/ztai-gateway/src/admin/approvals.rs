@@ -26,7 +26,7 @@ const MAX_LISTED: usize = 500;
 /// Whether `principal` may decide `row`: not in its chain, and permitted by policy.
 fn may_decide(gw: &Gateway, principal: &Principal, row: &ApprovalRow) -> Result<(), GatewayError> {
     let me = format!("{}:{}", principal.kind, principal.id);
-    if row.requester == me || row.chain.iter().any(|c| *c == me) {
+    if row.requester == me || row.chain.contains(&me) {
         return Err(GatewayError::Forbidden(
             "you cannot decide a request you made or that was made on your behalf; another approver must".into(),
         ));
