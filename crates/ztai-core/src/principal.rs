@@ -69,6 +69,10 @@ pub struct Principal {
     pub on_behalf_of: Vec<PrincipalRef>,
     /// The credential that authenticated the request (key id, token revocation id), never the secret.
     pub credential_id: String,
+    /// Device posture attributes the credential asserts (e.g. `managed`, `disk_encrypted`, from
+    /// a JWT claim); policy reads them as `context.device_posture`. Empty when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_posture: Vec<String>,
 }
 
 /// A reference to a principal in a delegation chain.
@@ -109,6 +113,7 @@ mod tests {
                 id: "alice".into(),
             }],
             credential_id: "k1".into(),
+            device_posture: Vec::new(),
         };
         assert_eq!(p.chain(), vec!["user:alice", "agent:bot"]);
     }

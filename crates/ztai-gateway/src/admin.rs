@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use ztai_core::{Action, Principal, PrincipalKind, Resource};
-use ztai_policy::{RequestContext, Verdict};
+use ztai_policy::Verdict;
 
 mod agents;
 mod approvals;
@@ -193,7 +193,7 @@ where
             cedar_action,
             resource,
             resource_parents,
-            &RequestContext::new("admin"),
+            &crate::proxy::request_context(gw, "admin", &caller.client),
         )?;
         trace.timings.authorize_us = micros(t);
         match verdict {

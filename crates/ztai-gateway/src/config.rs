@@ -46,6 +46,8 @@ struct RawConfig {
     #[serde(default)]
     approvals: RawApprovals,
     #[serde(default)]
+    network_zones: Vec<RawNetworkZone>,
+    #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
     models: Vec<RawModel>,
@@ -228,6 +230,7 @@ struct RawJwtIssuer {
     pass_through_groups: Option<bool>,
     #[serde(default)]
     default_groups: Vec<String>,
+    posture_claim: Option<String>,
     jwks_refresh_floor_ms: Option<u64>,
     jwks_max_age_secs: Option<u64>,
 }
@@ -294,7 +297,27 @@ struct RawModel {
     groups: Vec<String>,
     requests_per_minute: Option<u32>,
     tokens_per_minute: Option<u32>,
+    classification: Option<String>,
 }
+
+/// `[[network_zones]]`: a named set of address ranges policy sees as `context.network_zone`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetworkZone {
+    name: Option<String>,
+    #[serde(default)]
+    cidrs: Vec<String>,
+}
+
+/// A named network zone: the first zone (in file order) holding the client's address names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkZone {
+    pub name: String,
+    pub ranges: Vec<ipnet::IpNet>,
+}
+
+/// The levels `data_classification` takes, least to most sensitive.
+pub const CLASSIFICATIONS: [&str; 4] = ["public", "internal", "confidential", "restricted"];
 
 /// Where an upstream's key comes from. There is deliberately no variant for a literal in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,6 +385,8 @@ pub struct ModelConfig {
     pub groups: Vec<String>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// What the model may see, as policy reads it (`context.data_classification`); "" if unset.
+    pub classification: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,6 +434,7 @@ pub struct Config {
     pub jwt_issuers: Vec<JwtIssuerConfig>,
     pub tokens: TokensConfig,
     pub approvals: ApprovalsConfig,
+    pub network_zones: Vec<NetworkZone>,
     /// How long a principal's risk score takes to halve without new findings.
     pub risk_half_life: Duration,
     /// TLS on the data plane, when configured.
@@ -967,6 +993,48 @@ impl Config {
                 webhook_url: a.webhook_url.clone(),
             }
         };
+        let mut network_zones = Vec::new();
+        for (i, z) in raw.network_zones.iter().enumerate() {
+            let k = |f: &str| format!("network_zones[{i}].{f}");
+            let name = z
+                .name
+                .clone()
+                .ok_or_else(|| err(k("name"), "is required"))?;
+            if name.is_empty()
+                || name.len() > 64
+                || name == "unknown"
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(err(
+                    k("name"),
+                    "must be 1–64 letters, digits, `_`, `-` or `.`, and not `unknown` (the name of no zone)",
+                ));
+            }
+            if z.cidrs.is_empty() {
+                return Err(err(
+                    k("cidrs"),
+                    "list at least one range, e.g. \"10.0.0.0/8\"",
+                ));
+            }
+            let ranges = z
+                .cidrs
+                .iter()
+                .map(|c| {
+                    c.parse::<ipnet::IpNet>()
+                        .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map(|n| n.trunc())
+                        .map_err(|_| {
+                            err(
+                                k("cidrs"),
+                                format!("`{c}` is not an address or a range like 10.0.0.0/8"),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            network_zones.push(NetworkZone { name, ranges });
+        }
         let file = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
             let p = resolve(p);
             if p.is_file() {
@@ -1172,6 +1240,7 @@ impl Config {
                     group_map: j.group_map,
                     pass_through: j.pass_through_groups.unwrap_or(true),
                     default_groups: j.default_groups,
+                    posture_claim: j.posture_claim.filter(|c| !c.is_empty()),
                 },
                 jwks_refresh_floor: ms(
                     &k("jwks_refresh_floor_ms"),
@@ -1285,7 +1354,18 @@ impl Config {
                     "per-model limits must be at least 1",
                 ));
             }
+            let classification = m.classification.unwrap_or_default();
+            if !classification.is_empty() && !CLASSIFICATIONS.contains(&classification.as_str()) {
+                return Err(err(
+                    k("classification"),
+                    format!(
+                        "`{classification}` is not a level; use one of {}",
+                        CLASSIFICATIONS.join(", ")
+                    ),
+                ));
+            }
             models.push(ModelConfig {
+                classification,
                 upstream_model: m.upstream_model.unwrap_or_else(|| name.clone()),
                 name,
                 upstream,
@@ -1330,6 +1410,7 @@ impl Config {
             jwt_issuers,
             tokens,
             approvals,
+            network_zones,
             risk_half_life,
             tls,
             spiffe,
@@ -1442,6 +1523,25 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[approvals]\nmode = \"hold\""),
                 "approvals.mode",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[network_zones]]\nname = \"office\"\ncidrs = [\"10.0.0.0/33\"]"
+                ),
+                "network_zones[0].cidrs",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[network_zones]]\nname = \"unknown\"\ncidrs = [\"10.0.0.0/8\"]"
+                ),
+                "network_zones[0].name",
+            ),
+            (
+                MINIMAL.replace(
+                    "groups = [\"standard\"]",
+                    "groups = [\"standard\"]\nclassification = \"secret\"",
+                ),
+                "models[0].classification",
             ),
             (
                 format!("{MINIMAL}\n[approvals]\nwait_secs = 301"),

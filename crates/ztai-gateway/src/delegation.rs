@@ -413,6 +413,7 @@ impl Delegation {
             groups: token.user_groups.clone(),
             on_behalf_of: Vec::new(),
             credential_id: token.credential_id(),
+            device_posture: Vec::new(),
         }];
         before.push(PrincipalRef {
             kind: PrincipalKind::User,
@@ -428,6 +429,7 @@ impl Delegation {
                     .unwrap_or_default(),
                 on_behalf_of: before.clone(),
                 credential_id: token.credential_id(),
+                device_posture: Vec::new(),
             });
             before.push(PrincipalRef {
                 kind: PrincipalKind::Agent,
@@ -601,6 +603,7 @@ mod tests {
             groups: vec![],
             on_behalf_of: vec![],
             credential_id: "k".into(),
+            device_posture: Vec::new(),
         };
         assert!(d.check_principal(&bob).is_err());
     }

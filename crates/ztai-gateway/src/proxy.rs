@@ -739,7 +739,9 @@ async fn pipeline(
 
     // 4. authorise
     let t = Instant::now();
-    let mut ctx = request_context(op.name(), &trace.client).with_findings(trace.findings.iter());
+    let mut ctx =
+        request_context(gw, op.name(), &trace.client).with_findings(trace.findings.iter());
+    ctx.data_classification = model.classification.clone();
     ctx.risk_score = gw.observe_risk(principal, trace.findings.iter());
     ctx.stream = parsed.stream;
     ctx.estimated_tokens = i64::try_from(estimated_prompt).unwrap_or(i64::MAX);
@@ -843,15 +845,26 @@ async fn pipeline(
     .await
 }
 
-/// The facts every decision gets: the operation, the client's address and the time.
-fn request_context(operation: &str, client: &str) -> RequestContext {
+/// The facts every decision gets: the operation, the client's address and its network zone,
+/// and the time.
+pub(crate) fn request_context(gw: &Gateway, operation: &str, client: &str) -> RequestContext {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let mut ctx = RequestContext::new(operation).at_unix_time(now);
     if let Ok(addr) = client.parse::<std::net::SocketAddr>() {
-        ctx.client_ip = addr.ip();
+        // Zones are written in IPv4 for IPv4 clients, whatever socket they came through.
+        let ip = addr.ip().to_canonical();
+        ctx.client_ip = ip;
+        if let Some(zone) = gw
+            .config
+            .network_zones
+            .iter()
+            .find(|z| z.ranges.iter().any(|r| r.contains(&ip)))
+        {
+            ctx.network_zone = zone.name.clone();
+        }
     }
     ctx
 }
@@ -1543,7 +1556,7 @@ pub(crate) async fn list_models(
         trace.timings.authenticate_us = micros(t);
         trace.principal = Some(who.principal.clone());
         let t = Instant::now();
-        let ctx = request_context("list", &trace.client);
+        let mut ctx = request_context(&gw, "list", &trace.client);
         let mut data = Vec::new();
         let mut names: Vec<&String> = gw.models.keys().collect();
         names.sort();
@@ -1551,6 +1564,7 @@ pub(crate) async fn list_models(
             let Some(m) = gw.models.get(name) else {
                 continue;
             };
+            ctx.data_classification.clone_from(&m.classification);
             let v = gw.authorize(
                 &who,
                 Action::ListModel,

@@ -258,7 +258,7 @@ impl Gateway {
         parents: &[String],
         ctx: &ztai_policy::RequestContext,
     ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
-        let ctx = ctx.clone().with_delegation(&who.principal);
+        let ctx = ctx.clone().with_principal(&who.principal);
         let Some(task) = &who.task else {
             if who.principal.kind == ztai_core::PrincipalKind::Agent
                 && let Some(denial) =

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
 use ztai_core::{Action, PrincipalKind, Resource};
-use ztai_policy::{RequestContext, Verdict};
+use ztai_policy::Verdict;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +86,7 @@ async fn mint(
         Action::Delegate,
         &Resource::Agent(body.agent.clone()),
         &agent.row.groups,
-        &RequestContext::new("delegate"),
+        &crate::proxy::request_context(gw, "delegate", &trace.client),
     )?;
     trace.timings.authorize_us = micros(t);
     match verdict {

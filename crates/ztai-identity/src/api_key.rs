@@ -122,6 +122,7 @@ impl ApiKeyRegistry {
             groups: entry.groups.clone(),
             on_behalf_of: Vec::new(),
             credential_id: format!("api_key:{key_id}"),
+            device_posture: Vec::new(),
         })
     }
 }

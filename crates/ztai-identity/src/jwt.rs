@@ -209,6 +209,9 @@ pub struct ClaimMapping {
     pub pass_through: bool,
     /// Groups every principal of this issuer gets.
     pub default_groups: Vec<String>,
+    /// A claim holding device posture attributes: an array of names, one space-separated
+    /// string, or an object whose `true` members are the attributes (`{"managed": true}`).
+    pub posture_claim: Option<String>,
 }
 
 impl Default for ClaimMapping {
@@ -219,8 +222,43 @@ impl Default for ClaimMapping {
             group_map: HashMap::new(),
             pass_through: true,
             default_groups: vec![],
+            posture_claim: None,
         }
     }
+}
+
+/// At most this many posture attributes are taken from a token; the rest are ignored.
+pub const MAX_POSTURE_ATTRIBUTES: usize = 32;
+
+/// A posture attribute name: 1–64 letters, digits, `_`, `-` or `.`.
+fn valid_attribute(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Posture attributes from a claim value; only well-formed names are kept.
+fn posture_of(value: Option<&serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let names: Vec<&str> = match value {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::Object(o)) => o
+            .iter()
+            .filter(|(_, v)| v.as_bool() == Some(true))
+            .map(|(k, _)| k.as_str())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|n| valid_attribute(n))
+        .take(MAX_POSTURE_ATTRIBUTES)
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A trusted token issuer.
@@ -500,6 +538,11 @@ pub fn verify_until(
             groups,
             on_behalf_of: vec![],
             credential_id: format!("jwt:{jti}"),
+            device_posture: m
+                .posture_claim
+                .as_ref()
+                .map(|c| posture_of(jwt.claims.get(c)))
+                .unwrap_or_default(),
         },
         until,
     ))

@@ -207,6 +207,7 @@ impl SpiffeMapping {
             groups: rule.groups.clone(),
             on_behalf_of: Vec::new(),
             credential_id: format!("x509:{}", peer.fingerprint),
+            device_posture: Vec::new(),
         })
     }
 }

@@ -727,6 +727,7 @@ impl VerifiedTaskToken {
             groups,
             on_behalf_of: chain,
             credential_id: self.credential_id(),
+            device_posture: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
         groups: vec!["staff".into()],
         on_behalf_of: vec![],
         credential_id: "k".into(),
+        device_posture: Vec::new(),
     };
     let model = Resource::Model("echo-small".into());
     let groups = vec!["standard".to_string()];

@@ -290,6 +290,7 @@ mod tests {
             groups: vec!["x".into(), "y".into()],
             on_behalf_of: vec![],
             credential_id: "k1".into(),
+            device_posture: Vec::new(),
         };
         let r = Resource::Model("m".into());
         let used = ContextUse {

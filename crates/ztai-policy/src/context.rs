@@ -156,8 +156,10 @@ impl RequestContext {
         }
     }
 
-    /// Sets the delegation fields from the principal's chain.
-    pub fn with_delegation(mut self, principal: &ztai_core::Principal) -> Self {
+    /// Sets what comes from the principal: the delegation fields from its chain, and the device
+    /// posture its credential asserted.
+    pub fn with_principal(mut self, principal: &ztai_core::Principal) -> Self {
+        self.device_posture = principal.device_posture.iter().cloned().collect();
         self.on_behalf_of = principal
             .on_behalf_of
             .first()

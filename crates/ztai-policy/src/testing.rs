@@ -161,6 +161,7 @@ impl PolicyQuestion {
                 .map(|s| principal_ref(s))
                 .collect::<Result<_, _>>()?,
             credential_id: "policy-test".into(),
+            device_posture: Vec::new(),
         };
         let action = Action::parse(&self.action)
             .ok_or_else(|| QuestionError::Action(self.action.clone()))?;
@@ -169,7 +170,7 @@ impl PolicyQuestion {
             .ok_or_else(|| QuestionError::Resource(self.resource.clone()))?;
         let c = &self.context;
         let mut ctx = RequestContext::new(c.operation.as_deref().unwrap_or("chat"))
-            .with_delegation(&principal);
+            .with_principal(&principal);
         if let Some(args) = &c.arguments {
             ctx = ctx.with_arguments(args)?;
         }
@@ -189,7 +190,7 @@ impl PolicyQuestion {
         }
         ctx.hour_utc = c.hour_utc.unwrap_or(12);
         ctx.weekday_utc = c.weekday_utc.unwrap_or(0);
-        ctx.device_posture = c.device_posture.clone();
+        ctx.device_posture.extend(c.device_posture.iter().cloned());
         Ok((
             principal,
             action,

@@ -18,13 +18,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use ztai_core::{Action, Principal, PrincipalKind, Resource};
-use ztai_policy::{RequestContext, Verdict};
+use ztai_policy::Verdict;
 use ztai_store::ApprovalRow;
 
 const MAX_LISTED: usize = 500;
 
 /// Whether `principal` may decide `row`: not in its chain, and permitted by policy.
-fn may_decide(gw: &Gateway, principal: &Principal, row: &ApprovalRow) -> Result<(), GatewayError> {
+fn may_decide(
+    gw: &Gateway,
+    principal: &Principal,
+    row: &ApprovalRow,
+    client: &str,
+) -> Result<(), GatewayError> {
     let me = format!("{}:{}", principal.kind, principal.id);
     if row.requester == me || row.chain.contains(&me) {
         return Err(GatewayError::Forbidden(
@@ -45,7 +50,7 @@ fn may_decide(gw: &Gateway, principal: &Principal, row: &ApprovalRow) -> Result<
         Action::Approve,
         &Resource::Approval(row.approval_id.clone()),
         std::slice::from_ref(&row.approver_group),
-        &RequestContext::new("approve"),
+        &crate::proxy::request_context(gw, "approve", client),
     )?;
     match verdict {
         Verdict::Permit(_) => Ok(()),
@@ -70,6 +75,7 @@ pub(super) async fn list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let g = gw.clone();
+    let client = caller.client.clone();
     governed_as(
         &gw,
         &caller,
@@ -87,7 +93,7 @@ pub(super) async fn list(
             .await?;
             let mut visible = Vec::new();
             for row in &rows {
-                match may_decide(&g, &actor, row) {
+                match may_decide(&g, &actor, row, &client) {
                     Ok(()) => visible.push(public_view(row, now)),
                     Err(GatewayError::Forbidden(_)) => {}
                     Err(e) => return Err(e),
@@ -126,6 +132,7 @@ pub(super) async fn show(
 ) -> Response {
     let parents = parents_of(&gw, &id).await;
     let g = gw.clone();
+    let client = caller.client.clone();
     governed_as(
         &gw,
         &caller,
@@ -135,7 +142,7 @@ pub(super) async fn show(
             let row = load(&g, id.clone())
                 .await?
                 .ok_or_else(|| GatewayError::NotFound(format!("approval `{id}` does not exist")))?;
-            may_decide(&g, &actor, &row)?;
+            may_decide(&g, &actor, &row, &client)?;
             let mut view = public_view(&row, now_unix());
             if let Some(obj) = view.as_object_mut() {
                 obj.insert(
@@ -183,6 +190,7 @@ async fn decide(
 ) -> Response {
     let parents = parents_of(&gw, &id).await;
     let g = gw.clone();
+    let client = caller.client.clone();
     governed_as(
         &gw,
         &caller,
@@ -205,7 +213,7 @@ async fn decide(
             let row = load(&g, id.clone())
                 .await?
                 .ok_or_else(|| GatewayError::NotFound(format!("approval `{id}` does not exist")))?;
-            may_decide(&g, &actor, &row)?;
+            may_decide(&g, &actor, &row, &client)?;
             let now = now_unix();
             match effective_status(&row, now) {
                 "pending" => {}

@@ -391,3 +391,27 @@ fn the_cache_serves_a_verified_token_only_until_it_expires() {
     cache.clear();
     assert!(cache.is_empty());
 }
+
+#[test]
+fn device_posture_is_read_from_the_configured_claim_only() {
+    let k = keys();
+    let mut iss = issuer(&k);
+    let mut c = claims();
+    c["device"] =
+        json!({"managed": true, "disk_encrypted": true, "jailbroken": false, "bad name": true});
+    c["posture"] = json!(["managed", "os_current", "managed", "x y"]);
+    let token = es256(&k, "es", &c);
+    // Not configured: nothing is taken, whatever the token claims.
+    let p = verify(&token, std::slice::from_ref(&iss), at(NOW)).unwrap();
+    assert!(p.device_posture.is_empty());
+    iss.mapping.posture_claim = Some("device".into());
+    let p = verify(&token, std::slice::from_ref(&iss), at(NOW)).unwrap();
+    assert_eq!(p.device_posture, ["disk_encrypted", "managed"]);
+    iss.mapping.posture_claim = Some("posture".into());
+    let p = verify(&token, std::slice::from_ref(&iss), at(NOW)).unwrap();
+    assert_eq!(p.device_posture, ["managed", "os_current"]);
+    // A claim of another shape gives no posture rather than an error.
+    iss.mapping.posture_claim = Some("exp".into());
+    let p = verify(&token, std::slice::from_ref(&iss), at(NOW)).unwrap();
+    assert!(p.device_posture.is_empty());
+}

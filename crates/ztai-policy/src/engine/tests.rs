@@ -20,6 +20,7 @@ fn user(id: &str, groups: &[&str]) -> Principal {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         on_behalf_of: vec![],
         credential_id: "test".into(),
+        device_posture: Vec::new(),
     }
 }
 
@@ -342,11 +343,12 @@ forbid (principal, action, resource) when { context.delegation_chain.contains("u
             id: user_id.into(),
         }],
         credential_id: "t".into(),
+        device_posture: Vec::new(),
     };
     let model = Resource::Model("m".into());
     let parents = ["standard".to_string()];
     let ask = |user: Principal, agent: Principal| {
-        let ctx = RequestContext::new("chat").with_delegation(&agent);
+        let ctx = RequestContext::new("chat").with_principal(&agent);
         e.authorize_chain(&[user, agent], Action::Invoke, &model, &parents, &ctx)
             .unwrap()
     };
@@ -483,6 +485,7 @@ fn agent_for(user_id: &str) -> Principal {
             id: user_id.into(),
         }],
         credential_id: "t".into(),
+        device_posture: Vec::new(),
     }
 }
 
@@ -500,7 +503,7 @@ when { context.arguments.hasTag("customer_id") && context.arguments.getTag("cust
     let e = PolicyEngine::from_sources(vec![rule]).unwrap();
     let ask = |who: &Principal, args: serde_json::Value| {
         let ctx = RequestContext::new("tool")
-            .with_delegation(who)
+            .with_principal(who)
             .with_arguments(&args)
             .unwrap();
         e.authorize(
@@ -640,4 +643,108 @@ when { context.client_ip.isInRange(ip("10.0.0.0/8")) && context.network_zone == 
     ] {
         assert!(matches!(ask(&ctx), Verdict::Deny(_)), "{name}");
     }
+}
+
+/// Every action of the schema can be allowed and is denied by default.
+#[test]
+fn every_action_is_allowed_by_a_permit_and_denied_without_one() {
+    let cases = [
+        (
+            Action::Invoke,
+            PrincipalKind::User,
+            Resource::Model("m".into()),
+        ),
+        (
+            Action::ListModel,
+            PrincipalKind::Service,
+            Resource::Model("m".into()),
+        ),
+        (
+            Action::CallTool,
+            PrincipalKind::Agent,
+            Resource::Tool("t".into()),
+        ),
+        (
+            Action::ReadDocument,
+            PrincipalKind::Agent,
+            Resource::Document("d".into()),
+        ),
+        (
+            Action::Egress,
+            PrincipalKind::Model,
+            Resource::Destination("x.example".into()),
+        ),
+        (
+            Action::Delegate,
+            PrincipalKind::User,
+            Resource::Agent("a".into()),
+        ),
+        (
+            Action::Approve,
+            PrincipalKind::User,
+            Resource::Approval("apr_1".into()),
+        ),
+        (
+            Action::Admin,
+            PrincipalKind::Service,
+            Resource::Api("keys".into()),
+        ),
+    ];
+    let text: String = cases
+        .iter()
+        .map(|(a, _, _)| {
+            format!(
+                "@id(\"ok-{a}\") permit (principal in Group::\"ok\", action == Action::\"{a}\", resource);\n"
+            )
+        })
+        .collect();
+    let e = PolicyEngine::from_sources(vec![PolicySource {
+        name: "all.cedar".into(),
+        text,
+    }])
+    .unwrap();
+    for (action, kind, resource) in cases {
+        let who = |groups: &[&str]| Principal {
+            kind,
+            id: "p".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            on_behalf_of: vec![],
+            credential_id: "t".into(),
+            device_posture: Vec::new(),
+        };
+        let ctx = RequestContext::new("test");
+        let allowed = e
+            .authorize(&who(&["ok"]), action, &resource, &[], &ctx)
+            .unwrap();
+        let Verdict::Permit(p) = allowed else {
+            panic!("{action} should be allowed")
+        };
+        assert_eq!(p.decision().policies, [format!("ok-{action}")]);
+        let denied = e
+            .authorize(&who(&["other"]), action, &resource, &[], &ctx)
+            .unwrap();
+        assert!(
+            matches!(denied, Verdict::Deny(_)),
+            "{action} without a permit"
+        );
+    }
+}
+
+/// The posture a credential asserted reaches policy through the principal.
+#[test]
+fn device_posture_comes_from_the_principal() {
+    let rule = PolicySource {
+        name: "posture.cedar".into(),
+        text: r#"@id("managed-only") permit (principal, action == Action::"invoke", resource) when { context.device_posture.contains("managed") };"#.into(),
+    };
+    let e = PolicyEngine::from_sources(vec![rule]).unwrap();
+    let mut p = user("a", &[]);
+    let ask = |p: &Principal| {
+        let ctx = RequestContext::new("chat").with_principal(p);
+        e.authorize(p, Action::Invoke, &Resource::Model("m".into()), &[], &ctx)
+            .unwrap()
+    };
+    assert!(matches!(ask(&p), Verdict::Deny(_)));
+    p.device_posture = vec!["managed".into()];
+    assert!(matches!(ask(&p), Verdict::Permit(_)));
 }

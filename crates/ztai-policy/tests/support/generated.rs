@@ -141,6 +141,7 @@ impl GeneratedSet {
                 .collect(),
             on_behalf_of: vec![],
             credential_id: "bench".into(),
+            device_posture: Vec::new(),
         };
         // Half the questions aim at something a policy speaks about.
         let aimed = match self.targets.len() {
