@@ -51,6 +51,17 @@ pub enum PolicyCommand {
     },
     /// Print the Cedar schema policies are validated against.
     Schema,
+    /// The running gateway's policy set versions: who made each live, when, and which files
+    /// changed.
+    History {
+        #[command(flatten)]
+        admin: crate::admin_client::AdminArgs,
+        /// How many versions, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +92,60 @@ pub struct QuestionArgs {
 #[allow(clippy::print_stdout)]
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
+        PolicyCommand::History { admin, limit, json } => {
+            let answer = admin.call(
+                "GET",
+                &format!("/api/v1/policies/versions?limit={limit}"),
+                None,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let versions = answer
+                .get("versions")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for v in &versions {
+                let list = |k: &str| {
+                    v.pointer(&format!("/changes/{k}"))
+                        .and_then(serde_json::Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(serde_json::Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default()
+                };
+                let mut what = Vec::new();
+                for (label, k) in [("+", "added"), ("-", "removed"), ("~", "modified")] {
+                    let l = list(k);
+                    if !l.is_empty() {
+                        what.push(format!("{label}{l}"));
+                    }
+                }
+                println!(
+                    "v{}  {}  by {}  {}  {}",
+                    v.get("version")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0),
+                    v.get("created_at")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or(""),
+                    v.get("author")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or(""),
+                    v.get("digest")
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(|d| d.get(..12))
+                        .unwrap_or(""),
+                    what.join("  ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Schema => {
             print!("{}", ztai_policy::SCHEMA_TEXT);
             Ok(ExitCode::SUCCESS)

@@ -293,6 +293,63 @@ fn policy_changes_hot_reload_and_invalid_sets_are_refused() {
     });
     let r = chat(qs.gateway, &qs.api_key, "echo-small", "hi", false);
     assert!(r.text().contains("demo is locked out"));
+
+    // The history names the new version, who made it live and what changed; the refused set is
+    // not a version.
+    let r = request(
+        qs.admin,
+        "GET",
+        "/api/v1/policies/versions",
+        Some(&qs.admin_token),
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let newest = &v["versions"][0];
+    assert_eq!(newest["author"], "policy-watcher");
+    assert_eq!(
+        newest["changes"]["added"],
+        serde_json::json!(["zz-lockout.cedar"])
+    );
+    assert!(!r.text().contains("broken.cedar"));
+    let version = newest["version"].as_i64().unwrap();
+    let r = request(
+        qs.admin,
+        "GET",
+        &format!("/api/v1/policies/versions/{version}"),
+        Some(&qs.admin_token),
+        "",
+    );
+    assert!(
+        r.json()["files"]["zz-lockout.cedar"]
+            .as_str()
+            .unwrap()
+            .contains("demo is locked out")
+    );
+    // Only administrators read it.
+    assert_eq!(
+        request(
+            qs.admin,
+            "GET",
+            "/api/v1/policies/versions",
+            Some(&qs.api_key),
+            ""
+        )
+        .status,
+        403
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["policy", "history"])
+        .env("ZTAI_ADMIN_URL", format!("http://{}", qs.admin))
+        .env("ZTAI_ADMIN_TOKEN", &qs.admin_token)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("by policy-watcher") && text.contains("+zz-lockout.cedar"),
+        "{text}"
+    );
 }
 
 /// Policy sees the real client address and clock: a forbid on loopback clients refuses the test's

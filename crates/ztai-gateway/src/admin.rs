@@ -60,6 +60,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/api/v1/policies", get(policies))
         .route("/api/v1/policies/reload", post(reload_policies))
+        .route("/api/v1/policies/versions", get(policy_versions))
+        .route("/api/v1/policies/versions/{version}", get(policy_version))
         .fallback(crate::proxy::not_found)
         .with_state(gw)
 }
@@ -593,6 +595,110 @@ async fn policies(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
                    "directory": g.config.policy_dir.display().to_string()}),
         ))
     })
+    .await
+}
+
+/// File name → text of a stored policy set.
+fn files_of(row: &ztai_store::PolicySetRow) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_str(&row.policies_json).unwrap_or_default()
+}
+
+/// What changed from `before` to `after`: files added, removed and modified.
+fn changes(
+    before: Option<&std::collections::BTreeMap<String, String>>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    let empty = std::collections::BTreeMap::new();
+    let before = before.unwrap_or(&empty);
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let modified: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+        .map(|(k, _)| k)
+        .collect();
+    json!({"added": added, "removed": removed, "modified": modified})
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionsQuery {
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// The history of the policy set: each version with who made it live and what changed.
+async fn policy_versions(
+    State(gw): State<Arc<Gateway>>,
+    caller: Caller,
+    Query(q): Query<VersionsQuery>,
+) -> Response {
+    let g = gw.clone();
+    governed(
+        &gw,
+        &caller,
+        "policies",
+        "admin::policy_versions",
+        |_| async move {
+            let limit = q.limit.unwrap_or(50).clamp(1, 500);
+            // One more than shown, so the oldest shown version's changes can be computed.
+            let rows = blocking(&g, move |gw| {
+                gw.store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .list_policy_sets(q.before, limit + 1)
+                    .map_err(store_failed)
+            })
+            .await?;
+            let files: Vec<_> = rows.iter().map(files_of).collect();
+            let versions: Vec<Value> = rows
+                .iter()
+                .take(limit)
+                .enumerate()
+                .map(|(i, r)| {
+                    let after = files.get(i).cloned().unwrap_or_default();
+                    json!({"version": r.version, "digest": r.digest, "author": r.author,
+                       "source": r.source, "created_at": r.created_at,
+                       "files": after.keys().collect::<Vec<_>>(),
+                       "changes": changes(files.get(i + 1), &after)})
+                })
+                .collect();
+            Ok((StatusCode::OK, json!({"versions": versions})))
+        },
+    )
+    .await
+}
+
+/// One stored version with its files.
+async fn policy_version(
+    State(gw): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(version): Path<i64>,
+) -> Response {
+    let g = gw.clone();
+    governed(
+        &gw,
+        &caller,
+        "policies",
+        "admin::policy_version",
+        |_| async move {
+            let row = blocking(&g, move |gw| {
+                gw.store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_policy_set(version)
+                    .map_err(store_failed)
+            })
+            .await?
+            .ok_or_else(|| {
+                GatewayError::NotFound(format!("policy set version {version} does not exist"))
+            })?;
+            Ok((
+                StatusCode::OK,
+                json!({"version": row.version, "digest": row.digest, "author": row.author,
+                   "source": row.source, "created_at": row.created_at, "files": files_of(&row)}),
+            ))
+        },
+    )
     .await
 }
 

@@ -111,6 +111,17 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_at);
 ";
 
+fn policy_set_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicySetRow> {
+    Ok(PolicySetRow {
+        version: r.get(0)?,
+        digest: r.get(1)?,
+        source: r.get(2)?,
+        author: r.get(3)?,
+        created_at: r.get(4)?,
+        policies_json: r.get(5)?,
+    })
+}
+
 /// A request held for a human approver. Times are Unix seconds. `status` is `pending`,
 /// `approved` or `denied`; a pending request past `expires_at` counts as expired (denied).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -944,6 +955,33 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Policy set versions, newest first, at most `limit`, from `before` (exclusive) down when given.
+    pub fn list_policy_sets(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<PolicySetRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare(
+            "SELECT version, digest, source, author, created_at, policies_json FROM policy_sets WHERE (?1 IS NULL OR version < ?1) ORDER BY version DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![before, limit], policy_set_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn get_policy_set(&self, version: i64) -> Result<Option<PolicySetRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, digest, source, author, created_at, policies_json FROM policy_sets WHERE version = ?1",
+                params![version],
+                policy_set_row,
+            )
+            .optional()?)
+    }
+
     pub fn latest_policy_set(&self) -> Result<Option<PolicySetRow>, StoreError> {
         Ok(self
             .conn
@@ -1179,6 +1217,16 @@ mod tests {
         assert_eq!(v1, again);
         assert!(v2 > v1);
         assert_eq!(s.latest_policy_set().unwrap().unwrap().digest, "d2");
+        let all: Vec<i64> = s
+            .list_policy_sets(None, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(all, [v2, v1], "newest first, the repeat not stored twice");
+        assert_eq!(s.list_policy_sets(Some(v2), 10).unwrap().len(), 1);
+        assert_eq!(s.get_policy_set(v1).unwrap().unwrap().digest, "d1");
+        assert!(s.get_policy_set(999).unwrap().is_none());
     }
 
     #[test]
