@@ -377,7 +377,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
             };
         }
         let _ = tokio::time::timeout(
-            POLL.min(deadline - tokio::time::Instant::now()),
+            POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
             rx.changed(),
         )
         .await;
