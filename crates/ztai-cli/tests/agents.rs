@@ -617,3 +617,132 @@ fn a_user_delegates_to_an_agent_with_their_own_credential() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// `POST /v1/authorize`: an agent asks before calling a tool; the decision sees its token's
+/// scope, its ceiling, the user's rights and the call's arguments; approvals hold tool calls too.
+#[test]
+fn tool_calls_are_decided_with_their_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    let token = issue(&qs, &["--tools", "orders.lookup", "--models", "echo-small"]);
+    let ask = |key: &str, body: serde_json::Value| {
+        request(
+            qs.gateway,
+            "POST",
+            "/v1/authorize",
+            Some(key),
+            &body.to_string(),
+        )
+    };
+    let lookup = |customer: serde_json::Value| {
+        serde_json::json!({"action": "call_tool", "resource": "tool:orders.lookup",
+                           "arguments": {"customer_id": customer, "fields": ["status"]}})
+    };
+    // The customer the agent acts for: allowed, by both links' policies.
+    let r = ask(&token, lookup("demo".into()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["decision"], "allow");
+    let policies = v["policies"].to_string();
+    assert!(
+        policies.contains("support-bot-own-orders") && policies.contains("staff-orders-lookup"),
+        "{policies}"
+    );
+    assert_eq!(v["arguments"]["customer_id"], "demo");
+    // Someone else's orders, a number, or no customer at all: refused by the argument rule.
+    for customer in [
+        serde_json::json!("bob"),
+        serde_json::json!(7),
+        serde_json::json!(["demo"]),
+    ] {
+        let r = ask(&token, lookup(customer.clone()));
+        assert_eq!(r.status, 403, "{customer}: {}", r.text());
+    }
+    // A tool the token does not grant, even one the user may use.
+    let r = ask(
+        &token,
+        serde_json::json!({"action": "call_tool", "resource": "tool:orders.refund"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(message(&r).contains("orders.refund"), "{}", r.text());
+    // Egress is denied unless a policy allows it.
+    let r = ask(
+        &qs.api_key,
+        serde_json::json!({"action": "egress", "resource": "destination:example.com"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Malformed questions get clear 422s.
+    for (body, expect) in [
+        (
+            serde_json::json!({"action": "invoke", "resource": "model:echo-small"}),
+            "cannot be asked here",
+        ),
+        (
+            serde_json::json!({"action": "call_tool", "resource": "document:x"}),
+            "is not a resource",
+        ),
+        (
+            serde_json::json!({"action": "egress", "resource": "destination:x", "arguments": {}}),
+            "only call_tool",
+        ),
+        (
+            serde_json::json!({"action": "call_tool", "resource": "tool:t", "arguments": [1]}),
+            "must be a JSON object",
+        ),
+        (
+            serde_json::json!({"action": "call_tool", "resource": "tool:t", "extra": 1}),
+            "unknown field",
+        ),
+    ] {
+        let r = ask(&token, body.clone());
+        assert_eq!(r.status, 422, "{body}: {}", r.text());
+        assert!(message(&r).contains(expect), "{body}: {}", r.text());
+    }
+    // The user's own refund waits for an approver; once approved it is allowed, once.
+    let (gw, key) = (qs.gateway, qs.api_key.clone());
+    let refund = serde_json::json!({"action": "call_tool", "resource": "tool:orders.refund",
+                                    "arguments": {"order": "o-1", "amount": 20}});
+    let body = refund.to_string();
+    let held = std::thread::spawn(move || request(gw, "POST", "/v1/authorize", Some(&key), &body));
+    let mut id = String::new();
+    common::wait_until("the refund to be held", || {
+        let r = request(
+            qs.admin,
+            "GET",
+            "/api/v1/approvals",
+            Some(&qs.admin_token),
+            "",
+        );
+        if let Some(t) = r.json()["approvals"].as_array().and_then(|a| a.first()) {
+            id = t["id"].as_str().unwrap_or_default().to_string();
+        }
+        !id.is_empty()
+    });
+    let r = request(
+        qs.admin,
+        "POST",
+        &format!("/api/v1/approvals/{id}/approve"),
+        Some(&qs.admin_token),
+        "{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = held.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["obligations"]
+            .to_string()
+            .contains(&format!("approval:approvers:{id}"))
+    );
+    // Every question is recorded with its resource.
+    let records = audit(&qs, "action=call_tool");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["resource"] == "Tool::\"orders.lookup\"" && r["status"] == 403)
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["resource"] == "Tool::\"orders.refund\"" && r["status"] == 200)
+    );
+}

@@ -9,6 +9,7 @@
 pub mod admin;
 mod approvals;
 pub mod config;
+mod decision_api;
 pub mod delegation;
 pub mod error;
 mod export;
