@@ -220,6 +220,18 @@ groups = ["sensitive"]
 [approvals]
 mode = "wait"
 wait_secs = 20
+
+# What policy knows of tools: their groups (`resource in ToolGroup::"payments"`) and the data
+# they touch (`context.data_classification`).
+[[tools]]
+name = "orders.lookup"
+groups = ["orders"]
+classification = "confidential"
+
+[[tools]]
+name = "orders.refund"
+groups = ["orders", "payments"]
+classification = "restricted"
 "#
     )
 }

@@ -733,6 +733,29 @@ fn tool_calls_are_decided_with_their_arguments() {
             .to_string()
             .contains(&format!("approval:approvers:{id}"))
     );
+    // The catalogue puts the refund tool in `payments`: once the caller's risk is high (a
+    // private key in a prompt is critical), payment tools are refused outright.
+    let leak = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx\n-----END RSA PRIVATE KEY-----";
+    // Twice: one finding's 40 points decay below 40 within a second.
+    for _ in 0..2 {
+        assert_eq!(
+            chat(qs.gateway, &qs.api_key, "echo-small", leak, false).status,
+            403
+        );
+    }
+    let r = request(
+        qs.gateway,
+        "POST",
+        "/v1/authorize",
+        Some(&qs.api_key),
+        &refund.to_string(),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        message(&r).contains("risk score is 40 or more"),
+        "{}",
+        r.text()
+    );
     // Every question is recorded with its resource.
     let records = audit(&qs, "action=call_tool");
     assert!(

@@ -5,7 +5,7 @@
 //! configuration can be committed and shared without leaking a key.
 
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +47,12 @@ struct RawConfig {
     approvals: RawApprovals,
     #[serde(default)]
     network_zones: Vec<RawNetworkZone>,
+    #[serde(default)]
+    tools: Vec<RawCatalogueEntry>,
+    #[serde(default)]
+    documents: Vec<RawCatalogueEntry>,
+    #[serde(default)]
+    destinations: Vec<RawCatalogueEntry>,
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -309,6 +315,88 @@ struct RawNetworkZone {
     cidrs: Vec<String>,
 }
 
+/// One `[[tools]]`, `[[documents]]` or `[[destinations]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalogueEntry {
+    name: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    classification: Option<String>,
+}
+
+/// What policy knows of a tool, document or destination: its groups (Cedar parents) and the
+/// classification of the data it holds or reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogueEntry {
+    pub groups: Vec<String>,
+    pub classification: String,
+}
+
+/// The tool, document and destination catalogues, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Catalogue {
+    pub tools: HashMap<String, CatalogueEntry>,
+    pub documents: HashMap<String, CatalogueEntry>,
+    pub destinations: HashMap<String, CatalogueEntry>,
+}
+
+impl Catalogue {
+    /// The entry for a resource, if the catalogue lists it.
+    pub fn entry(&self, resource: &ztai_core::Resource) -> Option<&CatalogueEntry> {
+        use ztai_core::Resource as R;
+        match resource {
+            R::Tool(n) => self.tools.get(n),
+            R::Document(n) => self.documents.get(n),
+            R::Destination(n) => self.destinations.get(n),
+            _ => None,
+        }
+    }
+}
+
+fn catalogue_part(
+    section: &str,
+    raw: &[RawCatalogueEntry],
+) -> Result<HashMap<String, CatalogueEntry>, ConfigError> {
+    let mut out = HashMap::new();
+    for (i, e) in raw.iter().enumerate() {
+        let k = |f: &str| format!("{section}[{i}].{f}");
+        let name = e
+            .name
+            .clone()
+            .ok_or_else(|| err(k("name"), "is required"))?;
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return Err(err(
+                k("name"),
+                "must be 1 to 256 characters, without control characters",
+            ));
+        }
+        let classification = e.classification.clone().unwrap_or_default();
+        if !classification.is_empty() && !CLASSIFICATIONS.contains(&classification.as_str()) {
+            return Err(err(
+                k("classification"),
+                format!(
+                    "`{classification}` is not a level; use one of {}",
+                    CLASSIFICATIONS.join(", ")
+                ),
+            ));
+        }
+        if out
+            .insert(
+                name.clone(),
+                CatalogueEntry {
+                    groups: e.groups.clone(),
+                    classification,
+                },
+            )
+            .is_some()
+        {
+            return Err(err(k("name"), format!("`{name}` is listed twice")));
+        }
+    }
+    Ok(out)
+}
+
 /// A named network zone: the first zone (in file order) holding the client's address names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkZone {
@@ -435,6 +523,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub approvals: ApprovalsConfig,
     pub network_zones: Vec<NetworkZone>,
+    pub catalogue: Catalogue,
     /// How long a principal's risk score takes to halve without new findings.
     pub risk_half_life: Duration,
     /// TLS on the data plane, when configured.
@@ -993,6 +1082,11 @@ impl Config {
                 webhook_url: a.webhook_url.clone(),
             }
         };
+        let catalogue = Catalogue {
+            tools: catalogue_part("tools", &raw.tools)?,
+            documents: catalogue_part("documents", &raw.documents)?,
+            destinations: catalogue_part("destinations", &raw.destinations)?,
+        };
         let mut network_zones = Vec::new();
         for (i, z) in raw.network_zones.iter().enumerate() {
             let k = |f: &str| format!("network_zones[{i}].{f}");
@@ -1411,6 +1505,7 @@ impl Config {
             tokens,
             approvals,
             network_zones,
+            catalogue,
             risk_half_life,
             tls,
             spiffe,
@@ -1523,6 +1618,18 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[approvals]\nmode = \"hold\""),
                 "approvals.mode",
+            ),
+            (
+                format!("{MINIMAL}\n[[tools]]\nname = \"t\"\n[[tools]]\nname = \"t\""),
+                "tools[1].name",
+            ),
+            (
+                format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nclassification = \"top\""),
+                "documents[0].classification",
+            ),
+            (
+                format!("{MINIMAL}\n[[destinations]]\ngroups = [\"x\"]"),
+                "destinations[0].name",
             ),
             (
                 format!(

@@ -161,7 +161,16 @@ async fn decide(
         .with_arguments(&arguments)
         .map_err(|e| GatewayError::Unprocessable(e.to_string()))?;
     ctx.risk_score = gw.observe_risk(&who.principal, trace.findings.iter());
-    let verdict = gw.authorize(&who, action, &resource, &[], &ctx)?;
+    // The catalogue places the resource in its groups and says what data it holds; a resource
+    // it does not list has neither, and only a policy naming it directly can allow it.
+    let entry = gw
+        .config
+        .catalogue
+        .entry(&resource)
+        .cloned()
+        .unwrap_or_default();
+    ctx.data_classification = entry.classification;
+    let verdict = gw.authorize(&who, action, &resource, &entry.groups, &ctx)?;
     trace.timings.authorize_us = micros(t);
     let permit = match verdict {
         Verdict::Permit(p) => {

@@ -217,7 +217,9 @@ impl PolicyEngine {
 
     /// Decides whether `principal` may perform `action` on `resource`.
     ///
-    /// `resource_parents` are the groups the resource belongs to (model groups for models).
+    /// `resource_parents` are the groups the resource belongs to: model groups of a model, tool
+    /// groups of a tool, collections of a document, destination groups of a destination, groups of
+    /// an agent or an approval.
     /// Anything that goes wrong building the question is an error, which callers must treat as
     /// deny; a question Cedar answers with evaluation errors denies unless a permit still applies
     /// and no forbid errored, because Cedar skips erroring policies.
@@ -527,8 +529,11 @@ impl CedarQuestion {
     ) -> Result<Self, PolicyError> {
         let parent_type = match resource {
             Resource::Model(_) => Some("ModelGroup"),
+            Resource::Tool(_) => Some("ToolGroup"),
+            Resource::Document(_) => Some("Collection"),
+            Resource::Destination(_) => Some("DestinationGroup"),
             Resource::Agent(_) | Resource::Approval(_) => Some("Group"),
-            _ => None,
+            Resource::Dataset(_) | Resource::Api(_) => None,
         };
         Ok(CedarQuestion {
             principal: uid(principal.kind.entity_type(), &principal.id)?,
@@ -648,6 +653,9 @@ fn type_name(name: &str) -> Result<EntityTypeName, PolicyError> {
             "Api",
             "Arguments",
             "Approval",
+            "ToolGroup",
+            "Collection",
+            "DestinationGroup",
         ]
         .into_iter()
         .filter_map(|n| EntityTypeName::from_str(n).ok().map(|t| (n, t)))
