@@ -173,16 +173,22 @@ fn spend_deadline(row: &ApprovalRow) -> i64 {
         .saturating_add(window)
 }
 
+/// What an approval is bound to. Every part is length-prefixed (and the chain counted), so no
+/// two different requests hash alike by moving bytes between parts. The approver group is in it:
+/// a policy change that moves the approval to another group voids earlier tickets.
 fn binding(req: &HoldRequest<'_>) -> String {
     let mut h = Sha256::new();
-    h.update(b"ztai-approval-binding/v1\n");
-    for part in [
-        req.requester.as_str(),
-        &req.chain.join(","),
-        req.action,
-        &req.resource,
-        req.body_digest,
-    ] {
+    h.update(b"ztai-approval-binding/v2\n");
+    h.update((req.chain.len() as u64).to_le_bytes());
+    let parts = std::iter::once(req.requester.as_str())
+        .chain(req.chain.iter().map(String::as_str))
+        .chain([
+            req.action,
+            req.resource.as_str(),
+            req.body_digest,
+            req.approver_group,
+        ]);
+    for part in parts {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -278,7 +284,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         })?;
         if row.request_digest != digest {
             return Err(GatewayError::Forbidden(format!(
-                "approval ticket `{}` was issued for a different request (another caller, chain, resource or body); resend exactly the request it was issued for",
+                "approval ticket `{}` was issued for a different request (another caller, chain, resource, body or approver group); resend exactly the request it was issued for",
                 row.approval_id
             )));
         }
@@ -498,4 +504,80 @@ async fn status_of(
         (StatusCode::OK, axum::Json(body)).into_response(),
         digest,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(chain: Vec<String>, group: &'a str) -> HoldRequest<'a> {
+        HoldRequest {
+            requester: "agent:bot".into(),
+            chain,
+            action: "call_tool",
+            resource: "Tool::\"t\"".into(),
+            body_digest: "d",
+            approver_group: group,
+            timeout_secs: 60,
+            ticket: None,
+            summary: Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_binding_changes_with_every_part_of_the_request() {
+        let base = binding(&request(
+            vec!["user:a".into(), "agent:bot".into()],
+            "approvers",
+        ));
+        assert_eq!(
+            base,
+            binding(&request(
+                vec!["user:a".into(), "agent:bot".into()],
+                "approvers"
+            ))
+        );
+        // Another approver group, or the same text split differently across the chain.
+        assert_ne!(
+            base,
+            binding(&request(
+                vec!["user:a".into(), "agent:bot".into()],
+                "admins"
+            ))
+        );
+        assert_ne!(
+            base,
+            binding(&request(vec!["user:a,agent:bot".into()], "approvers"))
+        );
+        assert_ne!(base, binding(&request(vec!["user:a".into()], "approvers")));
+    }
+
+    #[test]
+    fn a_reason_cannot_forge_a_line_of_the_signed_statement() {
+        let row = ApprovalRow {
+            approval_id: "apr_1".into(),
+            status: "pending".into(),
+            requester: "user:demo".into(),
+            chain: vec!["user:demo".into()],
+            action: "invoke".into(),
+            resource: "Model::\"m\"".into(),
+            approver_group: "approvers".into(),
+            request_digest: "d".into(),
+            summary: Value::Null,
+            created_at: 1,
+            expires_at: 2,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+            signature: None,
+            used_at: None,
+        };
+        let text = decision_statement(&row, false, "user:carol", 5, "no\ndecision approved\r\n");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("decision ")).count(),
+            1
+        );
+        assert!(text.contains("decision denied\n"));
+        assert!(text.ends_with("reason no decision approved  \n"));
+    }
 }
