@@ -392,6 +392,64 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
     outcome
 }
 
+/// Carries out an approval obligation for a request being traced: holds it, or lets it go on
+/// an approved ticket (recorded among the obligations carried out as `approval:<group>:<ticket>`).
+/// `Some(answer)` means the caller is answered with it now (202, still pending). `summary` holds
+/// what approvers should see of this kind of request; the policies and finding types are added.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the traced request, who asks, what for, the obligation's two settings, the ticket and what approvers see are all distinct inputs"
+)]
+pub(crate) async fn carry_out(
+    gw: &Arc<Gateway>,
+    trace: &mut crate::record::Trace,
+    principal: &ztai_core::Principal,
+    action: ztai_core::Action,
+    group: &str,
+    timeout_secs: u64,
+    ticket: Option<String>,
+    mut summary: Value,
+) -> Result<Option<Response>, GatewayError> {
+    if let Some(obj) = summary.as_object_mut() {
+        let policies = trace
+            .decision
+            .as_ref()
+            .map(|d| d.policies.clone())
+            .unwrap_or_default();
+        let finding_types: std::collections::BTreeSet<String> =
+            trace.findings.iter().map(|f| f.kind.clone()).collect();
+        obj.insert("policies".into(), json!(policies));
+        obj.insert("finding_types".into(), json!(finding_types));
+    }
+    let held = hold(
+        gw,
+        HoldRequest {
+            requester: format!("{}:{}", principal.kind, principal.id),
+            chain: principal.chain(),
+            action: action.cedar_id(),
+            resource: trace.resource.clone(),
+            body_digest: &trace.request_digest,
+            approver_group: group,
+            timeout_secs,
+            ticket,
+            summary,
+        },
+    )
+    .await?;
+    match held {
+        Held::Proceed(id) => {
+            trace
+                .obligations_done
+                .push(format!("approval:{group}:{id}"));
+            Ok(None)
+        }
+        Held::Pending(resp) => {
+            trace.reason = format!("held for approval by `{group}`");
+            Ok(Some(resp))
+        }
+    }
+}
+
 /// Posts a notification of a new approval request, in the background: a slow or failing
 /// receiver never holds up the request, and its failures are counted and logged.
 fn notify_webhook(gw: &Arc<Gateway>, row: &ApprovalRow) {

@@ -213,36 +213,24 @@ async fn decide(
                 group,
                 timeout_secs,
             } => {
-                let principal = &who.principal;
-                let held = crate::approvals::hold(
+                let summary = json!({
+                    "action": action.cedar_id(),
+                    "resource": trace.resource,
+                    "argument_paths": ctx.arguments.keys().collect::<Vec<_>>(),
+                });
+                if let Some(pending) = crate::approvals::carry_out(
                     gw,
-                    crate::approvals::HoldRequest {
-                        requester: format!("{}:{}", principal.kind, principal.id),
-                        chain: principal.chain(),
-                        action: action.cedar_id(),
-                        resource: trace.resource.clone(),
-                        body_digest: &trace.request_digest,
-                        approver_group: group,
-                        timeout_secs: *timeout_secs,
-                        ticket: ticket.clone(),
-                        summary: json!({
-                            "action": action.cedar_id(),
-                            "resource": trace.resource,
-                            "argument_paths": ctx.arguments.keys().collect::<Vec<_>>(),
-                            "policies": permit.decision().policies,
-                            "finding_types": trace.findings.iter().map(|f| f.kind.clone()).collect::<std::collections::BTreeSet<_>>(),
-                        }),
-                    },
+                    trace,
+                    &who.principal,
+                    action,
+                    group,
+                    *timeout_secs,
+                    ticket.clone(),
+                    summary,
                 )
-                .await?;
-                match held {
-                    crate::approvals::Held::Proceed(id) => {
-                        trace.obligations_done.push(format!("{}:{id}", o.label()));
-                    }
-                    crate::approvals::Held::Pending(resp) => {
-                        trace.reason = format!("held for approval by `{group}`");
-                        return Ok(Answer::Buffered(resp, String::new()));
-                    }
+                .await?
+                {
+                    return Ok(Answer::Buffered(pending, String::new()));
                 }
             }
         }

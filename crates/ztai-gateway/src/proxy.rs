@@ -798,38 +798,20 @@ async fn pipeline(
                 group,
                 timeout_secs,
             } => {
-                let held = crate::approvals::hold(
+                let summary = json!({"model": model.name, "operation": op.name()});
+                if let Some(pending) = crate::approvals::carry_out(
                     gw,
-                    crate::approvals::HoldRequest {
-                        requester: principal_key.clone(),
-                        chain: principal.chain(),
-                        action: Action::Invoke.cedar_id(),
-                        resource: trace.resource.clone(),
-                        body_digest: &trace.request_digest,
-                        approver_group: group,
-                        timeout_secs: *timeout_secs,
-                        ticket: ticket.clone(),
-                        summary: json!({
-                            "model": model.name,
-                            "operation": op.name(),
-                            "policies": permit.decision().policies,
-                            "finding_types": trace.findings.iter().map(|f| f.kind.clone()).collect::<std::collections::BTreeSet<_>>(),
-                        }),
-                    },
+                    trace,
+                    principal,
+                    Action::Invoke,
+                    group,
+                    *timeout_secs,
+                    ticket.clone(),
+                    summary,
                 )
-                .await;
-                match held {
-                    Ok(crate::approvals::Held::Proceed(id)) => {
-                        trace.obligations_done.push(format!("{}:{id}", o.label()));
-                    }
-                    Ok(crate::approvals::Held::Pending(resp)) => {
-                        trace.reason = format!("held for approval by `{group}`");
-                        return Ok(Answer::Buffered(resp, String::new()));
-                    }
-                    Err(e) => {
-                        trace.reason = e.message().to_string();
-                        return Err(e);
-                    }
+                .await?
+                {
+                    return Ok(Answer::Buffered(pending, String::new()));
                 }
             }
         }
