@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
-use ztai_core::{Action, Channel, Finding, FindingCategory, Obligation, Resource};
+use ztai_core::{Action, Channel, Finding, Obligation, Resource};
 use ztai_policy::Verdict;
 
 #[derive(Debug, Deserialize)]
@@ -190,10 +190,7 @@ async fn decide(
     for o in &permit.decision().obligations {
         match o {
             Obligation::Redact { categories } => {
-                let cats: Vec<FindingCategory> = categories
-                    .iter()
-                    .filter_map(|c| FindingCategory::parse(c))
-                    .collect();
+                let cats = crate::proxy::categories_of(categories);
                 for (pointer, text, findings) in &inspected {
                     if findings
                         .iter()

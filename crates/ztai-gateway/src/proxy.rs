@@ -595,7 +595,7 @@ fn write_text(body: &mut Value, slot: &TextSlot, text: String) {
     }
 }
 
-fn categories_of(names: &[String]) -> Vec<FindingCategory> {
+pub(crate) fn categories_of(names: &[String]) -> Vec<FindingCategory> {
     names
         .iter()
         .filter_map(|c| FindingCategory::parse(c))
