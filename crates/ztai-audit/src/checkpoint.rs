@@ -132,6 +132,11 @@ impl CheckpointSigner {
         })
     }
 
+    /// `name+keyid`: names the key without its material, e.g. in a registry.
+    pub fn key_ref(&self) -> String {
+        format!("{}+{}", self.name, hex::encode(self.key_id))
+    }
+
     /// The verifier key to publish and pin: `name+keyid+base64(alg ‖ public key)`.
     pub fn verifier_key(&self) -> String {
         let mut raw = vec![ALG_ED25519];
@@ -154,10 +159,31 @@ impl CheckpointSigner {
     /// is. A statement cannot pass as a checkpoint (checkpoint bodies need a tree size on their
     /// second line and a root hash on their third).
     pub fn sign_note(&self, body: &str) -> String {
+        format!("{body}\n{}", self.signature_line(body))
+    }
+
+    /// Adds this key's signature to a note another key signed (a countersignature): the body
+    /// and the signatures already there are kept byte for byte. It does not check them; verify
+    /// the note first when countersigning means vouching for it.
+    pub fn cosign(&self, note: &str) -> Result<String, CheckpointError> {
+        let (body, sigs) = note.split_once("\n\n").ok_or_else(|| {
+            CheckpointError::Malformed("no blank line before the signatures".into())
+        })?;
+        if sigs.is_empty() || !sigs.ends_with('\n') {
+            return Err(CheckpointError::Malformed(
+                "a signed note ends with newline-terminated signature lines".into(),
+            ));
+        }
+        let body = format!("{body}\n");
+        let line = self.signature_line(&body);
+        Ok(format!("{body}\n{sigs}{line}"))
+    }
+
+    fn signature_line(&self, body: &str) -> String {
         let sig = self.key.sign(body.as_bytes());
         let mut blob = self.key_id.to_vec();
         blob.extend_from_slice(sig.as_ref());
-        format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+        format!("\u{2014} {} {}\n", self.name, B64.encode(blob))
     }
 }
 
@@ -203,6 +229,11 @@ impl CheckpointVerifier {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `name+keyid`, as `CheckpointSigner::key_ref` gives it for the same key.
+    pub fn key_ref(&self) -> String {
+        format!("{}+{}", self.name, hex::encode(self.key_id))
     }
 
     /// Verifies a signed note and returns the checkpoint it carries.
@@ -306,6 +337,39 @@ mod tests {
             verifier.verify_note(&altered),
             Err(CheckpointError::BadSignature("ztai-test".into()))
         );
+    }
+
+    #[test]
+    fn a_countersigned_note_verifies_under_both_keys_and_neither_can_be_altered() {
+        let (_, approver) = CheckpointSigner::generate("user:carol").unwrap();
+        let (_, gateway) = CheckpointSigner::generate("ztai-gateway").unwrap();
+        let body = "ztai-approval-decision/v1\napproval apr_1\ndecision approved\n";
+        let note = gateway.cosign(&approver.sign_note(body)).unwrap();
+        assert_eq!(note.matches("\n\u{2014} ").count(), 2, "{note}");
+        for signer in [&approver, &gateway] {
+            let v = CheckpointVerifier::parse(&signer.verifier_key()).unwrap();
+            assert_eq!(v.key_ref(), signer.key_ref());
+            assert!(
+                signer
+                    .verifier_key()
+                    .starts_with(&format!("{}+", v.key_ref()))
+            );
+            assert_eq!(v.verify_note(&note).unwrap(), body);
+            assert!(
+                v.verify_note(&note.replacen("approved", "denied", 1))
+                    .is_err()
+            );
+        }
+        // Dropping the approver's line leaves a note the approver's key does not verify.
+        let approver_v = CheckpointVerifier::parse(&approver.verifier_key()).unwrap();
+        let gateway_only = gateway.sign_note(body);
+        assert!(matches!(
+            approver_v.verify_note(&gateway_only),
+            Err(CheckpointError::NotSigned(_))
+        ));
+        for junk in ["", "body only\n", "a\n\n", "a\n\n\u{2014} x y"] {
+            assert!(gateway.cosign(junk).is_err(), "{junk:?}");
+        }
     }
 
     #[test]

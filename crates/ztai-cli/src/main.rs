@@ -5,6 +5,7 @@
 
 mod admin_client;
 mod approvals_cmd;
+mod approver_key;
 mod delegation_cmd;
 mod policy_cmd;
 mod quickstart;

@@ -125,6 +125,35 @@ fn read_env_file(path: &Path) -> Vec<(String, String)> {
 
 /// Returns a working key for `principal`, reusing `existing` when it still authenticates, and the
 /// stored row when a new key was issued (so its issue can be recorded).
+/// The administrator's approver signing key: made on first run and registered in the store, so
+/// `ztai approvals approve --key` works out of the box with signed decisions required.
+fn ensure_approver_key(store: &Store, path: &Path) -> anyhow::Result<()> {
+    const ADMIN: &str = "user:admin";
+    let key = if path.exists() {
+        crate::approver_key::load(path)?
+    } else {
+        crate::approver_key::generate(ADMIN, path)?
+    };
+    let key_id = key.signer.key_ref();
+    let known = store
+        .list_approver_keys(Some(ADMIN))?
+        .iter()
+        .any(|k| k.key_id == key_id);
+    if !known {
+        store.insert_approver_key(&ztai_store::ApproverKeyRow {
+            key_id,
+            principal: ADMIN.into(),
+            verifier_key: key.signer.verifier_key(),
+            label: "quick-start administrator".into(),
+            created_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            created_by: "service:ztai-up".into(),
+            revoked_at: None,
+            revoked_by: None,
+        })?;
+    }
+    Ok(())
+}
+
 fn ensure_key(
     store: &Store,
     existing: Option<&str>,
@@ -220,6 +249,9 @@ groups = ["sensitive"]
 [approvals]
 mode = "wait"
 wait_secs = 20
+# Decisions carry the approver's own signature (`ztai approvals approve --key`); the quick
+# start made one for the administrator (ZTAI_APPROVER_KEY in quickstart.env).
+signed_decisions = "required"
 
 # What policy knows of tools: their groups (`resource in ToolGroup::"payments"`) and the data
 # they touch (`context.data_classification`).
@@ -266,6 +298,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
+    let approver_key_path = dir.join("approver.key");
     let ((admin_key, admin_row), (demo_key, demo_row)) = {
         let store = Store::open(&dir.join("ztai.db"))?;
         let admin = ensure_key(
@@ -283,6 +316,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             "quick-start demo user",
         )?;
         ensure_agents(&store)?;
+        ensure_approver_key(&store, &approver_key_path)?;
         (admin, demo)
     };
     let issued = [admin_row, demo_row];
@@ -329,7 +363,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     write_private(
         &env_path,
         &format!(
-            "export ZTAI_API_KEY='{demo_key}'\nexport ZTAI_ADMIN_TOKEN='{admin_key}'\nexport OPENAI_BASE_URL='{base}'\nexport OPENAI_API_KEY='{demo_key}'\nexport ZTAI_ADMIN_URL='{admin}'\nexport ZTAI_STANDIN_URL='{standin}'\n"
+            "export ZTAI_API_KEY='{demo_key}'\nexport ZTAI_ADMIN_TOKEN='{admin_key}'\nexport OPENAI_BASE_URL='{base}'\nexport OPENAI_API_KEY='{demo_key}'\nexport ZTAI_ADMIN_URL='{admin}'\nexport ZTAI_STANDIN_URL='{standin}'\nexport ZTAI_APPROVER_KEY='{approver}'\n",
+            approver = approver_key_path.display()
         ),
     )?;
     println!(
@@ -364,6 +399,13 @@ An agent acting for a user, with a task token minted for one task (agent `suppor
   ztai token attenuate "$T" --delegate-to summariser --ttl 5m        (narrowed for a sub-agent)
   ztai token inspect "$T" --data-dir {data}
   ztai token delegate --agent support-bot --models echo-small       (the demo user hands a task over itself)
+
+Human approval (echo-sensitive waits for an approver; decisions are signed with ZTAI_APPROVER_KEY):
+  curl -s $OPENAI_BASE_URL/chat/completions -H "Authorization: Bearer $ZTAI_API_KEY" \
+    -H 'content-type: application/json' \
+    -d '{{"model":"echo-sensitive","messages":[{{"role":"user","content":"hello"}}]}}' &
+  ztai approvals list
+  ztai approvals approve <apr_…> --reason "checked"                  (the held request is then answered)
 
 Python (pip install openai):
   from openai import OpenAI            # reads OPENAI_BASE_URL and OPENAI_API_KEY from quickstart.env

@@ -718,14 +718,24 @@ fn tool_calls_are_decided_with_their_arguments() {
         }
         !id.is_empty()
     });
-    let r = request(
-        qs.admin,
-        "POST",
-        &format!("/api/v1/approvals/{id}/approve"),
-        Some(&qs.admin_token),
+    // The administrator approves with the CLI and the signing key the quick start made.
+    let env = std::fs::read_to_string(qs.dir.join("quickstart.env")).unwrap();
+    let o = std::process::Command::new(common::BIN)
+        .args(["approvals", "approve", &id, "--reason", "refund checked"])
+        .env("ZTAI_ADMIN_URL", format!("http://{}", qs.admin))
+        .env("ZTAI_ADMIN_TOKEN", &qs.admin_token)
+        .env(
+            "ZTAI_APPROVER_KEY",
+            common::env_value(&env, "ZTAI_APPROVER_KEY"),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("signed with user:admin+"),
         "{}",
+        String::from_utf8_lossy(&o.stdout)
     );
-    assert_eq!(r.status, 200, "{}", r.text());
     let r = held.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(

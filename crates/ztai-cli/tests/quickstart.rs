@@ -145,11 +145,30 @@ fn requests_are_allowed_redacted_refused_and_recorded() {
         ) >= 1.0
     );
 
-    // Running it again reuses the data: the same keys still work.
+    // Running it again reuses the data: the same keys still work, and the administrator's
+    // approval signing key is the one registered (once).
     let api_key = qs.api_key.clone();
+    let env = std::fs::read_to_string(dir.path().join("quickstart.env")).unwrap();
+    let approver_key = std::fs::read(env_value(&env, "ZTAI_APPROVER_KEY")).unwrap();
     drop(qs);
     let again = up(dir.path());
     assert_eq!(again.api_key, api_key);
+    let env = std::fs::read_to_string(dir.path().join("quickstart.env")).unwrap();
+    assert_eq!(
+        std::fs::read(env_value(&env, "ZTAI_APPROVER_KEY")).unwrap(),
+        approver_key
+    );
+    let keys = request(
+        again.admin,
+        "GET",
+        "/api/v1/approver-keys",
+        Some(&again.admin_token),
+        "",
+    )
+    .json();
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["principal"], "user:admin");
     assert_eq!(
         chat(
             again.gateway,

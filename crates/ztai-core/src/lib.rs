@@ -5,12 +5,14 @@
 //! This crate does no I/O and depends on nothing of ours, so detectors, the policy engine and the
 //! identity layer can all speak the same language without knowing about each other or the gateway.
 
+pub mod approval;
 pub mod audit;
 pub mod decision;
 pub mod finding;
 pub mod principal;
 pub mod resource;
 
+pub use approval::DecisionStatement;
 pub use audit::{AuditRecord, CredentialEvent, CredentialOperation, FindingSummary, StageTimings};
 pub use decision::{Decision, Obligation, PolicyDecision};
 pub use finding::{Channel, Finding, FindingCategory, Severity, Span};

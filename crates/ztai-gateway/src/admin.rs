@@ -22,6 +22,7 @@ use ztai_policy::Verdict;
 
 mod agents;
 mod approvals;
+mod approver_keys;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -47,6 +48,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/revocations",
             get(agents::list_revocations).post(agents::revoke),
+        )
+        .route(
+            "/api/v1/approver-keys",
+            get(approver_keys::list).post(approver_keys::register),
+        )
+        .route(
+            "/api/v1/approver-keys/{key_id}",
+            delete(approver_keys::revoke),
         )
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{approval_id}", get(approvals::show))
@@ -213,6 +222,7 @@ where
         Ok((status, body)) => {
             trace.status = status.as_u16();
             trace.credential = credential_event(action, &body);
+            record_decision(&mut trace, action, &body);
             (status, axum::Json(body)).into_response()
         }
         Err(e) => {
@@ -240,13 +250,36 @@ where
     resp
 }
 
+/// An approval decision's record names who decided with which key, and commits to the signed
+/// note stored with the ticket by its SHA-256 (the log is hash-chained, so the note cannot later
+/// be swapped without the log showing it).
+fn record_decision(trace: &mut Trace, action: &str, body: &Value) {
+    if !matches!(action, "approvals::approve" | "approvals::deny") {
+        return;
+    }
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+    let Some(note) = body.get("signature").and_then(Value::as_str) else {
+        return;
+    };
+    use sha2::Digest;
+    trace.response_digest = hex::encode(sha2::Sha256::digest(note.as_bytes()));
+    let key = match text("approver_key") {
+        "" => "signed by the gateway alone".to_string(),
+        k => format!("signed with {k}"),
+    };
+    trace.reason = format!("{} by {} ({key})", text("status"), text("decided_by"));
+}
+
 /// The credential an admin call issued or revoked, read from the answer this module built.
 fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialEvent> {
     let operation = match action {
-        "admin::create_key" | "admin::issue_token" => ztai_core::CredentialOperation::Issue,
-        "admin::revoke_key" | "admin::revoke" | "admin::revoke_agent" => {
-            ztai_core::CredentialOperation::Revoke
+        "admin::create_key" | "admin::issue_token" | "admin::register_approver_key" => {
+            ztai_core::CredentialOperation::Issue
         }
+        "admin::revoke_key"
+        | "admin::revoke"
+        | "admin::revoke_agent"
+        | "admin::revoke_approver_key" => ztai_core::CredentialOperation::Revoke,
         _ => return None,
     };
     let text = |k: &str| {

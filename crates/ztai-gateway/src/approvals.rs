@@ -7,8 +7,11 @@
 //! waits (up to `wait_secs`) or gets `202 Accepted` with the ticket at once; after approval it
 //! resends the same request with `ztai-approval: <ticket>`. Silence until the policy's timeout
 //! is a denial. Decisions are made through the admin API by a principal that policy permits to
-//! `approve` the ticket and that is not in the request's own chain; each decision is signed with
-//! the gateway's signing key (the checkpoint key) and recorded in the audit log.
+//! `approve` the ticket and that is not in the request's own chain. Each decision is a signed
+//! note over `ztai_core::DecisionStatement`: signed by the approver's own registered key (on
+//! their machine, so a stolen bearer credential alone cannot approve when signatures are
+//! required), then countersigned with the gateway's signing key (the checkpoint key), stored
+//! with the ticket and recorded in the audit log.
 //!
 //! Waiters in this process are woken at once; the store is also polled, so a decision made
 //! through another replica is seen within a poll interval.
@@ -22,6 +25,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use ztai_core::DecisionStatement;
+pub(crate) use ztai_core::approval::one_line;
 use ztai_store::ApprovalRow;
 
 /// The request header that carries an approval ticket when a request is resent.
@@ -29,7 +34,6 @@ pub(crate) const TICKET_HEADER: &str = "ztai-approval";
 
 const POLL: Duration = Duration::from_millis(500);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_REASON_CHARS: usize = 500;
 
 /// In-process waiters and the key that signs decisions.
 pub(crate) struct Approvals {
@@ -113,47 +117,39 @@ impl Approvals {
             .remove(id);
     }
 
-    /// The signed statement of a decision: what was decided, by whom, about which request.
-    pub fn sign_decision(
-        &self,
-        row: &ApprovalRow,
-        approved: bool,
-        by: &str,
-        at: i64,
-        reason: &str,
-    ) -> String {
+    /// A decision signed by the gateway alone (when approver signatures are optional and the
+    /// approver sent none).
+    pub fn sign_decision(&self, statement: &DecisionStatement<'_>) -> String {
+        self.signer.sign_note(&statement.text())
+    }
+
+    /// The gateway's countersignature added to a note the approver signed (and that has been
+    /// verified against the approver's key).
+    pub fn countersign(&self, note: &str) -> Result<String, GatewayError> {
         self.signer
-            .sign_note(&decision_statement(row, approved, by, at, reason))
+            .cosign(note)
+            .map_err(|e| GatewayError::Unprocessable(format!("the signed decision: {e}")))
     }
 }
 
-/// The text a decision signature covers. Line-based, one fact per line; the reason is cleaned of
-/// line breaks so it cannot forge another line.
-pub(crate) fn decision_statement(
-    row: &ApprovalRow,
+/// The statement a decision on `row` signs.
+pub(crate) fn statement_for<'a>(
+    row: &'a ApprovalRow,
     approved: bool,
-    by: &str,
+    by: &'a str,
     at: i64,
-    reason: &str,
-) -> String {
-    format!(
-        "ztai-approval-decision/v1\napproval {}\ndecision {}\napprover {}\nrequester {}\nresource {}\nrequest {}\ndecided_at {}\nreason {}\n",
-        row.approval_id,
-        if approved { "approved" } else { "denied" },
-        one_line(by),
-        one_line(&row.requester),
-        one_line(&row.resource),
-        row.request_digest,
-        at,
-        one_line(reason)
-    )
-}
-
-pub(crate) fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_REASON_CHARS)
-        .collect()
+    reason: &'a str,
+) -> DecisionStatement<'a> {
+    DecisionStatement {
+        approval_id: &row.approval_id,
+        approved,
+        approver: by,
+        requester: &row.requester,
+        resource: &row.resource,
+        request_digest: &row.request_digest,
+        decided_at: at,
+        reason,
+    }
 }
 
 /// The status a row has at `now`: a pending request past its deadline has expired.
@@ -319,6 +315,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         reason: None,
         signature: None,
         used_at: None,
+        approver_key: None,
     };
     let mut rx = gw.approvals.subscribe(&row.approval_id);
     let inserted = {
@@ -511,7 +508,9 @@ pub(crate) fn public_view(row: &ApprovalRow, now: i64) -> Value {
         "decided_by": row.decided_by,
         "decided_at": row.decided_at.map(t),
         "reason": row.reason,
+        "request_digest": row.request_digest,
         "signature": row.signature,
+        "approver_key": row.approver_key,
     })
 }
 
@@ -608,34 +607,5 @@ mod tests {
             binding(&request(vec!["user:a,agent:bot".into()], "approvers"))
         );
         assert_ne!(base, binding(&request(vec!["user:a".into()], "approvers")));
-    }
-
-    #[test]
-    fn a_reason_cannot_forge_a_line_of_the_signed_statement() {
-        let row = ApprovalRow {
-            approval_id: "apr_1".into(),
-            status: "pending".into(),
-            requester: "user:demo".into(),
-            chain: vec!["user:demo".into()],
-            action: "invoke".into(),
-            resource: "Model::\"m\"".into(),
-            approver_group: "approvers".into(),
-            request_digest: "d".into(),
-            summary: Value::Null,
-            created_at: 1,
-            expires_at: 2,
-            decided_by: None,
-            decided_at: None,
-            reason: None,
-            signature: None,
-            used_at: None,
-        };
-        let text = decision_statement(&row, false, "user:carol", 5, "no\ndecision approved\r\n");
-        assert_eq!(
-            text.lines().filter(|l| l.starts_with("decision ")).count(),
-            1
-        );
-        assert!(text.contains("decision denied\n"));
-        assert!(text.ends_with("reason no decision approved  \n"));
     }
 }

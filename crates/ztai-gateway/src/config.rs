@@ -154,6 +154,7 @@ struct RawApprovals {
     mode: Option<String>,
     wait_secs: Option<u64>,
     webhook_url: Option<String>,
+    signed_decisions: Option<String>,
 }
 
 /// How a held caller is answered.
@@ -173,6 +174,10 @@ pub struct ApprovalsConfig {
     pub wait: Duration,
     /// Where to POST a notification of each new approval request (JSON).
     pub webhook_url: Option<String>,
+    /// Whether a decision must carry the approver's own signature (made with a key registered
+    /// under `/api/v1/approver-keys`). When false, an unsigned decision is signed by the gateway
+    /// alone; a signed one is still checked.
+    pub require_approver_signature: bool,
 }
 
 /// `[identity.spiffe]`: services and models authenticated by client certificate.
@@ -1076,10 +1081,27 @@ impl Config {
                     "approval requests name who asked for what",
                 )?;
             }
+            let require_approver_signature = match a
+                .signed_decisions
+                .as_deref()
+                .unwrap_or("required")
+            {
+                "required" => true,
+                "optional" => false,
+                other => {
+                    return Err(err(
+                        "approvals.signed_decisions",
+                        format!(
+                            "`{other}` is not a choice: use \"required\" (every decision carries the approver's own signature) or \"optional\" (unsigned decisions are signed by the gateway alone)"
+                        ),
+                    ));
+                }
+            };
             ApprovalsConfig {
                 mode,
                 wait: Duration::from_secs(wait_secs),
                 webhook_url: a.webhook_url.clone(),
+                require_approver_signature,
             }
         };
         let catalogue = Catalogue {
@@ -1567,6 +1589,7 @@ groups = ["standard"]
         assert_eq!(c.approvals.mode, ApprovalMode::Wait);
         assert_eq!(c.approvals.wait, Duration::from_secs(30));
         assert_eq!(c.approvals.webhook_url, None);
+        assert!(c.approvals.require_approver_signature, "signed by default");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.upstreams[0].base_url, "http://127.0.0.1:9000/v1");
         assert_eq!(c.models[0].upstream_model, "m");
@@ -1649,6 +1672,10 @@ groups = ["standard"]
                     "groups = [\"standard\"]\nclassification = \"secret\"",
                 ),
                 "models[0].classification",
+            ),
+            (
+                format!("{MINIMAL}\n[approvals]\nsigned_decisions = \"no\""),
+                "approvals.signed_decisions",
             ),
             (
                 format!("{MINIMAL}\n[approvals]\nwait_secs = 301"),

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -106,9 +106,21 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_at INTEGER,
     reason TEXT,
     signature TEXT,
-    used_at INTEGER
+    used_at INTEGER,
+    approver_key TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_at);
+CREATE TABLE IF NOT EXISTS approver_keys (
+    key_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    verifier_key TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT,
+    revoked_by TEXT
+);
+CREATE INDEX IF NOT EXISTS approver_keys_by_principal ON approver_keys(principal);
 ";
 
 fn policy_set_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicySetRow> {
@@ -145,9 +157,29 @@ pub struct ApprovalRow {
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
-    /// The gateway's signature over the decision statement.
+    /// The decision statement as a signed note: the approver's signature, countersigned by
+    /// the gateway.
     pub signature: Option<String>,
     pub used_at: Option<i64>,
+    /// Which registered approver key signed the decision (`name+keyid`), when one did.
+    pub approver_key: Option<String>,
+}
+
+/// An approver's registered signing key: decisions they sign are checked against it. Times are
+/// RFC 3339 text like the other registries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproverKeyRow {
+    /// `name+keyid` of the verifier key; unique.
+    pub key_id: String,
+    /// `kind:id` of the approver the key belongs to (the verifier key's name).
+    pub principal: String,
+    /// The full verifier key, `name+keyid+base64(alg ‖ public key)`.
+    pub verifier_key: String,
+    pub label: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
 }
 
 /// A registered agent: who answers for it, what it is for, and the most it may ever reach.
@@ -287,6 +319,11 @@ impl Store {
         if version == 1 {
             // Version 2 adds Merkle leaf hashes; older rows keep NULL and are hashed on read.
             conn.execute_batch("ALTER TABLE audit_log ADD COLUMN leaf_hash BLOB")?;
+        }
+        if version == 5 {
+            // Version 6 records which approver key signed a decision; older decisions were
+            // signed by the gateway alone and keep NULL.
+            conn.execute_batch("ALTER TABLE approvals ADD COLUMN approver_key TEXT")?;
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -526,7 +563,7 @@ impl Store {
         Ok(())
     }
 
-    const APPROVAL_COLUMNS: &'static str = "approval_id, status, requester, chain_json, action, resource, approver_group, request_digest, summary_json, created_at, expires_at, decided_by, decided_at, reason, signature, used_at";
+    const APPROVAL_COLUMNS: &'static str = "approval_id, status, requester, chain_json, action, resource, approver_group, request_digest, summary_json, created_at, expires_at, decided_by, decided_at, reason, signature, used_at, approver_key";
 
     fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
         let chain: String = r.get(3)?;
@@ -548,6 +585,7 @@ impl Store {
             reason: r.get(13)?,
             signature: r.get(14)?,
             used_at: r.get(15)?,
+            approver_key: r.get(16)?,
         })
     }
 
@@ -584,6 +622,7 @@ impl Store {
 
     /// Records a decision on a request still pending and unexpired at `at`. Returns false when
     /// it was already decided or has expired: a decision is made once.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_approval(
         &self,
         approval_id: &str,
@@ -592,9 +631,10 @@ impl Store {
         at: i64,
         reason: &str,
         signature: &str,
+        approver_key: Option<&str>,
     ) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, reason = ?5, signature = ?6
+            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, reason = ?5, signature = ?6, approver_key = ?7
              WHERE approval_id = ?1 AND status = 'pending' AND expires_at > ?4",
             params![
                 approval_id,
@@ -602,7 +642,8 @@ impl Store {
                 by,
                 at,
                 reason,
-                signature
+                signature,
+                approver_key
             ],
         )?;
         Ok(changed == 1)
@@ -615,6 +656,71 @@ impl Store {
             params![approval_id, at, until],
         )?;
         Ok(changed == 1)
+    }
+
+    // ---- approver keys ----------------------------------------------------------------------
+
+    /// Registers an approver's verifier key; a key registered before (even revoked) is refused.
+    pub fn insert_approver_key(&self, row: &ApproverKeyRow) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "INSERT OR IGNORE INTO approver_keys(key_id, principal, verifier_key, label, created_at, created_by, revoked_at, revoked_by)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                row.key_id,
+                row.principal,
+                row.verifier_key,
+                row.label,
+                row.created_at,
+                row.created_by,
+                row.revoked_at,
+                row.revoked_by
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "approver key `{}`",
+                row.key_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Approver keys, revoked ones included, oldest first; only `principal`'s when given.
+    pub fn list_approver_keys(
+        &self,
+        principal: Option<&str>,
+    ) -> Result<Vec<ApproverKeyRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_id, principal, verifier_key, label, created_at, created_by, revoked_at, revoked_by
+             FROM approver_keys WHERE (?1 IS NULL OR principal = ?1) ORDER BY created_at, key_id",
+        )?;
+        let rows = stmt
+            .query_map(params![principal], |r| {
+                Ok(ApproverKeyRow {
+                    key_id: r.get(0)?,
+                    principal: r.get(1)?,
+                    verifier_key: r.get(2)?,
+                    label: r.get(3)?,
+                    created_at: r.get(4)?,
+                    created_by: r.get(5)?,
+                    revoked_at: r.get(6)?,
+                    revoked_by: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Revokes an approver key; revoking it again keeps the first revocation.
+    pub fn revoke_approver_key(&self, key_id: &str, at: &str, by: &str) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE approver_keys SET revoked_at = COALESCE(revoked_at, ?2), revoked_by = COALESCE(revoked_by, ?3) WHERE key_id = ?1",
+            params![key_id, at, by],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("approver key `{key_id}`")));
+        }
+        Ok(())
     }
 
     // ---- revocations ------------------------------------------------------------------------
@@ -1160,7 +1266,99 @@ mod tests {
             reason: None,
             signature: None,
             used_at: None,
+            approver_key: None,
         }
+    }
+
+    #[test]
+    fn approver_keys_are_registered_once_listed_by_principal_and_revoked() {
+        let s = Store::open_in_memory().unwrap();
+        let key = |id: &str, principal: &str, at: &str| ApproverKeyRow {
+            key_id: id.into(),
+            principal: principal.into(),
+            verifier_key: format!("{id}+AQ=="),
+            label: "laptop".into(),
+            created_at: at.into(),
+            created_by: "user:admin".into(),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        s.insert_approver_key(&key("user:carol+01", "user:carol", "t1"))
+            .unwrap();
+        s.insert_approver_key(&key("user:carol+02", "user:carol", "t2"))
+            .unwrap();
+        s.insert_approver_key(&key("user:dave+01", "user:dave", "t3"))
+            .unwrap();
+        assert!(matches!(
+            s.insert_approver_key(&key("user:carol+01", "user:carol", "t4")),
+            Err(StoreError::Conflict(_))
+        ));
+        let ids = |p: Option<&str>| -> Vec<String> {
+            s.list_approver_keys(p)
+                .unwrap()
+                .into_iter()
+                .map(|k| k.key_id)
+                .collect()
+        };
+        assert_eq!(ids(Some("user:carol")), ["user:carol+01", "user:carol+02"]);
+        assert_eq!(ids(None).len(), 3);
+        assert!(ids(Some("user:nobody")).is_empty());
+        s.revoke_approver_key("user:carol+01", "t5", "user:admin")
+            .unwrap();
+        s.revoke_approver_key("user:carol+01", "t6", "user:other")
+            .unwrap();
+        let carol = s.list_approver_keys(Some("user:carol")).unwrap();
+        assert_eq!(carol[0].revoked_at.as_deref(), Some("t5"));
+        assert_eq!(carol[0].revoked_by.as_deref(), Some("user:admin"));
+        assert_eq!(carol[1].revoked_at, None);
+        assert!(matches!(
+            s.revoke_approver_key("user:nobody+00", "t", "x"),
+            Err(StoreError::NotFound(_))
+        ));
+        // A revoked key cannot be registered again (its id stays taken).
+        assert!(
+            s.insert_approver_key(&key("user:carol+01", "user:carol", "t7"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_version_5_store_gains_the_approver_key_column_and_keeps_its_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE approvals (approval_id TEXT PRIMARY KEY, status TEXT NOT NULL, requester TEXT NOT NULL,
+                   chain_json TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL, approver_group TEXT NOT NULL,
+                   request_digest TEXT NOT NULL, summary_json TEXT NOT NULL, created_at INTEGER NOT NULL,
+                   expires_at INTEGER NOT NULL, decided_by TEXT, decided_at INTEGER, reason TEXT, signature TEXT,
+                   used_at INTEGER);
+                 INSERT INTO approvals VALUES('apr_1', 'approved', 'user:a', '[]', 'invoke', 'model:m', 'admins',
+                   'd', '{}', 1, 100, 'user:b', 2, 'ok', 'note', NULL);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let old = s.get_approval("apr_1").unwrap().unwrap();
+        assert_eq!((old.status.as_str(), old.approver_key), ("approved", None));
+        s.insert_approval(&approval("a2", 10, 200)).unwrap();
+        assert!(
+            s.decide_approval("a2", true, "user:b", 20, "", "n", Some("user:b+01"))
+                .unwrap()
+        );
+        assert_eq!(
+            s.get_approval("a2")
+                .unwrap()
+                .unwrap()
+                .approver_key
+                .as_deref(),
+            Some("user:b+01")
+        );
+        drop(s);
+        // Opening it again does not try to add the column twice.
+        assert!(Store::open(&path).is_ok());
     }
 
     #[test]
@@ -1183,15 +1381,23 @@ mod tests {
         assert_eq!(pending, ["a1"]);
         // Deciding an expired request fails; so does deciding twice.
         assert!(
-            !s.decide_approval("a2", true, "user:root", 150, "ok", "sig")
+            !s.decide_approval("a2", true, "user:root", 150, "ok", "sig", None)
                 .unwrap()
         );
         assert!(
-            s.decide_approval("a1", true, "user:root", 130, "ok", "sig")
-                .unwrap()
+            s.decide_approval(
+                "a1",
+                true,
+                "user:root",
+                130,
+                "ok",
+                "sig",
+                Some("user:root+0a0b0c0d")
+            )
+            .unwrap()
         );
         assert!(
-            !s.decide_approval("a1", false, "user:other", 131, "no", "sig")
+            !s.decide_approval("a1", false, "user:other", 131, "no", "sig", None)
                 .unwrap()
         );
         let a1 = s.get_approval("a1").unwrap().unwrap();
@@ -1200,6 +1406,7 @@ mod tests {
             ("approved", Some("user:root"))
         );
         assert_eq!(a1.chain, ["user:demo"]);
+        assert_eq!(a1.approver_key.as_deref(), Some("user:root+0a0b0c0d"));
         // Spent once, and not after its deadline.
         assert!(!s.use_approval("a1", 500, 400).unwrap());
         assert!(s.use_approval("a1", 140, 400).unwrap());

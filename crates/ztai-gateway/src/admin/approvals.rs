@@ -3,8 +3,12 @@
 //! Whoever calls must be permitted by policy to `approve` the ticket (an `Approval` entity in the
 //! approver group its policy named) and must not be in the held request's own delegation chain:
 //! nobody approves their own request, whatever the policies say. A decision is made once, before
-//! the ticket expires; it is signed with the gateway's signing key and recorded in the audit log.
-//! Listing shows only the tickets the caller may decide.
+//! the ticket expires. It arrives signed by the approver (a signed note over the decision
+//! statement, made with a key registered for them under `/api/v1/approver-keys`); the gateway
+//! rebuilds the statement from the ticket, checks the signature, countersigns the note and
+//! records it in the audit log. Unsigned decisions are refused unless `[approvals]
+//! signed_decisions = "optional"`, in which case the gateway signs them alone. Listing shows
+//! only the tickets the caller may decide.
 
 use super::{Caller, Check, blocking, governed_as, store_failed};
 use crate::approvals::{effective_status, now_unix, public_view};
@@ -17,7 +21,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use ztai_core::{Action, Principal, PrincipalKind, Resource};
+use ztai_core::{Action, DecisionStatement, Principal, PrincipalKind, Resource};
 use ztai_policy::Verdict;
 use ztai_store::ApprovalRow;
 
@@ -161,6 +165,56 @@ pub(super) async fn show(
 pub(super) struct DecisionBody {
     #[serde(default)]
     reason: String,
+    /// When the approver signed, Unix seconds (the statement's `decided_at`).
+    decided_at: Option<i64>,
+    /// The decision statement as a note signed by the approver.
+    signed_note: Option<String>,
+}
+
+/// How far ahead of the gateway's clock an approver's clock may run.
+const CLOCK_SKEW_SECS: i64 = 60;
+/// Bigger signed notes are not decisions.
+const MAX_NOTE_BYTES: usize = 8 * 1024;
+
+/// Checks the approver's signed note against `expected` (the statement rebuilt from the
+/// ticket) and the approver's registered keys; returns the countersigned note and the key that
+/// signed it.
+fn check_signed_decision(
+    gw: &Gateway,
+    row: &ApprovalRow,
+    expected: &DecisionStatement<'_>,
+    note: &str,
+    now: i64,
+) -> Result<(String, String), GatewayError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(GatewayError::Unprocessable(format!(
+            "`signed_note` is longer than {MAX_NOTE_BYTES} bytes; a decision is far shorter"
+        )));
+    }
+    let (at, by) = (expected.decided_at, expected.approver);
+    if at < row.created_at || at > now.saturating_add(CLOCK_SKEW_SECS) || at >= row.expires_at {
+        return Err(GatewayError::Unprocessable(format!(
+            "`decided_at` {at} is not a time this ticket could be decided (it was created at {}, expires at {}, and the gateway's clock says {now}); check your clock and sign again",
+            row.created_at, row.expires_at
+        )));
+    }
+    let keys = super::approver_keys::active_keys(gw, by)?;
+    if keys.is_empty() {
+        return Err(GatewayError::Forbidden(format!(
+            "no active signing key is registered for {by}; make one with `ztai approvals keygen` and ask an administrator to register it (`ztai approvals register-key`)"
+        )));
+    }
+    let expected = expected.text();
+    let signer = keys
+        .iter()
+        .find(|k| k.verify_note(note).is_ok_and(|body| body == expected))
+        .ok_or_else(|| {
+            GatewayError::Forbidden(format!(
+                "the decision's signature does not verify: it must be {by}'s signature, with a key registered for them and not revoked, over exactly this decision of this ticket (`ztai approvals approve|deny --key FILE` makes one)"
+            ))
+        })?;
+    let countersigned = gw.approvals.countersign(note)?;
+    Ok((countersigned, signer.key_ref()))
 }
 
 pub(super) async fn approve(
@@ -230,14 +284,50 @@ async fn decide(
             }
             let by = format!("{}:{}", actor.kind, actor.id);
             let reason = crate::approvals::one_line(&parsed.reason);
-            let signature = g.approvals.sign_decision(&row, approved, &by, now, &reason);
-            let (id2, by2, reason2, sig2) =
-                (id.clone(), by.clone(), reason.clone(), signature.clone());
+            let (signature, approver_key) = match parsed.signed_note.as_deref() {
+                Some(note) => {
+                    let at = parsed.decided_at.ok_or_else(|| {
+                        GatewayError::Unprocessable(
+                            "a signed decision needs `decided_at`, the Unix time in its statement"
+                                .into(),
+                        )
+                    })?;
+                    let (row2, by2, reason2, note2) =
+                        (row.clone(), by.clone(), reason.clone(), note.to_string());
+                    let (signed, key) = blocking(&g, move |gw| {
+                        let expected = crate::approvals::statement_for(
+                            &row2, approved, &by2, at, &reason2,
+                        );
+                        check_signed_decision(gw, &row2, &expected, &note2, now)
+                    })
+                    .await?;
+                    (signed, Some(key))
+                }
+                None if g.config.approvals.require_approver_signature => {
+                    return Err(GatewayError::Unprocessable(format!(
+                        "this gateway accepts only decisions signed by the approver's own registered key: decide with `ztai approvals {} {id} --key FILE` (or send `decided_at` and `signed_note`)",
+                        if approved { "approve" } else { "deny" }
+                    )));
+                }
+                None => (
+                    g.approvals.sign_decision(&crate::approvals::statement_for(
+                        &row, approved, &by, now, &reason,
+                    )),
+                    None,
+                ),
+            };
+            let (id2, by2, reason2, sig2, key2) = (
+                id.clone(),
+                by.clone(),
+                reason.clone(),
+                signature.clone(),
+                approver_key.clone(),
+            );
             let decided = blocking(&g, move |gw| {
                 gw.store
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .decide_approval(&id2, approved, &by2, now, &reason2, &sig2)
+                    .decide_approval(&id2, approved, &by2, now, &reason2, &sig2, key2.as_deref())
                     .map_err(store_failed)
             })
             .await?;
@@ -261,6 +351,7 @@ async fn decide(
                     "decided_by": by,
                     "reason": reason,
                     "signature": signature,
+                    "approver_key": approver_key,
                     "verifier_key": g.audit_verifier_key,
                 }),
             ))
