@@ -27,6 +27,10 @@ const SAMPLE_POLICIES: &[(&str, &str)] = &[
     ),
     ("tools.cedar", include_str!("../../../policies/tools.cedar")),
     (
+        "documents.cedar",
+        include_str!("../../../policies/documents.cedar"),
+    ),
+    (
         "approvals.cedar",
         include_str!("../../../policies/approvals.cedar"),
     ),
@@ -255,6 +259,27 @@ signed_decisions = "required"
 
 # What policy knows of tools: their groups (`resource in ToolGroup::"payments"`) and the data
 # they touch (`context.data_classification`).
+# What policy knows of documents a retriever may hand to a model (POST /v1/retrieval/authorize):
+# collections, classification, owner, the groups allowed to read them, labels.
+[[documents]]
+name = "handbook"
+groups = ["wiki"]
+classification = "internal"
+readers = ["staff"]
+
+[[documents]]
+name = "press-release"
+groups = ["website"]
+classification = "public"
+
+[[documents]]
+name = "salaries-2026"
+groups = ["hr"]
+classification = "restricted"
+owner = "user:hr-lead"
+readers = ["hr"]
+labels = ["pii"]
+
 [[tools]]
 name = "orders.lookup"
 groups = ["orders"]

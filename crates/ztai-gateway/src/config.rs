@@ -328,14 +328,24 @@ struct RawCatalogueEntry {
     #[serde(default)]
     groups: Vec<String>,
     classification: Option<String>,
+    owner: Option<String>,
+    #[serde(default)]
+    readers: Vec<String>,
+    #[serde(default)]
+    labels: Vec<String>,
 }
 
-/// What policy knows of a tool, document or destination: its groups (Cedar parents) and the
-/// classification of the data it holds or reaches.
+/// What policy knows of a tool, document or destination: its groups (Cedar parents, sorted),
+/// the classification of the data it holds or reaches, and for documents mostly, its owner
+/// (`kind:id`), the principal groups its ACL lets read it and free labels (all in the request
+/// context as `resource_owner`, `resource_readers`, `resource_labels`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CatalogueEntry {
     pub groups: Vec<String>,
     pub classification: String,
+    pub owner: String,
+    pub readers: std::collections::BTreeSet<String>,
+    pub labels: std::collections::BTreeSet<String>,
 }
 
 /// The tool, document and destination catalogues, by name.
@@ -386,12 +396,47 @@ fn catalogue_part(
                 ),
             ));
         }
+        let owner = e.owner.clone().unwrap_or_default();
+        if !owner.is_empty()
+            && !owner.split_once(':').is_some_and(|(kind, id)| {
+                ztai_core::PrincipalKind::parse(kind).is_some() && valid_label(id)
+            })
+        {
+            return Err(err(
+                k("owner"),
+                format!("`{owner}` is not a principal: write kind:id, e.g. \"user:alice\""),
+            ));
+        }
+        for (field, values) in [
+            ("groups", &e.groups),
+            ("readers", &e.readers),
+            ("labels", &e.labels),
+        ] {
+            if let Some(bad) = values.iter().find(|v| !valid_label(v)) {
+                return Err(err(
+                    k(field),
+                    format!(
+                        "`{}` must be 1 to 128 characters of letters, digits, `-`, `_`, `.`, `@` or `:`",
+                        bad.chars()
+                            .filter(|c| !c.is_control())
+                            .take(64)
+                            .collect::<String>()
+                    ),
+                ));
+            }
+        }
+        let mut groups = e.groups.clone();
+        groups.sort();
+        groups.dedup();
         if out
             .insert(
                 name.clone(),
                 CatalogueEntry {
-                    groups: e.groups.clone(),
+                    groups,
                     classification,
+                    owner,
+                    readers: e.readers.iter().cloned().collect(),
+                    labels: e.labels.iter().cloned().collect(),
                 },
             )
             .is_some()
@@ -400,6 +445,27 @@ fn catalogue_part(
         }
     }
     Ok(out)
+}
+
+impl CatalogueEntry {
+    /// The entry as policy sees it.
+    pub fn facts(&self) -> ztai_policy::ResourceFacts<'_> {
+        ztai_policy::ResourceFacts {
+            parents: &self.groups,
+            classification: &self.classification,
+            owner: &self.owner,
+            readers: &self.readers,
+            labels: &self.labels,
+        }
+    }
+}
+
+/// Group, reader, label and owner-id names in the catalogue.
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c))
 }
 
 /// A named network zone: the first zone (in file order) holding the client's address names it.
@@ -1645,6 +1711,22 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[[tools]]\nname = \"t\"\n[[tools]]\nname = \"t\""),
                 "tools[1].name",
+            ),
+            (
+                format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nowner = \"alice\""),
+                "documents[0].owner",
+            ),
+            (
+                format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nowner = \"robot:x\""),
+                "documents[0].owner",
+            ),
+            (
+                format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nreaders = [\"a b\"]"),
+                "documents[0].readers",
+            ),
+            (
+                format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nlabels = [\"\"]"),
+                "documents[0].labels",
             ),
             (
                 format!("{MINIMAL}\n[[documents]]\nname = \"d\"\nclassification = \"top\""),

@@ -169,7 +169,7 @@ async fn decide(
         .entry(&resource)
         .cloned()
         .unwrap_or_default();
-    ctx.data_classification = entry.classification;
+    entry.facts().apply(&mut ctx);
     let verdict = gw.authorize(&who, action, &resource, &entry.groups, &ctx)?;
     trace.timings.authorize_us = micros(t);
     let permit = match verdict {

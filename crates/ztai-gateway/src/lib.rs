@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 mod record;
+mod retrieval;
 pub mod server;
 pub mod sse;
 mod state;

@@ -225,28 +225,6 @@ impl Gateway {
         }))
     }
 
-    /// Asks the current policy set; a failure to decide is a refusal (fail closed), counted and
-    /// reported as the policy stage's error.
-    pub(crate) fn decide(
-        &self,
-        principal: &ztai_core::Principal,
-        action: ztai_core::Action,
-        resource: &ztai_core::Resource,
-        parents: &[String],
-        ctx: &ztai_policy::RequestContext,
-    ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
-        self.policy
-            .load()
-            .authorize(principal, action, resource, parents, ctx)
-            .map_err(|e| {
-                self.metrics.fail("policy");
-                crate::GatewayError::StageFailed {
-                    stage: "policy",
-                    message: format!("the policy decision failed, so the request was refused: {e}"),
-                }
-            })
-    }
-
     /// Authorises a request: for a principal acting for itself, the policy set alone; for a
     /// task token, the token's blocks and every agent's ceiling, then the policy set for every
     /// principal in the chain (the user and each agent), so the request gets the intersection.
@@ -258,34 +236,59 @@ impl Gateway {
         parents: &[String],
         ctx: &ztai_policy::RequestContext,
     ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
-        let ctx = ctx.clone().with_principal(&who.principal);
-        let Some(task) = &who.task else {
-            if who.principal.kind == ztai_core::PrincipalKind::Agent
-                && let Some(denial) =
-                    self.delegation
-                        .own_ceiling_denial(&who.principal.id, action, resource)
-            {
-                return Ok(ztai_policy::Verdict::Deny(denial));
-            }
-            return self.decide(&who.principal, action, resource, parents, &ctx);
-        };
-        if let Some(denial) =
-            self.delegation
-                .scope_denial(task, action, resource, crate::proxy::unix_now())
-        {
+        if let Some(denial) = self.scope_denial(who, action, resource) {
             return Ok(ztai_policy::Verdict::Deny(denial));
         }
-        let chain = self.delegation.chain(&task.token);
-        self.policy
-            .load()
-            .authorize_chain(&chain, action, resource, parents, &ctx)
-            .map_err(|e| {
-                self.metrics.fail("policy");
-                crate::GatewayError::StageFailed {
-                    stage: "policy",
-                    message: format!("the policy decision failed, so the request was refused: {e}"),
-                }
-            })
+        let ctx = ctx.clone().with_principal(&who.principal);
+        self.policy_verdict(&self.policy.load(), who, action, resource, parents, &ctx)
+    }
+
+    /// What the credential itself refuses before policy is asked: a task token's scope and
+    /// expiry, and an agent's ceiling.
+    pub(crate) fn scope_denial(
+        &self,
+        who: &crate::proxy::Authenticated,
+        action: ztai_core::Action,
+        resource: &ztai_core::Resource,
+    ) -> Option<ztai_core::PolicyDecision> {
+        match &who.task {
+            Some(task) => {
+                self.delegation
+                    .scope_denial(task, action, resource, crate::proxy::unix_now())
+            }
+            None if who.principal.kind == ztai_core::PrincipalKind::Agent => self
+                .delegation
+                .own_ceiling_denial(&who.principal.id, action, resource),
+            None => None,
+        }
+    }
+
+    /// The policy set's answer, for `who` alone or for every principal of its task's chain.
+    /// `ctx` must already carry the principal (`with_principal`). Callers deciding many
+    /// questions at once pass the same `engine` to all of them, so a reload cannot split a batch.
+    pub(crate) fn policy_verdict(
+        &self,
+        engine: &ztai_policy::PolicyEngine,
+        who: &crate::proxy::Authenticated,
+        action: ztai_core::Action,
+        resource: &ztai_core::Resource,
+        parents: &[String],
+        ctx: &ztai_policy::RequestContext,
+    ) -> Result<ztai_policy::Verdict, crate::GatewayError> {
+        let answer = match &who.task {
+            Some(task) => {
+                let chain = self.delegation.chain(&task.token);
+                engine.authorize_chain(&chain, action, resource, parents, ctx)
+            }
+            None => engine.authorize(&who.principal, action, resource, parents, ctx),
+        };
+        answer.map_err(|e| {
+            self.metrics.fail("policy");
+            crate::GatewayError::StageFailed {
+                stage: "policy",
+                message: format!("the policy decision failed, so the request was refused: {e}"),
+            }
+        })
     }
 
     /// Re-reads agents and revocations from the store every `identity.tokens.revocation_poll`,

@@ -36,6 +36,10 @@ pub(crate) struct ContextUse {
     pub hour_utc: bool,
     pub weekday_utc: bool,
     pub device_posture: bool,
+    pub principal_groups: bool,
+    pub resource_owner: bool,
+    pub resource_readers: bool,
+    pub resource_labels: bool,
 }
 
 impl ContextUse {
@@ -92,6 +96,10 @@ impl ContextUse {
             hour_utc: true,
             weekday_utc: true,
             device_posture: true,
+            principal_groups: true,
+            resource_owner: true,
+            resource_readers: true,
+            resource_labels: true,
         }
     }
 
@@ -115,6 +123,10 @@ impl ContextUse {
             "hour_utc" => self.hour_utc = true,
             "weekday_utc" => self.weekday_utc = true,
             "device_posture" => self.device_posture = true,
+            "principal_groups" => self.principal_groups = true,
+            "resource_owner" => self.resource_owner = true,
+            "resource_readers" => self.resource_readers = true,
+            "resource_labels" => self.resource_labels = true,
             // A field the schema does not have fails validation; be safe anyway.
             _ => *self = ContextUse::all(),
         }
@@ -159,6 +171,9 @@ pub(crate) fn key(
         (used.high_severity_categories, &ctx.high_severity_categories),
         (used.delegation_chain, &ctx.delegation_chain),
         (used.device_posture, &ctx.device_posture),
+        (used.principal_groups, &ctx.principal_groups),
+        (used.resource_readers, &ctx.resource_readers),
+        (used.resource_labels, &ctx.resource_labels),
     ];
     let ip = if used.client_ip {
         ctx.client_ip.to_canonical().to_string()
@@ -171,6 +186,7 @@ pub(crate) fn key(
         (used.data_classification, &ctx.data_classification),
         (used.network_zone, &ctx.network_zone),
         (used.client_ip, &ip),
+        (used.resource_owner, &ctx.resource_owner),
     ] {
         k.push(u8::from(on));
         if on {

@@ -32,6 +32,14 @@ pub struct RequestContext {
     pub hour_utc: i64,
     pub weekday_utc: i64,
     pub device_posture: BTreeSet<String>,
+    /// The principal's own groups, so policy can intersect them with a document's readers.
+    pub principal_groups: BTreeSet<String>,
+    /// `kind:id` of the resource's owner (a catalogued document's `owner`); "" when none.
+    pub resource_owner: String,
+    /// The groups a catalogued document's ACL lets read it (`readers`).
+    pub resource_readers: BTreeSet<String>,
+    /// Free labels of a catalogued resource (`labels`).
+    pub resource_labels: BTreeSet<String>,
 }
 
 impl Default for RequestContext {
@@ -55,6 +63,10 @@ impl Default for RequestContext {
             hour_utc: 0,
             weekday_utc: 0,
             device_posture: BTreeSet::new(),
+            principal_groups: BTreeSet::new(),
+            resource_owner: String::new(),
+            resource_readers: BTreeSet::new(),
+            resource_labels: BTreeSet::new(),
         }
     }
 }
@@ -156,10 +168,11 @@ impl RequestContext {
         }
     }
 
-    /// Sets what comes from the principal: the delegation fields from its chain, and the device
-    /// posture its credential asserted.
+    /// Sets what comes from the principal: its groups, the delegation fields from its chain, and
+    /// the device posture its credential asserted.
     pub fn with_principal(mut self, principal: &ztai_core::Principal) -> Self {
         self.device_posture = principal.device_posture.iter().cloned().collect();
+        self.principal_groups = principal.groups.iter().cloned().collect();
         self.on_behalf_of = principal
             .on_behalf_of
             .first()

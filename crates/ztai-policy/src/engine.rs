@@ -41,6 +41,9 @@ pub struct PolicyEngine {
     cache: DecisionCache,
     index: PolicyIndex,
     meta: HashMap<PolicyId, PolicyMeta>,
+    /// Entities some policy names by a literal (`Document::"d1"`), by type; `None` when the set
+    /// could not be read that way, and then every entity counts as named.
+    named: Option<HashMap<String, HashSet<String>>>,
 }
 
 /// What a decision needs from a policy besides its evaluation, read once at load (reading an
@@ -191,6 +194,7 @@ impl PolicyEngine {
             .collect();
         Ok(PolicyEngine {
             index: PolicyIndex::new(&set, &schema),
+            named: named_entities(&set),
             meta,
             policies: set,
             authorizer: Authorizer::new(),
@@ -213,6 +217,20 @@ impl PolicyEngine {
 
     pub fn policy_count(&self) -> usize {
         self.policy_count
+    }
+
+    /// Whether some policy names this very resource by a literal. When none does, the resource's
+    /// identity cannot change a decision: two resources of one type with the same parents and
+    /// context are decided alike, so a batch (retrieval over many documents) can decide each
+    /// such class once. Cedar has no way to read an entity's id other than comparing it with a
+    /// literal, which is what this looks for.
+    pub fn names(&self, resource: &Resource) -> bool {
+        match &self.named {
+            None => true,
+            Some(by_type) => by_type
+                .get(resource.entity_type())
+                .is_some_and(|ids| ids.contains(resource.id())),
+        }
     }
 
     /// Decides whether `principal` may perform `action` on `resource`.
@@ -592,6 +610,31 @@ impl CedarQuestion {
     }
 }
 
+/// Every entity literal in the set's policies (scopes and conditions), from their JSON form: any
+/// object with a string `type` and a string `id` is an entity reference there. Reading more than
+/// is there only makes batches decide more resources one by one.
+fn named_entities(set: &PolicySet) -> Option<HashMap<String, HashSet<String>>> {
+    fn walk(v: &serde_json::Value, out: &mut HashMap<String, HashSet<String>>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let (Some(serde_json::Value::String(t)), Some(serde_json::Value::String(id))) =
+                    (m.get("type"), m.get("id"))
+                {
+                    out.entry(t.clone()).or_default().insert(id.clone());
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    for p in set.policies() {
+        walk(&p.to_json().ok()?, &mut out);
+    }
+    Some(out)
+}
+
 /// Reads `@obligation("redact")`, `@obligation("log_full")` and `@obligation("approval")` (with
 /// `@redact("pii,secret")`, `@approver_group("…")` and `@approval_timeout_secs("…")`).
 fn obligations_of<'a>(annotations: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Obligation> {
@@ -695,7 +738,7 @@ fn context(
     used: ContextUse,
     arguments: EntityUid,
 ) -> Result<Context, PolicyError> {
-    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 18] = [
+    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 22] = [
         (used.operation, "operation", &|| {
             RestrictedExpression::new_string(ctx.operation.clone())
         }),
@@ -753,6 +796,18 @@ fn context(
         }),
         (used.device_posture, "device_posture", &|| {
             string_set(&ctx.device_posture)
+        }),
+        (used.principal_groups, "principal_groups", &|| {
+            string_set(&ctx.principal_groups)
+        }),
+        (used.resource_owner, "resource_owner", &|| {
+            RestrictedExpression::new_string(ctx.resource_owner.clone())
+        }),
+        (used.resource_readers, "resource_readers", &|| {
+            string_set(&ctx.resource_readers)
+        }),
+        (used.resource_labels, "resource_labels", &|| {
+            string_set(&ctx.resource_labels)
         }),
     ];
     Context::from_pairs(

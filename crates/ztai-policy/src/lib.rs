@@ -4,12 +4,14 @@
 //! atomically, so a request always sees one whole policy set. Allowing yields a `Permit`, a type only
 //! this crate can construct, which forwarding code takes as proof that authorisation ran.
 
+mod batch;
 mod cache;
 mod context;
 mod engine;
 mod slice;
 mod testing;
 
+pub use batch::{BatchDecider, ResourceFacts};
 pub use context::{
     ArgumentsError, MAX_ARGUMENT_BYTES, MAX_ARGUMENT_DEPTH, MAX_ARGUMENT_LEAVES, RequestContext,
     flatten_arguments,

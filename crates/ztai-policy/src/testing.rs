@@ -110,6 +110,11 @@ pub struct ContextSpec {
     pub weekday_utc: Option<i64>,
     #[serde(default)]
     pub device_posture: BTreeSet<String>,
+    pub resource_owner: Option<String>,
+    #[serde(default)]
+    pub resource_readers: BTreeSet<String>,
+    #[serde(default)]
+    pub resource_labels: BTreeSet<String>,
 }
 
 /// Why a question cannot be asked.
@@ -191,6 +196,9 @@ impl PolicyQuestion {
         ctx.hour_utc = c.hour_utc.unwrap_or(12);
         ctx.weekday_utc = c.weekday_utc.unwrap_or(0);
         ctx.device_posture.extend(c.device_posture.iter().cloned());
+        ctx.resource_owner = c.resource_owner.clone().unwrap_or_default();
+        ctx.resource_readers = c.resource_readers.clone();
+        ctx.resource_labels = c.resource_labels.clone();
         Ok((
             principal,
             action,

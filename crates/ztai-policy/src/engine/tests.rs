@@ -748,3 +748,24 @@ fn device_posture_comes_from_the_principal() {
     p.device_posture = vec!["managed".into()];
     assert!(matches!(ask(&p), Verdict::Permit(_)));
 }
+
+#[test]
+fn entities_named_by_a_literal_are_told_apart_and_others_are_not() {
+    let text = r#"
+        permit (principal, action == Action::"read_document", resource == Document::"in-scope");
+        permit (principal, action == Action::"read_document", resource)
+          when { resource == Document::"in-condition" || [Document::"in-set"].contains(resource) };
+        permit (principal in Group::"staff", action == Action::"read_document", resource in Collection::"wiki");
+    "#;
+    let e = PolicyEngine::from_sources(vec![PolicySource {
+        name: "docs.cedar".into(),
+        text: text.into(),
+    }])
+    .unwrap();
+    for id in ["in-scope", "in-condition", "in-set"] {
+        assert!(e.names(&Resource::Document(id.into())), "{id}");
+    }
+    assert!(!e.names(&Resource::Document("other".into())));
+    // A collection named in a scope is a parent, not a document: documents stay alike.
+    assert!(!e.names(&Resource::Document("wiki".into())));
+}
