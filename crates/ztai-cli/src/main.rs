@@ -49,6 +49,10 @@ enum Command {
         /// Stand-in upstream address (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         standin_listen: String,
+        /// Egress (forward) proxy address for agents' outbound calls (port 0 picks a free one;
+        /// quickstart.env has it as ZTAI_EGRESS_PROXY).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        egress_listen: String,
     },
     /// Run the gateway from a configuration file (see docs/configuration.md).
     Serve {
@@ -426,6 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             admin_listen,
             standin_listen,
+            egress_listen,
         } => {
             init_logging();
             runtime()?.block_on(quickstart::up(quickstart::UpArgs {
@@ -433,6 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 admin_listen,
                 standin_listen,
+                egress_listen,
             }))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -442,7 +448,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async move {
                 let gw = ztai_gateway::Gateway::new(cfg)?;
                 let running = ztai_gateway::server::start(gw).await?;
-                tracing::info!(listen = %running.addr, admin = %running.admin_addr, "ztai gateway serving");
+                tracing::info!(listen = %running.addr, admin = %running.admin_addr,
+                               egress = ?running.egress_addr, "ztai gateway serving");
                 shutdown_signal().await;
                 running.shutdown(std::time::Duration::from_secs(10)).await;
                 anyhow::Ok(())

@@ -64,6 +64,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     admin_listen: Option<String>,
+    egress_listen: Option<String>,
     instance: Option<String>,
     max_body_bytes: Option<usize>,
     max_header_bytes: Option<usize>,
@@ -579,6 +580,8 @@ pub struct AuditConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The egress (forward) proxy's listener; none when unset.
+    pub egress_listen: Option<SocketAddr>,
     pub instance: String,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
@@ -1003,6 +1006,10 @@ impl Config {
             raw.server.admin_listen,
             "127.0.0.1:8081",
         )?;
+        let egress_listen = match raw.server.egress_listen.clone() {
+            Some(text) => Some(addr("server.egress_listen", Some(text), "")?),
+            None => None,
+        };
         let max_body_bytes = raw.server.max_body_bytes.unwrap_or(4 * 1024 * 1024);
         if max_body_bytes == 0 || max_body_bytes > 256 * 1024 * 1024 {
             return Err(err(
@@ -1566,6 +1573,7 @@ impl Config {
         Ok(Config {
             listen,
             admin_listen,
+            egress_listen,
             instance: raw.server.instance.unwrap_or_else(|| "ztai-1".into()),
             max_body_bytes,
             max_header_bytes,

@@ -152,7 +152,7 @@ pub(crate) async fn finish(
 /// The last stage of every request: count it, log it, and append its record, timing the append
 /// and the whole request. An append failure is counted and logged here; what it means for the
 /// answer is the caller's decision.
-async fn record_request(
+pub(crate) async fn record_request(
     gw: &Gateway,
     route: &'static str,
     trace: Trace,

@@ -109,6 +109,8 @@ fn server_tls(
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The egress proxy's address, when `[server] egress_listen` is set.
+    pub egress_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -161,6 +163,18 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         addr: gw.config.admin_listen.to_string(),
         message: e.to_string(),
     })?;
+    let egress = match gw.config.egress_listen {
+        Some(a) => {
+            let l = bind(a).await?;
+            let local = l.local_addr().map_err(|e| StartError::Bind {
+                addr: a.to_string(),
+                message: e.to_string(),
+            })?;
+            Some((l, local))
+        }
+        None => None,
+    };
+    let egress_addr = egress.as_ref().map(|(_, a)| *a);
     let (tx, rx) = watch::channel(false);
     let limits = Limits {
         header_timeout: gw.config.header_read_timeout,
@@ -204,9 +218,17 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         tokio::spawn(gw.clone().follow_revocations(rx)),
     ];
     tasks.extend(exporters);
+    if let Some((listener, _)) = egress {
+        tasks.push(tokio::spawn(crate::egress::serve(
+            gw.clone(),
+            listener,
+            tx.subscribe(),
+        )));
+    }
     Ok(RunningGateway {
         addr,
         admin_addr,
+        egress_addr,
         gateway: gw,
         shutdown: tx,
         tasks,

@@ -40,6 +40,10 @@ pub(crate) struct ContextUse {
     pub resource_owner: bool,
     pub resource_readers: bool,
     pub resource_labels: bool,
+    pub destination_port: bool,
+    pub destination_method: bool,
+    pub destination_path: bool,
+    pub destination_ip: bool,
 }
 
 impl ContextUse {
@@ -100,6 +104,10 @@ impl ContextUse {
             resource_owner: true,
             resource_readers: true,
             resource_labels: true,
+            destination_port: true,
+            destination_method: true,
+            destination_path: true,
+            destination_ip: true,
         }
     }
 
@@ -127,6 +135,10 @@ impl ContextUse {
             "resource_owner" => self.resource_owner = true,
             "resource_readers" => self.resource_readers = true,
             "resource_labels" => self.resource_labels = true,
+            "destination_port" => self.destination_port = true,
+            "destination_method" => self.destination_method = true,
+            "destination_path" => self.destination_path = true,
+            "destination_ip" => self.destination_ip = true,
             // A field the schema does not have fails validation; be safe anyway.
             _ => *self = ContextUse::all(),
         }
@@ -180,6 +192,11 @@ pub(crate) fn key(
     } else {
         String::new()
     };
+    let destination_ip = if used.destination_ip {
+        ctx.destination_ip.to_canonical().to_string()
+    } else {
+        String::new()
+    };
     for (on, text) in [
         (used.operation, &ctx.operation),
         (used.on_behalf_of, &ctx.on_behalf_of),
@@ -187,6 +204,9 @@ pub(crate) fn key(
         (used.network_zone, &ctx.network_zone),
         (used.client_ip, &ip),
         (used.resource_owner, &ctx.resource_owner),
+        (used.destination_method, &ctx.destination_method),
+        (used.destination_path, &ctx.destination_path),
+        (used.destination_ip, &destination_ip),
     ] {
         k.push(u8::from(on));
         if on {
@@ -201,6 +221,7 @@ pub(crate) fn key(
         (used.delegation_depth, ctx.delegation_depth),
         (used.hour_utc, ctx.hour_utc),
         (used.weekday_utc, ctx.weekday_utc),
+        (used.destination_port, ctx.destination_port),
     ] {
         k.push(u8::from(on));
         if on {

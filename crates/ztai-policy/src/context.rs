@@ -40,6 +40,12 @@ pub struct RequestContext {
     pub resource_readers: BTreeSet<String>,
     /// Free labels of a catalogued resource (`labels`).
     pub resource_labels: BTreeSet<String>,
+    /// For egress: the port, the HTTP method and path ("" for a `CONNECT` tunnel, whose path is
+    /// encrypted), and the address the destination resolved to (the one connected to).
+    pub destination_port: i64,
+    pub destination_method: String,
+    pub destination_path: String,
+    pub destination_ip: IpAddr,
 }
 
 impl Default for RequestContext {
@@ -67,6 +73,10 @@ impl Default for RequestContext {
             resource_owner: String::new(),
             resource_readers: BTreeSet::new(),
             resource_labels: BTreeSet::new(),
+            destination_port: 0,
+            destination_method: String::new(),
+            destination_path: String::new(),
+            destination_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 }

@@ -738,7 +738,7 @@ fn context(
     used: ContextUse,
     arguments: EntityUid,
 ) -> Result<Context, PolicyError> {
-    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 22] = [
+    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 26] = [
         (used.operation, "operation", &|| {
             RestrictedExpression::new_string(ctx.operation.clone())
         }),
@@ -808,6 +808,18 @@ fn context(
         }),
         (used.resource_labels, "resource_labels", &|| {
             string_set(&ctx.resource_labels)
+        }),
+        (used.destination_port, "destination_port", &|| {
+            RestrictedExpression::new_long(ctx.destination_port)
+        }),
+        (used.destination_method, "destination_method", &|| {
+            RestrictedExpression::new_string(ctx.destination_method.clone())
+        }),
+        (used.destination_path, "destination_path", &|| {
+            RestrictedExpression::new_string(ctx.destination_path.clone())
+        }),
+        (used.destination_ip, "destination_ip", &|| {
+            RestrictedExpression::new_ip(ctx.destination_ip.to_canonical().to_string())
         }),
     ];
     Context::from_pairs(
