@@ -52,26 +52,11 @@ const HOP_BY_HOP: [&str; 9] = [
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "egress accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    crate::server::accept_loop(listener, shutdown, move |stream, peer, mut stop| {
         let gw = gw.clone();
-        let mut stop = shutdown.clone();
-        conns.spawn(async move {
+        async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let gw = gw.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(gw, peer, req).await) }
@@ -92,10 +77,9 @@ pub(crate) async fn serve(
                     let _ = conn.await;
                 }
             }
-        });
-        while conns.try_join_next().is_some() {}
-    }
-    while conns.join_next().await.is_some() {}
+        }
+    })
+    .await
 }
 
 /// Where a proxied request goes.

@@ -241,13 +241,16 @@ struct Limits {
     max_header_bytes: usize,
 }
 
-async fn serve(
+/// Accepts connections until `shutdown`, running `on_connection` for each on its own task, then
+/// waits for the open ones to finish (each must watch `shutdown` itself to close gracefully).
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    tls: Option<TlsContext>,
     mut shutdown: watch::Receiver<bool>,
-) {
+    mut on_connection: F,
+) where
+    F: FnMut(tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -264,10 +267,24 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        conns.spawn(on_connection(stream, peer, shutdown.clone()));
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<TlsContext>,
+    shutdown: watch::Receiver<bool>,
+) {
+    accept_loop(listener, shutdown, move |stream, peer, stop| {
         let router = router.clone();
-        let stop = shutdown.clone();
         let tls = tls.clone();
-        conns.spawn(async move {
+        async move {
             match tls {
                 None => serve_connection(stream, router, peer, None, limits, stop).await,
                 Some(t) => {
@@ -298,11 +315,9 @@ async fn serve(
                     }
                 }
             }
-        });
-        // Reap finished connections so the set does not grow without bound.
-        while conns.try_join_next().is_some() {}
-    }
-    while conns.join_next().await.is_some() {}
+        }
+    })
+    .await
 }
 
 /// Records a refused TLS handshake (a certificate from another CA, an expired one, no
