@@ -7,6 +7,7 @@ mod admin_client;
 mod approvals_cmd;
 mod approver_key;
 mod delegation_cmd;
+mod documents_cmd;
 mod policy_cmd;
 mod quickstart;
 
@@ -109,10 +110,15 @@ enum Command {
         #[command(subcommand)]
         command: delegation_cmd::UsersCommand,
     },
-    /// Requests held for human approval: list, show, approve, deny.
+    /// Requests held for human approval: list, show, approve, deny; approvers' signing keys.
     Approvals {
         #[command(subcommand)]
         command: approvals_cmd::ApprovalsCommand,
+    },
+    /// The documents registry retrieval is checked against: import, list, show, delete.
+    Documents {
+        #[command(subcommand)]
+        command: documents_cmd::DocumentsCommand,
     },
 }
 
@@ -494,6 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => delegation_cmd::token(command),
         Command::Users { command } => delegation_cmd::users(command),
         Command::Approvals { command } => approvals_cmd::run(command),
+        Command::Documents { command } => documents_cmd::run(command),
         Command::Policy { command } => policy_cmd::run(command),
         Command::Keys {
             command:

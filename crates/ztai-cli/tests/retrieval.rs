@@ -198,3 +198,122 @@ fn retrieval_returns_only_permitted_documents_and_flags_injected_chunks() {
             .any(|x| x["status"] == 401 || x["status"] == 422)
     );
 }
+
+#[test]
+fn the_documents_registry_feeds_retrieval_and_changes_take_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .env("ZTAI_ADMIN_URL", format!("http://{}", qs.admin))
+            .env("ZTAI_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    // Not catalogued yet: withheld.
+    let candidates = json!([{"id": "kb/vpn setup"}, {"id": "kb-secret"}, {"id": "handbook"}]);
+    let r = ask(qs.gateway, &qs.api_key, candidates.clone());
+    assert_eq!(ids(&r.json(), "permitted"), ["handbook"]);
+
+    // Import from JSON Lines: many documents, in batches.
+    let mut lines = String::new();
+    lines.push_str(
+        &json!({"id": "kb/vpn setup", "collections": ["kb"], "classification": "internal", "readers": ["staff"]})
+            .to_string(),
+    );
+    lines.push('\n');
+    lines.push_str(
+        &json!({"id": "kb-secret", "collections": ["kb"], "classification": "restricted", "readers": ["security"]})
+            .to_string(),
+    );
+    lines.push('\n');
+    for i in 0..2500 {
+        lines.push_str(&json!({"id": format!("bulk-{i}"), "collections": ["bulk"], "classification": "public"}).to_string());
+        lines.push('\n');
+    }
+    let file = dir.path().join("docs.jsonl");
+    std::fs::write(&file, &lines).unwrap();
+    let o = cli(
+        &qs.admin_token,
+        &[
+            "documents",
+            "import",
+            file.to_str().unwrap(),
+            "--batch",
+            "1000",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imported 2502 documents"));
+    let r = ask(qs.gateway, &qs.api_key, candidates.clone());
+    assert_eq!(ids(&r.json(), "permitted"), ["kb/vpn setup", "handbook"]);
+    let r = ask(qs.gateway, &qs.api_key, json!([{"id": "bulk-2499"}]));
+    assert_eq!(ids(&r.json(), "permitted"), ["bulk-2499"]);
+    // Shown with where it comes from; the id with a slash and a space survives the path.
+    let o = cli(&qs.admin_token, &["documents", "show", "kb/vpn setup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["source"], "registry");
+    assert_eq!(shown["readers"], json!(["staff"]));
+    let o = cli(&qs.admin_token, &["documents", "show", "handbook"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["source"], "config");
+
+    // Deleted: withheld at once.
+    let o = cli(&qs.admin_token, &["documents", "delete", "kb/vpn setup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = ask(qs.gateway, &qs.api_key, candidates.clone());
+    assert_eq!(ids(&r.json(), "permitted"), ["handbook"]);
+
+    // What the configuration pins cannot be changed through the registry; bad input is named.
+    let put = |token: &str, body: Value| {
+        request(
+            qs.admin,
+            "PUT",
+            "/api/v1/documents",
+            Some(token),
+            &body.to_string(),
+        )
+    };
+    let r = put(
+        &qs.admin_token,
+        json!({"documents": [{"id": "handbook", "classification": "public"}]}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    for (doc, field) in [
+        (
+            json!({"id": "x", "classification": "secret"}),
+            "classification",
+        ),
+        (json!({"id": "x", "owner": "carol"}), "owner"),
+        (json!({"id": "x", "readers": ["a b"]}), "readers"),
+        (json!({"id": "x", "collections": [""]}), "collections"),
+        (json!({"id": ""}), "id"),
+        (json!({"id": "x", "acl": []}), "unknown field"),
+    ] {
+        let r = put(&qs.admin_token, json!({ "documents": [doc] }));
+        assert_eq!(r.status, 422, "{doc}: {}", r.text());
+        assert!(r.text().contains(field), "{doc}: {}", r.text());
+    }
+    // Only administrators write the registry.
+    let r = put(
+        &qs.api_key,
+        json!({"documents": [{"id": "mine", "classification": "public"}]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": \"ok-1\"}\nnot json\n").unwrap();
+    let o = cli(
+        &qs.admin_token,
+        &["documents", "import", bad.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = cli(&qs.admin_token, &["documents", "list", "--limit", "2"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("more: --after"));
+}

@@ -23,6 +23,7 @@ use ztai_policy::Verdict;
 mod agents;
 mod approvals;
 mod approver_keys;
+mod documents;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -56,6 +57,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/approver-keys/{key_id}",
             delete(approver_keys::revoke),
+        )
+        .route(
+            "/api/v1/documents",
+            get(documents::list).put(documents::upsert),
+        )
+        .route(
+            "/api/v1/documents/{document_id}",
+            get(documents::show).delete(documents::delete),
         )
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{approval_id}", get(approvals::show))

@@ -387,35 +387,59 @@ fn catalogue_part(
                 "must be 1 to 256 characters, without control characters",
             ));
         }
-        let classification = e.classification.clone().unwrap_or_default();
+        let entry = CatalogueEntry::checked(
+            &e.groups,
+            e.classification.as_deref(),
+            e.owner.as_deref(),
+            &e.readers,
+            &e.labels,
+        )
+        .map_err(|(field, message)| err(k(field), message))?;
+        if out.insert(name.clone(), entry).is_some() {
+            return Err(err(k("name"), format!("`{name}` is listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+impl CatalogueEntry {
+    /// An entry from its fields, each checked; the error names the field and what is wrong.
+    /// Groups are sorted and deduplicated.
+    pub fn checked(
+        groups: &[String],
+        classification: Option<&str>,
+        owner: Option<&str>,
+        readers: &[String],
+        labels: &[String],
+    ) -> Result<Self, (&'static str, String)> {
+        let classification = classification.unwrap_or_default().to_string();
         if !classification.is_empty() && !CLASSIFICATIONS.contains(&classification.as_str()) {
-            return Err(err(
-                k("classification"),
+            return Err((
+                "classification",
                 format!(
                     "`{classification}` is not a level; use one of {}",
                     CLASSIFICATIONS.join(", ")
                 ),
             ));
         }
-        let owner = e.owner.clone().unwrap_or_default();
+        let owner = owner.unwrap_or_default().to_string();
         if !owner.is_empty()
             && !owner.split_once(':').is_some_and(|(kind, id)| {
                 ztai_core::PrincipalKind::parse(kind).is_some() && valid_label(id)
             })
         {
-            return Err(err(
-                k("owner"),
+            return Err((
+                "owner",
                 format!("`{owner}` is not a principal: write kind:id, e.g. \"user:alice\""),
             ));
         }
-        for (field, values) in [
-            ("groups", &e.groups),
-            ("readers", &e.readers),
-            ("labels", &e.labels),
-        ] {
+        for (field, values) in [("groups", groups), ("readers", readers), ("labels", labels)] {
+            if values.len() > 64 {
+                return Err((field, "at most 64 names".to_string()));
+            }
             if let Some(bad) = values.iter().find(|v| !valid_label(v)) {
-                return Err(err(
-                    k(field),
+                return Err((
+                    field,
                     format!(
                         "`{}` must be 1 to 128 characters of letters, digits, `-`, `_`, `.`, `@` or `:`",
                         bad.chars()
@@ -426,29 +450,18 @@ fn catalogue_part(
                 ));
             }
         }
-        let mut groups = e.groups.clone();
+        let mut groups = groups.to_vec();
         groups.sort();
         groups.dedup();
-        if out
-            .insert(
-                name.clone(),
-                CatalogueEntry {
-                    groups,
-                    classification,
-                    owner,
-                    readers: e.readers.iter().cloned().collect(),
-                    labels: e.labels.iter().cloned().collect(),
-                },
-            )
-            .is_some()
-        {
-            return Err(err(k("name"), format!("`{name}` is listed twice")));
-        }
+        Ok(CatalogueEntry {
+            groups,
+            classification,
+            owner,
+            readers: readers.iter().cloned().collect(),
+            labels: labels.iter().cloned().collect(),
+        })
     }
-    Ok(out)
-}
 
-impl CatalogueEntry {
     /// The entry as policy sees it.
     pub fn facts(&self) -> ztai_policy::ResourceFacts<'_> {
         ztai_policy::ResourceFacts {

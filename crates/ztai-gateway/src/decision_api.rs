@@ -163,12 +163,7 @@ async fn decide(
     ctx.risk_score = gw.observe_risk(&who.principal, trace.findings.iter());
     // The catalogue places the resource in its groups and says what data it holds; a resource
     // it does not list has neither, and only a policy naming it directly can allow it.
-    let entry = gw
-        .config
-        .catalogue
-        .entry(&resource)
-        .cloned()
-        .unwrap_or_default();
+    let entry = gw.catalogue_entry(&resource).unwrap_or_default();
     entry.facts().apply(&mut ctx);
     let verdict = gw.authorize(&who, action, &resource, &entry.groups, &ctx)?;
     trace.timings.authorize_us = micros(t);

@@ -251,12 +251,7 @@ async fn decide_and_forward(
         .as_ref()
         .map(SocketAddr::ip)
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let entry = gw
-        .config
-        .catalogue
-        .entry(&resource)
-        .cloned()
-        .unwrap_or_default();
+    let entry = gw.catalogue_entry(&resource).unwrap_or_default();
     entry.facts().apply(&mut ctx);
     let verdict = gw.authorize(&who, Action::Egress, &resource, &entry.groups, &ctx)?;
     trace.timings.authorize_us = micros(t);

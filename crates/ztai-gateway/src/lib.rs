@@ -11,6 +11,7 @@ mod approvals;
 pub mod config;
 mod decision_api;
 pub mod delegation;
+mod documents;
 mod egress;
 pub mod error;
 mod export;

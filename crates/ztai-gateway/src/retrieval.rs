@@ -93,12 +93,14 @@ fn decide_batch(
     candidates: &[(String, Vec<Finding>)],
 ) -> Result<(Vec<Outcome>, Option<PolicyDecision>), GatewayError> {
     let mut batch = BatchDecider::new(engine);
+    // One catalogue for the whole batch, as one policy set.
+    let documents = gw.documents.load_full();
     let mut outcomes = Vec::with_capacity(candidates.len());
     let mut first_permit: Option<PolicyDecision> = None;
     let mut first_denial: Option<PolicyDecision> = None;
     for (id, findings) in candidates {
         let resource = Resource::Document(id.clone());
-        let Some(entry) = gw.config.catalogue.documents.get(id) else {
+        let Some(entry) = documents.get(id) else {
             outcomes.push(Outcome::Withheld(
                 "not in the documents catalogue; only catalogued documents can be released".into(),
             ));

@@ -68,6 +68,10 @@ pub struct Gateway {
     pub(crate) config: Config,
     pub(crate) policy: ArcSwap<PolicyEngine>,
     pub(crate) policy_version: std::sync::atomic::AtomicI64,
+    /// The documents catalogue (configuration over the store's registry) and the registry
+    /// version it was read at.
+    pub(crate) documents: ArcSwap<crate::documents::Documents>,
+    pub(crate) documents_version: std::sync::atomic::AtomicI64,
     pub(crate) keys: RwLock<ApiKeyRegistry>,
     /// Trusted JWT issuers with their current key sets.
     pub(crate) jwt: Arc<crate::jwt::JwtIssuers>,
@@ -141,6 +145,7 @@ impl Gateway {
             }
         }
         let delegation = crate::delegation::Delegation::load(&config.data_dir, &store)?;
+        let (documents, documents_version) = crate::documents::load(&config, &store)?;
         let signature = dir_signature(&config.policy_dir);
         let engine =
             PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
@@ -205,6 +210,8 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             policy: ArcSwap::from_pointee(engine),
             policy_version: std::sync::atomic::AtomicI64::new(version),
+            documents: ArcSwap::from_pointee(documents),
+            documents_version: std::sync::atomic::AtomicI64::new(documents_version),
             keys: RwLock::new(keys),
             jwt,
             delegation,
@@ -223,6 +230,34 @@ impl Gateway {
             policy_signature: Mutex::new(signature),
             config,
         }))
+    }
+
+    /// Re-reads the documents catalogue when the store's registry changed (or always, `force`).
+    pub(crate) fn refresh_documents(
+        &self,
+        store: &ztai_store::Store,
+        force: bool,
+    ) -> Result<(), ztai_store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if !force && store.documents_version()? == self.documents_version.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (documents, version) = crate::documents::load(&self.config, store)?;
+        self.documents.store(Arc::new(documents));
+        self.documents_version.store(version, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// What the catalogues say of a resource: documents from the documents catalogue, tools and
+    /// destinations from the configuration.
+    pub(crate) fn catalogue_entry(
+        &self,
+        resource: &ztai_core::Resource,
+    ) -> Option<crate::config::CatalogueEntry> {
+        match resource {
+            ztai_core::Resource::Document(id) => self.documents.load().get(id).cloned(),
+            other => self.config.catalogue.entry(other).cloned(),
+        }
     }
 
     /// Authorises a request: for a principal acting for itself, the policy set alone; for a
@@ -307,6 +342,10 @@ impl Gateway {
             let gw = self.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = gw.refresh_documents(&store, false) {
+                    gw.metrics.fail("documents");
+                    tracing::error!(error = %e, "cannot re-read the documents registry; the last known catalogue stays in force");
+                }
                 gw.delegation.refresh(&store)
             })
             .await;

@@ -9,8 +9,8 @@
 mod sqlite;
 
 pub use sqlite::{
-    AgentRow, ApprovalRow, ApproverKeyRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow, KeyRow,
-    PolicySetRow, PrunedRow, RevocationRow, Store,
+    AgentRow, ApprovalRow, ApproverKeyRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow,
+    DOCUMENTS_VERSION_KEY, DocumentRow, KeyRow, PolicySetRow, PrunedRow, RevocationRow, Store,
 };
 
 /// Everything that can go wrong talking to the store.

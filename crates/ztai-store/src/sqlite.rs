@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -121,6 +121,16 @@ CREATE TABLE IF NOT EXISTS approver_keys (
     revoked_by TEXT
 );
 CREATE INDEX IF NOT EXISTS approver_keys_by_principal ON approver_keys(principal);
+CREATE TABLE IF NOT EXISTS documents (
+    document_id TEXT PRIMARY KEY,
+    collections_json TEXT NOT NULL,
+    classification TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    readers_json TEXT NOT NULL,
+    labels_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
 ";
 
 fn policy_set_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicySetRow> {
@@ -164,6 +174,23 @@ pub struct ApprovalRow {
     /// Which registered approver key signed the decision (`name+keyid`), when one did.
     pub approver_key: Option<String>,
 }
+
+/// A catalogued document (the registry behind `/api/v1/documents`): what policy knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRow {
+    pub document_id: String,
+    pub collections: Vec<String>,
+    pub classification: String,
+    /// `kind:id`, or empty.
+    pub owner: String,
+    pub readers: Vec<String>,
+    pub labels: Vec<String>,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// The meta key counting changes to the documents registry, so replicas know when to re-read.
+pub const DOCUMENTS_VERSION_KEY: &str = "documents_version";
 
 /// An approver's registered signing key: decisions they sign are checked against it. Times are
 /// RFC 3339 text like the other registries.
@@ -656,6 +683,116 @@ impl Store {
             params![approval_id, at, until],
         )?;
         Ok(changed == 1)
+    }
+
+    // ---- documents --------------------------------------------------------------------------
+
+    /// Inserts or replaces documents in one transaction and bumps the registry's version.
+    pub fn upsert_documents(&mut self, rows: &[DocumentRow]) -> Result<i64, StoreError> {
+        let json = |v: &Vec<String>, id: &str| {
+            serde_json::to_string(v)
+                .map_err(|e| StoreError::Corrupt(format!("document `{id}`: {e}")))
+        };
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO documents(document_id, collections_json, classification, owner, readers_json, labels_json, updated_at, updated_by)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(document_id) DO UPDATE SET collections_json = excluded.collections_json,
+                   classification = excluded.classification, owner = excluded.owner,
+                   readers_json = excluded.readers_json, labels_json = excluded.labels_json,
+                   updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )?;
+            for r in rows {
+                stmt.execute(params![
+                    r.document_id,
+                    json(&r.collections, &r.document_id)?,
+                    r.classification,
+                    r.owner,
+                    json(&r.readers, &r.document_id)?,
+                    json(&r.labels, &r.document_id)?,
+                    r.updated_at,
+                    r.updated_by
+                ])?;
+            }
+        }
+        let version = Self::bump_documents_version(&tx)?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    fn bump_documents_version(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES(?1, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            params![DOCUMENTS_VERSION_KEY],
+        )?;
+        let v: String = tx.query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![DOCUMENTS_VERSION_KEY],
+            |r| r.get(0),
+        )?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt(format!("{DOCUMENTS_VERSION_KEY} is `{v}`")))
+    }
+
+    /// Deletes a document; false when there was none.
+    pub fn delete_document(&mut self, document_id: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "DELETE FROM documents WHERE document_id = ?1",
+            params![document_id],
+        )?;
+        if changed > 0 {
+            Self::bump_documents_version(&tx)?;
+        }
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// The registry's version: it changes whenever a document is written or deleted.
+    pub fn documents_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .meta_get(DOCUMENTS_VERSION_KEY)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Documents in id order, after `after` (exclusive), at most `limit`.
+    pub fn list_documents(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DocumentRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT document_id, collections_json, classification, owner, readers_json, labels_json, updated_at, updated_by
+             FROM documents WHERE (?1 IS NULL OR document_id > ?1) ORDER BY document_id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+                    let text: String = r.get(i)?;
+                    serde_json::from_str(&text).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })
+                };
+                Ok(DocumentRow {
+                    document_id: r.get(0)?,
+                    collections: list(1)?,
+                    classification: r.get(2)?,
+                    owner: r.get(3)?,
+                    readers: list(4)?,
+                    labels: list(5)?,
+                    updated_at: r.get(6)?,
+                    updated_by: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     // ---- approver keys ----------------------------------------------------------------------
@@ -1268,6 +1405,47 @@ mod tests {
             used_at: None,
             approver_key: None,
         }
+    }
+
+    #[test]
+    fn documents_are_upserted_listed_in_pages_deleted_and_versioned() {
+        let mut s = Store::open_in_memory().unwrap();
+        assert_eq!(s.documents_version().unwrap(), 0);
+        let doc = |id: &str, class: &str| DocumentRow {
+            document_id: id.into(),
+            collections: vec!["wiki".into()],
+            classification: class.into(),
+            owner: String::new(),
+            readers: vec!["staff".into()],
+            labels: vec![],
+            updated_at: "t".into(),
+            updated_by: "user:admin".into(),
+        };
+        let v1 = s
+            .upsert_documents(&[doc("b", "internal"), doc("a", "public"), doc("c", "public")])
+            .unwrap();
+        assert_eq!(v1, 1);
+        let v2 = s.upsert_documents(&[doc("a", "restricted")]).unwrap();
+        assert_eq!(v2, 2);
+        let page = s.list_documents(None, 2).unwrap();
+        assert_eq!(
+            page.iter()
+                .map(|d| d.document_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(page[0].classification, "restricted", "replaced");
+        assert_eq!(page[0].readers, ["staff"]);
+        let rest = s.list_documents(Some("b"), 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(s.delete_document("a").unwrap());
+        assert!(!s.delete_document("a").unwrap());
+        assert_eq!(
+            s.documents_version().unwrap(),
+            3,
+            "a no-op delete is not a change"
+        );
+        assert_eq!(s.list_documents(None, 10).unwrap().len(), 2);
     }
 
     #[test]
