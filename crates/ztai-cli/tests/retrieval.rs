@@ -302,6 +302,20 @@ fn the_documents_registry_feeds_retrieval_and_changes_take_effect_at_once() {
         json!({"documents": [{"id": "mine", "classification": "public"}]}),
     );
     assert_eq!(r.status, 403, "{}", r.text());
+    // A full write: 10,000 documents in one request (over 2 MiB of JSON), and one too many.
+    let full: Vec<Value> = (0..10_000)
+        .map(|i| json!({"id": format!("{i:0>200}"), "classification": "public"}))
+        .collect();
+    let body = json!({ "documents": full });
+    assert!(body.to_string().len() > 2 * 1024 * 1024);
+    let r = put(&qs.admin_token, body);
+    assert_eq!(r.status, 200, "{:.200}", r.text());
+    assert_eq!(r.json()["upserted"], 10_000);
+    let over: Vec<Value> = (0..10_001)
+        .map(|i| json!({ "id": format!("o{i}") }))
+        .collect();
+    let r = put(&qs.admin_token, json!({ "documents": over }));
+    assert_eq!(r.status, 422, "{:.200}", r.text());
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"id\": \"ok-1\"}\nnot json\n").unwrap();
     let o = cli(

@@ -81,6 +81,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/policies/versions", get(policy_versions))
         .route("/api/v1/policies/versions/{version}", get(policy_version))
         .fallback(crate::proxy::not_found)
+        // Admin bodies get the same bound as the data plane's (`server.max_body_bytes`) rather
+        // than axum's 2 MiB default, so a full 10,000-document registry write fits.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            gw.config.max_body_bytes,
+        ))
         .with_state(gw)
 }
 
