@@ -55,6 +55,38 @@ pub enum AgentsCommand {
     },
 }
 
+/// What one task may reach and for how long: shared by `token issue` (an administrator mints
+/// for a user) and `token delegate` (the user mints for themself).
+#[derive(Debug, clap::Args)]
+pub struct TaskScope {
+    /// Models the task may use, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Tools the task may call, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    tools: Vec<String>,
+    /// Other resources as `kind:name` (`document:handbook`, `destination:api.example.com`).
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// How long the token lives, e.g. `15m` (at most `identity.tokens.max_ttl_secs`).
+    #[arg(long, default_value = "15m")]
+    ttl: humantime::Duration,
+    /// What the task is, for the audit trail.
+    #[arg(long)]
+    task: Option<String>,
+    /// Print the whole answer (token, revocation id, expiry) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TaskScope {
+    /// The request body both token endpoints take.
+    fn body(&self, agent: &str) -> Value {
+        json!({"agent": agent, "models": self.models, "tools": self.tools,
+               "resources": self.resources, "ttl_secs": self.ttl.as_secs(), "task": self.task})
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a task token for an agent acting for a user; prints the token on stdout.
@@ -70,24 +102,8 @@ pub enum TokenCommand {
         /// The user's groups (default: those of the user's active API keys).
         #[arg(long, value_delimiter = ',')]
         user_groups: Option<Vec<String>>,
-        /// Models the task may use, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Tools the task may call, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        tools: Vec<String>,
-        /// Other resources as `kind:name` (`document:handbook`, `destination:api.example.com`).
-        #[arg(long, value_delimiter = ',')]
-        resources: Vec<String>,
-        /// How long the token lives, e.g. `15m` (at most `identity.tokens.max_ttl_secs`).
-        #[arg(long, default_value = "15m")]
-        ttl: humantime::Duration,
-        /// What the task is, for the audit trail.
-        #[arg(long)]
-        task: Option<String>,
-        /// Print the whole answer (token, revocation id, expiry) as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        scope: TaskScope,
     },
     /// Hand a task to an agent yourself: mint a task token with your own credential (an API key
     /// or your identity provider's JWT), carrying your groups; prints the token on stdout.
@@ -98,24 +114,8 @@ pub enum TokenCommand {
         /// The registered agent that will hold the token.
         #[arg(long)]
         agent: String,
-        /// Models the task may use, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Tools the task may call, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        tools: Vec<String>,
-        /// Other resources as `kind:name`.
-        #[arg(long, value_delimiter = ',')]
-        resources: Vec<String>,
-        /// How long the token lives, e.g. `15m`.
-        #[arg(long, default_value = "15m")]
-        ttl: humantime::Duration,
-        /// What the task is, for the audit trail.
-        #[arg(long)]
-        task: Option<String>,
-        /// Print the whole answer as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        scope: TaskScope,
     },
     /// Narrow a token offline before handing it to a sub-agent; prints the new token. Nothing
     /// can be widened: only names the token already grants can be kept.
@@ -309,16 +309,14 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             agent,
             on_behalf_of,
             user_groups,
-            models,
-            tools,
-            resources,
-            ttl,
-            task,
-            json,
+            scope,
         } => {
-            let body = json!({"agent": agent, "on_behalf_of": on_behalf_of, "models": models,
-                "tools": tools, "resources": resources, "ttl_secs": ttl.as_secs(), "task": task,
-                "user_groups": user_groups});
+            let json = scope.json;
+            let mut body = scope.body(&agent);
+            if let Some(fields) = body.as_object_mut() {
+                fields.insert("on_behalf_of".into(), json!(on_behalf_of));
+                fields.insert("user_groups".into(), json!(user_groups));
+            }
             let answer = admin.call("POST", "/api/v1/tokens", Some(&body))?;
             print_minted(
                 &answer,
@@ -327,20 +325,13 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        TokenCommand::Delegate {
-            user,
-            agent,
-            models,
-            tools,
-            resources,
-            ttl,
-            task,
-            json,
-        } => {
-            let body = json!({"agent": agent, "models": models, "tools": tools,
-                "resources": resources, "ttl_secs": ttl.as_secs(), "task": task});
-            let answer = user.call("POST", "/tokens", Some(&body))?;
-            print_minted(&answer, json, &format!("agent `{agent}` acting for you"));
+        TokenCommand::Delegate { user, agent, scope } => {
+            let answer = user.call("POST", "/tokens", Some(&scope.body(&agent)))?;
+            print_minted(
+                &answer,
+                scope.json,
+                &format!("agent `{agent}` acting for you"),
+            );
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Attenuate {
