@@ -96,7 +96,8 @@ pub struct Gateway {
     pub(crate) store: Mutex<Store>,
     /// The policy directory as it was when the running set was read, so a change made at any
     /// moment after that — even before the watcher first runs — is seen.
-    policy_signature: Mutex<DirSignature>,
+    /// The policy directory as last applied, and a change seen once but not yet settled.
+    policy_signature: Mutex<(DirSignature, Option<DirSignature>)>,
 }
 
 type DirSignature = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -227,7 +228,7 @@ impl Gateway {
             upstream_auth,
             models,
             store: Mutex::new(store),
-            policy_signature: Mutex::new(signature),
+            policy_signature: Mutex::new((signature, None)),
             config,
         }))
     }
@@ -525,7 +526,7 @@ impl Gateway {
         }
     }
 
-    /// Polls the policy directory and reloads when its files change.
+    /// Polls the policy directory and reloads once a change has settled (see `settle`).
     pub(crate) async fn watch_policies(
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -538,16 +539,14 @@ impl Gateway {
                 _ = shutdown.changed() => return,
             }
             let now = dir_signature(&self.config.policy_dir);
-            let changed = {
-                let mut last = self
+            let settled = settle(
+                &mut self
                     .policy_signature
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let changed = *last != now;
-                *last = now;
-                changed
-            };
-            if changed {
+                    .unwrap_or_else(|p| p.into_inner()),
+                now,
+            );
+            if settled {
                 let _ = self.reload_policies("policy-watcher").await;
             }
         }
@@ -571,6 +570,25 @@ fn record_policy_version(
         &crate::record::rfc3339(SystemTime::now()),
         &serde_json::Value::Object(files).to_string(),
     )
+}
+
+/// Whether the policy directory, seen as `now`, should be reloaded: only when it differs from
+/// what was applied and is the same as at the previous look. A change is applied one interval
+/// after it stops changing, so a file caught half-written — an empty or truncated policy file is
+/// often valid, and weaker — is never applied.
+fn settle(state: &mut (DirSignature, Option<DirSignature>), now: DirSignature) -> bool {
+    let (applied, pending) = state;
+    if *applied == now {
+        *pending = None;
+        false
+    } else if pending.as_ref() == Some(&now) {
+        *applied = now;
+        *pending = None;
+        true
+    } else {
+        *pending = Some(now);
+        false
+    }
 }
 
 /// Names, sizes and modification times of the policy files: cheap to compute every second.
@@ -597,3 +615,33 @@ fn restrict_permissions(path: &std::path::Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &std::path::Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(files: &[(&str, u64)]) -> DirSignature {
+        files
+            .iter()
+            .map(|(n, len)| (std::path::PathBuf::from(n), *len, None))
+            .collect()
+    }
+
+    #[test]
+    fn a_policy_change_applies_only_once_it_has_stopped_changing() {
+        let base = sig(&[("a.cedar", 10)]);
+        let mut state = (base.clone(), None);
+        assert!(!settle(&mut state, base.clone()), "nothing changed");
+        // A file appears empty (caught mid-write), then full, then stays so.
+        let empty = sig(&[("a.cedar", 10), ("b.cedar", 0)]);
+        let full = sig(&[("a.cedar", 10), ("b.cedar", 80)]);
+        assert!(!settle(&mut state, empty), "first sight of a change");
+        assert!(!settle(&mut state, full.clone()), "still changing");
+        assert!(settle(&mut state, full.clone()), "settled: apply");
+        assert!(!settle(&mut state, full.clone()), "applied once");
+        // A change that is undone before it settles is never applied.
+        assert!(!settle(&mut state, base));
+        assert!(!settle(&mut state, full));
+        assert_eq!(state.1, None);
+    }
+}
