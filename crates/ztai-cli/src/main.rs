@@ -8,6 +8,7 @@ mod approvals_cmd;
 mod approver_key;
 mod delegation_cmd;
 mod documents_cmd;
+mod mcp_cmd;
 mod policy_cmd;
 mod quickstart;
 
@@ -70,6 +71,20 @@ enum Command {
         /// Characters per streamed chunk.
         #[arg(long, default_value_t = 8)]
         chunk_chars: usize,
+    },
+    /// Run only the stand-in MCP server on stdin/stdout (a few office tools, one returning a
+    /// page with an injected instruction; for the quick start and tests). The gateway starts it
+    /// itself from `[[mcp.servers]] command`.
+    StandinMcp {
+        /// While this file exists, `send_email` offers a changed (poisoned) description: a server
+        /// turning malicious after approval.
+        #[arg(long)]
+        rug_pull_file: Option<PathBuf>,
+    },
+    /// MCP tools the gateway has seen: list them with their pins, approve a blocked one.
+    Mcp {
+        #[command(subcommand)]
+        command: mcp_cmd::McpCommand,
     },
     /// Policy tools.
     Policy {
@@ -496,6 +511,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::StandinMcp { rug_pull_file } => {
+            ztai_standin::mcp::serve_stdio(rug_pull_file.as_deref())
+                .context("the stand-in MCP server failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mcp { command } => mcp_cmd::run(command),
         Command::Agents { command } => delegation_cmd::agents(command),
         Command::Token { command } => delegation_cmd::token(command),
         Command::Users { command } => delegation_cmd::users(command),

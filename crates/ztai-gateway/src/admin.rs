@@ -24,6 +24,7 @@ mod agents;
 mod approvals;
 mod approver_keys;
 mod documents;
+mod mcp_tools;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -65,6 +66,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/documents/{document_id}",
             get(documents::show).delete(documents::delete),
+        )
+        .route("/api/v1/mcp/tools", get(mcp_tools::list))
+        .route(
+            "/api/v1/mcp/tools/{server}/{tool}/approve",
+            post(mcp_tools::approve),
+        )
+        .route(
+            "/api/v1/mcp/tools/{server}/{tool}/block",
+            post(mcp_tools::block),
         )
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{approval_id}", get(approvals::show))

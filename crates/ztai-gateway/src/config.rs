@@ -57,6 +57,8 @@ struct RawConfig {
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
     models: Vec<RawModel>,
+    #[serde(default)]
+    mcp: crate::mcp::settings::RawMcp,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -619,6 +621,8 @@ pub struct Config {
     pub spiffe: ztai_identity::spiffe::SpiffeMapping,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
+    /// The MCP servers fronted at `/mcp/{server}`.
+    pub mcp: crate::mcp::settings::McpConfig,
 }
 
 fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
@@ -953,7 +957,7 @@ fn export_sink(
 }
 
 /// A URL the gateway fetches from or posts to: HTTPS, or plain HTTP only to a loopback address.
-fn https_or_loopback(key: &str, u: &str, why: &str) -> Result<http::Uri, ConfigError> {
+pub(crate) fn https_or_loopback(key: &str, u: &str, why: &str) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = u
         .parse()
         .map_err(|e| err(key, format!("`{u}` is not a URL: {e}")))?;
@@ -1583,6 +1587,10 @@ impl Config {
             ));
         }
 
+        let mcp = raw
+            .mcp
+            .validate(base, |k, v| categories(k, Some(v.to_vec()), &[]))?;
+
         Ok(Config {
             listen,
             admin_listen,
@@ -1620,6 +1628,7 @@ impl Config {
             spiffe,
             upstreams,
             models,
+            mcp,
         })
     }
 

@@ -50,7 +50,7 @@ pub async fn authorize(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Re
 }
 
 /// Inspects every string in the arguments; findings by JSON pointer.
-fn inspect_arguments(
+pub(crate) fn inspect_arguments(
     gw: &Gateway,
     value: &Value,
     pointer: &str,

@@ -17,6 +17,7 @@ pub mod error;
 mod export;
 mod jwt;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod proxy;
 mod record;

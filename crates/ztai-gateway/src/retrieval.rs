@@ -79,13 +79,13 @@ fn findings_json(findings: &[Finding]) -> Value {
 }
 
 /// One candidate's outcome.
-enum Outcome {
+pub(crate) enum Outcome {
     Permitted { obligations: Vec<Obligation> },
     Withheld(String),
 }
 
 /// Decides every candidate with one policy set. Pure CPU: run it off the async threads.
-fn decide_batch(
+pub(crate) fn decide_batch(
     gw: &Gateway,
     engine: &PolicyEngine,
     who: &Authenticated,

@@ -136,6 +136,12 @@ pub fn data_router(gw: Arc<Gateway>) -> Router {
         .route("/v1/approvals/{approval_id}", get(crate::approvals::poll))
         .route("/v1/authorize", post(crate::decision_api::authorize))
         .route("/v1/retrieval/authorize", post(crate::retrieval::authorize))
+        .route(
+            "/mcp/{server}",
+            post(crate::mcp::post)
+                .get(crate::mcp::get)
+                .delete(crate::mcp::delete),
+        )
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(proxy::not_found)

@@ -94,6 +94,8 @@ pub struct Gateway {
     pub(crate) models: HashMap<String, ModelConfig>,
     /// Control-plane store connection (keys, policy versions, audit queries).
     pub(crate) store: Mutex<Store>,
+    /// The MCP servers fronted at `/mcp/{server}` and the session key.
+    pub(crate) mcp: crate::mcp::Mcp,
     /// The policy directory as it was when the running set was read, so a change made at any
     /// moment after that — even before the watcher first runs — is seen.
     /// The policy directory as last applied, and a change seen once but not yet settled.
@@ -208,6 +210,7 @@ impl Gateway {
             .collect();
         let client = build_client(&config).map_err(StartError::Client)?;
         let inspector = Inspector::with_default_rules()?;
+        let mcp = crate::mcp::Mcp::new(&config.mcp, &config.data_dir)?;
         Ok(Arc::new(Gateway {
             policy: ArcSwap::from_pointee(engine),
             policy_version: std::sync::atomic::AtomicI64::new(version),
@@ -228,6 +231,7 @@ impl Gateway {
             upstream_auth,
             models,
             store: Mutex::new(store),
+            mcp,
             policy_signature: Mutex::new((signature, None)),
             config,
         }))

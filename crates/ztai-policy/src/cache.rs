@@ -40,6 +40,7 @@ pub(crate) struct ContextUse {
     pub resource_owner: bool,
     pub resource_readers: bool,
     pub resource_labels: bool,
+    pub session_taint: bool,
     pub destination_port: bool,
     pub destination_method: bool,
     pub destination_path: bool,
@@ -104,6 +105,7 @@ impl ContextUse {
             resource_owner: true,
             resource_readers: true,
             resource_labels: true,
+            session_taint: true,
             destination_port: true,
             destination_method: true,
             destination_path: true,
@@ -135,6 +137,7 @@ impl ContextUse {
             "resource_owner" => self.resource_owner = true,
             "resource_readers" => self.resource_readers = true,
             "resource_labels" => self.resource_labels = true,
+            "session_taint" => self.session_taint = true,
             "destination_port" => self.destination_port = true,
             "destination_method" => self.destination_method = true,
             "destination_path" => self.destination_path = true,
@@ -186,6 +189,7 @@ pub(crate) fn key(
         (used.principal_groups, &ctx.principal_groups),
         (used.resource_readers, &ctx.resource_readers),
         (used.resource_labels, &ctx.resource_labels),
+        (used.session_taint, &ctx.session_taint),
     ];
     let ip = if used.client_ip {
         ctx.client_ip.to_canonical().to_string()

@@ -40,6 +40,9 @@ pub struct RequestContext {
     pub resource_readers: BTreeSet<String>,
     /// Free labels of a catalogued resource (`labels`).
     pub resource_labels: BTreeSet<String>,
+    /// What an MCP session has read so far (its taint labels, e.g. `untrusted_content`,
+    /// `confidential_data`); empty outside MCP sessions.
+    pub session_taint: BTreeSet<String>,
     /// For egress: the port, the HTTP method and path ("" for a `CONNECT` tunnel, whose path is
     /// encrypted), and the address the destination resolved to (the one connected to).
     pub destination_port: i64,
@@ -73,6 +76,7 @@ impl Default for RequestContext {
             resource_owner: String::new(),
             resource_readers: BTreeSet::new(),
             resource_labels: BTreeSet::new(),
+            session_taint: BTreeSet::new(),
             destination_port: 0,
             destination_method: String::new(),
             destination_path: String::new(),

@@ -302,6 +302,33 @@ impl PolicyEngine {
             .ok_or_else(|| PolicyError::Request("an empty delegation chain".into()))
     }
 
+    /// Whether some permit whose scope matches this principal, action and resource has a
+    /// condition on `context.arguments`: such a permit may allow a call with the right
+    /// arguments even though a call without any is denied. Listings (`tools/list` through the
+    /// MCP proxy) offer such tools; each call is still decided on its own arguments.
+    pub fn may_permit_with_arguments(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+        resource_parents: &[String],
+    ) -> Result<bool, PolicyError> {
+        let q = CedarQuestion::new(principal, action, resource, resource_parents)?;
+        Ok(self.index.scopes(&q).any(|(policy, mismatch)| {
+            mismatch.is_none()
+                && policy.effect() == cedar_policy::Effect::Permit
+                && policy.to_string().contains("context.arguments")
+        }))
+    }
+
+    /// Whether the policy with this id has a condition on `context.arguments` (so whether it
+    /// applies depends on a call's arguments).
+    pub fn reads_arguments(&self, policy_id: &str) -> bool {
+        self.policies
+            .policy(&PolicyId::new(policy_id))
+            .is_some_and(|p| p.to_string().contains("context.arguments"))
+    }
+
     /// Evaluates without the cache (what `authorize` does on a miss).
     pub fn evaluate(
         &self,
@@ -738,7 +765,7 @@ fn context(
     used: ContextUse,
     arguments: EntityUid,
 ) -> Result<Context, PolicyError> {
-    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 26] = [
+    let fields: [(bool, &str, &dyn Fn() -> RestrictedExpression); 27] = [
         (used.operation, "operation", &|| {
             RestrictedExpression::new_string(ctx.operation.clone())
         }),
@@ -808,6 +835,9 @@ fn context(
         }),
         (used.resource_labels, "resource_labels", &|| {
             string_set(&ctx.resource_labels)
+        }),
+        (used.session_taint, "session_taint", &|| {
+            string_set(&ctx.session_taint)
         }),
         (used.destination_port, "destination_port", &|| {
             RestrictedExpression::new_long(ctx.destination_port)

@@ -115,6 +115,8 @@ pub struct ContextSpec {
     pub resource_readers: BTreeSet<String>,
     #[serde(default)]
     pub resource_labels: BTreeSet<String>,
+    #[serde(default)]
+    pub session_taint: BTreeSet<String>,
     pub destination_port: Option<i64>,
     pub destination_method: Option<String>,
     pub destination_path: Option<String>,
@@ -203,6 +205,7 @@ impl PolicyQuestion {
         ctx.resource_owner = c.resource_owner.clone().unwrap_or_default();
         ctx.resource_readers = c.resource_readers.clone();
         ctx.resource_labels = c.resource_labels.clone();
+        ctx.session_taint = c.session_taint.clone();
         ctx.destination_port = c.destination_port.unwrap_or(0);
         ctx.destination_method = c.destination_method.clone().unwrap_or_default();
         ctx.destination_path = c.destination_path.clone().unwrap_or_default();

@@ -8,6 +8,8 @@
 //! handling of broken upstreams can be tested against a real socket. It is not a model and is never
 //! meant for production traffic.
 
+pub mod mcp;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;

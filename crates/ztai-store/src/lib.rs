@@ -6,7 +6,10 @@
 //! `spawn_blocking` for control-plane calls). SQLite runs in WAL mode so readers never block the
 //! audit writer.
 
+mod mcp;
 mod sqlite;
+
+pub use mcp::{McpSessionRow, McpToolRow};
 
 pub use sqlite::{
     AgentRow, ApprovalRow, ApproverKeyRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow,

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -130,6 +130,30 @@ CREATE TABLE IF NOT EXISTS documents (
     labels_json TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     updated_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mcp_tools (
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pinned_digest TEXT,
+    seen_digest TEXT NOT NULL,
+    definition_json TEXT NOT NULL,
+    findings_json TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    approved_by TEXT,
+    approved_at INTEGER,
+    PRIMARY KEY (server, tool)
+);
+CREATE TABLE IF NOT EXISTS mcp_sessions (
+    session_hash TEXT PRIMARY KEY,
+    server TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    taint_json TEXT NOT NULL
 );
 ";
 
@@ -312,7 +336,7 @@ pub struct PolicySetRow {
 
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Store {

@@ -273,7 +273,7 @@ mod properties {
                 estimated_tokens: tokens, on_behalf_of: text.clone(),
                 delegation_chain: Default::default(), delegation_depth: 0,
                 arguments: args, data_classification: text.clone(), client_ip: ip,
-                network_zone: text, device_posture: cats, ..RequestContext::default()
+                network_zone: text, session_taint: cats.clone(), device_posture: cats, ..RequestContext::default()
             }.at_unix_time(unix);
             prop_assert!((0..24).contains(&ctx.hour_utc) && (0..7).contains(&ctx.weekday_utc));
             let g: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -286,6 +286,43 @@ mod properties {
             prop_assert_eq!(v.decision(), fresh.decision());
         }
     }
+}
+
+#[test]
+fn session_taint_reaches_policy_and_keys_the_cache() {
+    let src = PolicySource {
+        name: "flow.cedar".into(),
+        text: r#"
+            permit(principal, action == Action::"call_tool", resource == Tool::"send_email");
+            forbid(principal, action == Action::"call_tool", resource == Tool::"send_email")
+              when { context.session_taint.contains("untrusted_content") };
+        "#
+        .into(),
+    };
+    let e = PolicyEngine::from_sources(vec![src]).unwrap();
+    let tool = Resource::Tool("send_email".into());
+    let clean = RequestContext::new("call_tool");
+    let mut tainted = RequestContext::new("call_tool");
+    tainted.session_taint.insert("untrusted_content".into());
+    let mut other = RequestContext::new("call_tool");
+    other.session_taint.insert("confidential_data".into());
+    let bob = user("bob", &[]);
+    // Clean first, so a cache keyed without the taint would answer the tainted call wrongly.
+    assert!(matches!(
+        e.authorize(&bob, Action::CallTool, &tool, &[], &clean)
+            .unwrap(),
+        Verdict::Permit(_)
+    ));
+    assert!(matches!(
+        e.authorize(&bob, Action::CallTool, &tool, &[], &tainted)
+            .unwrap(),
+        Verdict::Deny(_)
+    ));
+    assert!(matches!(
+        e.authorize(&bob, Action::CallTool, &tool, &[], &other)
+            .unwrap(),
+        Verdict::Permit(_)
+    ));
 }
 
 #[test]
