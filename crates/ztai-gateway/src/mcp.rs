@@ -22,8 +22,8 @@
 //! in the store. A replica that opens a session its store has no row for cannot know what the
 //! session read elsewhere, so it assumes the worst (`taint_unknown` plus every automatic label).
 
-pub(crate) mod pins;
-pub(crate) mod session;
+pub mod pins;
+pub mod session;
 pub mod settings;
 pub(crate) mod upstream;
 
@@ -940,7 +940,6 @@ async fn sight_tool(
         }
         pins::Sighting::Blocked { row, event } => {
             if event {
-                gw.metrics.fail("mcp_tool_blocked");
                 let rec = crate::record::system_record(
                     &gw.config.instance,
                     "mcp:block_tool",

@@ -375,3 +375,108 @@ impl McpServerConfig {
         (rate, taint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn parse(mcp: &str) -> Result<Config, crate::config::ConfigError> {
+        let text = format!(
+            r#"
+[[upstreams]]
+name = "u"
+base_url = "http://127.0.0.1:9/v1"
+[[models]]
+name = "m"
+upstream = "u"
+{mcp}
+"#
+        );
+        Config::parse(&text, std::path::Path::new("/etc/ztai"))
+    }
+
+    #[test]
+    fn servers_are_checked_field_by_field() {
+        let ok = parse(
+            r#"
+[mcp]
+tool_approval = "admin"
+[[mcp.servers]]
+name = "files"
+command = "bin/files-mcp"
+env = { TOKEN = "x" }
+[mcp.servers.tools."read.file"]
+calls_per_minute = 2
+taint = ["web"]
+[[mcp.servers]]
+name = "crm"
+url = "https://crm.example/mcp"
+"#,
+        )
+        .unwrap();
+        let m = &ok.mcp;
+        assert_eq!(m.tool_approval, super::ToolApproval::Admin);
+        assert_eq!(m.servers.len(), 2);
+        // A relative program path is relative to the configuration file.
+        assert!(
+            matches!(&m.servers[0].transport, super::McpTransport::Stdio { command, .. }
+            if command == std::path::Path::new("/etc/ztai/bin/files-mcp"))
+        );
+        assert_eq!(m.servers[0].tool("read.file").0, 2);
+        assert_eq!(m.servers[0].tool("other").0, 120);
+        assert!(m.servers[0].tool("read.file").1.contains("web"));
+        assert!(
+            m.servers[1].untrusted,
+            "servers are untrusted unless configured otherwise"
+        );
+
+        for (bad, key) in [
+            (
+                "[[mcp.servers]]\nname = \"Files\"\ncommand = \"x\"",
+                "mcp.servers[0].name",
+            ),
+            ("[[mcp.servers]]\nname = \"a\"", "mcp.servers[0].url"),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nurl = \"https://a.example/\"",
+                "mcp.servers[0].url",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\nurl = \"http://crm.example/mcp\"",
+                "mcp.servers[0].url",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\nurl = \"https://a.example/\"\nargs = [\"x\"]",
+                "mcp.servers[0].args",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nenv = { \"A-B\" = \"x\" }",
+                "mcp.servers[0].env",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\n[[mcp.servers]]\nname = \"a\"\ncommand = \"y\"",
+                "mcp.servers[1].name",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\ntaint = [\"has space\"]",
+                "mcp.servers[0].taint",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nresult_block = [\"nope\"]",
+                "mcp.servers[0].result_block",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\n[mcp.servers.tools.\"a/b\"]",
+                "mcp.servers[0].tools",
+            ),
+            ("[mcp]\ntool_approval = \"never\"", "mcp.tool_approval"),
+            ("[mcp]\nsession_ttl_secs = 5", "mcp.session_ttl_secs"),
+            (
+                "[mcp]\nallowed_origins = [\"https://a.example/path\"]",
+                "mcp.allowed_origins",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.key, key, "{bad}: {}", e.message);
+        }
+    }
+}
