@@ -1,7 +1,8 @@
 //! MCP session ids and tool definitions from untrusted peers: a session id is whatever a client
 //! sends in `Mcp-Session-Id`, a tool definition whatever a server lists. Opening an id must
 //! refuse garbage without panicking (and never accept an id it did not seal); a definition's
-//! canonical form must parse back to the same value, so its digest is a function of the value.
+//! canonical form must parse back to the same value (numbers included), so a server that
+//! re-serialises an unchanged tool differently is not mistaken for a rug pull.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         let d = pins::definition(&value);
         let canonical = pins::canonical(&d);
         let back: serde_json::Value = serde_json::from_str(&canonical).expect("canonical JSON parses");
+        // Numbers parse correctly rounded (serde_json's `float_roundtrip`), so the canonical
+        // form is the value: any correct serialisation of it pins to the same digest.
         assert_eq!(back, d);
+        assert_eq!(pins::canonical(&back), canonical);
         assert_eq!(pins::digest(&d), pins::digest(&back));
         let _ = pins::text_of(&d);
     }

@@ -98,6 +98,7 @@ async fn decide(
     )?;
     trace.timings.authenticate_us = micros(t);
     trace.principal = Some(who.principal.clone());
+    crate::proxy::principal_limit(gw, &who.principal)?;
     let ticket = req
         .headers()
         .get(crate::approvals::TICKET_HEADER)

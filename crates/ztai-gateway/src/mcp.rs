@@ -186,6 +186,11 @@ impl RpcError {
         }
     }
 
+    fn with_code(mut self, code: i64) -> Self {
+        self.code = code;
+        self
+    }
+
     fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
@@ -246,13 +251,18 @@ fn http_refusal(e: &GatewayError, id: &Value) -> Response {
         GatewayError::BadRequest(_) => PARSE_ERROR,
         GatewayError::NotFound(_) | GatewayError::Unprocessable(_) => INVALID_REQUEST,
         GatewayError::Forbidden(_) => POLICY_DENIED,
+        GatewayError::RateLimited { .. } => RATE_LIMITED,
         _ => INTERNAL_ERROR,
     };
-    let body = rpc_error(
-        id,
-        &RpcError::new(code, 0, e.message()).with_data(json!({"code": e.code()})),
-    );
+    let body = rpc_error(id, &RpcError::from(e.clone()).with_code(code));
     let mut resp = (e.status(), axum::Json(body)).into_response();
+    if let GatewayError::RateLimited {
+        retry_after_secs, ..
+    } = e
+        && let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     if matches!(e, GatewayError::Unauthenticated(_)) {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -622,6 +632,7 @@ async fn handle(
     )?;
     trace.timings.authenticate_us = micros(t);
     trace.principal = Some(who.principal.clone());
+    crate::proxy::principal_limit(gw, &who.principal)?;
     check_accept(req.headers())?;
     let headers = req.headers().clone();
     let bytes = read_body(gw, req).await?;

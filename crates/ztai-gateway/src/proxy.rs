@@ -326,6 +326,28 @@ pub(crate) fn authenticate(
     })
 }
 
+/// The per-principal request limit (`[limits] requests_per_minute`, `request_burst`), one bucket
+/// per principal shared by every data-plane path, taken before a body is read.
+pub(crate) fn principal_limit(gw: &Gateway, principal: &Principal) -> Result<(), GatewayError> {
+    let limits = &gw.config.limits;
+    let principal_key = format!("{}:{}", principal.kind, principal.id);
+    gw.limiter
+        .take(
+            &format!("req|{principal_key}"),
+            Rate::per_minute(limits.requests_per_minute, limits.request_burst),
+            1.0,
+            "requests",
+            Instant::now(),
+        )
+        .map_err(|e| GatewayError::RateLimited {
+            message: format!(
+                "request rate limit reached for `{principal_key}`; retry after {} s",
+                e.retry_after_secs
+            ),
+            retry_after_secs: e.retry_after_secs,
+        })
+}
+
 pub(crate) async fn read_body(gw: &Gateway, req: Request<Body>) -> Result<Bytes, GatewayError> {
     let max = gw.config.max_body_bytes;
     let too_large = || {
@@ -626,21 +648,7 @@ async fn pipeline(
     let t = Instant::now();
     let limits = &gw.config.limits;
     let now = Instant::now();
-    gw.limiter
-        .take(
-            &format!("req|{principal_key}"),
-            Rate::per_minute(limits.requests_per_minute, limits.request_burst),
-            1.0,
-            "requests",
-            now,
-        )
-        .map_err(|e| GatewayError::RateLimited {
-            message: format!(
-                "request rate limit reached for `{principal_key}`; retry after {} s",
-                e.retry_after_secs
-            ),
-            retry_after_secs: e.retry_after_secs,
-        })?;
+    principal_limit(gw, principal)?;
 
     let ticket = req
         .headers()

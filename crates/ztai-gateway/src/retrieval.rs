@@ -164,6 +164,7 @@ async fn decide(
     )?;
     trace.timings.authenticate_us = micros(t);
     trace.principal = Some(who.principal.clone());
+    crate::proxy::principal_limit(gw, &who.principal)?;
     let bytes = read_body(gw, req).await?;
     trace.request_digest = hex::encode(Sha256::digest(&bytes));
     let body: RetrievalRequest = serde_json::from_slice(&bytes).map_err(|e| {

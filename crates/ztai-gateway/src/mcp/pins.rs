@@ -230,6 +230,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reserialised_number_keeps_its_digest() {
+        // Found by fuzzing: without correctly rounded float parsing, printing and re-reading a
+        // number moved it by one ulp, so an unchanged tool would look changed.
+        let v: Value =
+            serde_json::from_str(r#"{"inputSchema": {"maximum": 54.555555455555556}}"#).unwrap();
+        let back: Value = serde_json::from_str(&canonical(&v)).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(digest(&back), digest(&v));
+    }
+
+    #[test]
     fn first_sight_pins_clean_tools_and_blocks_poisoned_ones() {
         let d = json!({"name": "read"});
         match sight(

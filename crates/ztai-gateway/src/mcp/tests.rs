@@ -88,3 +88,19 @@ fn accept_must_allow_json() {
     h.insert(header::ACCEPT, HeaderValue::from_static("*/*;q=0.1"));
     assert!(check_accept(&h).is_ok());
 }
+
+#[test]
+fn http_refusals_carry_json_rpc_errors_and_retry_hints() {
+    let r = http_refusal(
+        &GatewayError::RateLimited {
+            message: "slow down".into(),
+            retry_after_secs: 3,
+        },
+        &Value::Null,
+    );
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "3");
+    let r = http_refusal(&GatewayError::Unauthenticated("who?".into()), &json!(4));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
+}
