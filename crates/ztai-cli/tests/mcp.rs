@@ -470,3 +470,177 @@ groups = ["office-read"]
             .any(|r| r["action"] == "admin::approve_mcp_tool")
     );
 }
+
+#[test]
+fn an_agents_task_token_is_held_to_its_scope_ceiling_and_chain_on_mcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    let admin_cli = |args: &[&str]| {
+        let o = std::process::Command::new(common::BIN)
+            .args(args)
+            .env("ZTAI_ADMIN_URL", format!("http://{}", qs.admin))
+            .env("ZTAI_ADMIN_TOKEN", &qs.admin_token)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    // An office agent in `staff` whose ceiling has two tools; its task gets only one.
+    admin_cli(&[
+        "agents",
+        "register",
+        "--id",
+        "office-bot",
+        "--owner",
+        "demo",
+        "--purpose",
+        "answers office questions",
+        "--ceiling",
+        "tool:office/search_docs,tool:office/fetch_page",
+        "--groups",
+        "staff",
+    ]);
+    let token = admin_cli(&[
+        "token",
+        "issue",
+        "--agent",
+        "office-bot",
+        "--on-behalf-of",
+        "demo",
+        "--tools",
+        "office/search_docs",
+        "--ttl",
+        "10m",
+    ]);
+    let gw = qs.gateway;
+    let session = initialize(gw, "office", &token);
+    let names = tool_names(
+        &post(
+            gw,
+            "office",
+            &token,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .json(),
+    );
+    assert_eq!(
+        names,
+        vec!["search_docs".to_string()],
+        "only what the task allows"
+    );
+    let ok = call(gw, &token, &session, "search_docs", json!({"query": "q"}));
+    assert!(ok["result"].is_object(), "{ok}");
+    // Outside the task's scope (though within the ceiling), and outside the ceiling.
+    let denied = call(
+        gw,
+        &token,
+        &session,
+        "fetch_page",
+        json!({"url": "https://a.example"}),
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+    let denied = call(
+        gw,
+        &token,
+        &session,
+        "send_email",
+        json!({"to": "bob@example.com", "subject": "s", "body": "b"}),
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+    // The user's own session cannot be used with the agent's token, nor the reverse.
+    let users = initialize(gw, "office", &qs.api_key);
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    assert_eq!(post(gw, "office", &token, Some(&users), &list).status, 403);
+    assert_eq!(
+        post(gw, "office", &qs.api_key, Some(&session), &list).status,
+        403
+    );
+    // The record names the whole chain.
+    let records = audit(qs.admin, &qs.admin_token);
+    let r = records
+        .iter()
+        .find(|r| r["action"] == "call_tool" && r["resource"] == "Tool::\"office/search_docs\"")
+        .expect("the agent's call is recorded");
+    assert_eq!(r["principal"], "agent:office-bot");
+    assert!(r["chain"].to_string().contains("user:demo"), "{r}");
+}
+
+#[test]
+fn a_held_call_is_released_by_its_ticket_for_exactly_those_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        r#"
+[approvals]
+mode = "ticket"
+signed_decisions = "optional"
+
+[[mcp.servers]]
+name = "office"
+command = {bin}
+args = ["standin-mcp"]
+"#,
+        bin = json!(common::BIN),
+    );
+    let s = common::Served::start(dir.path(), &extra);
+    let (gw, key) = (s.gw, s.key.clone());
+    let session = initialize(gw, "office", &key);
+    let refund = json!({"order_id": "A-17", "amount": 20});
+    let held = call(gw, &key, &session, "refund", refund.clone());
+    assert_eq!(held["error"]["code"], -32004, "{held}");
+    let ticket = held["error"]["data"]["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        held["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ztai/approval")
+    );
+    let with_ticket = |args: &Value| {
+        let r = post(
+            gw,
+            "office",
+            &key,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                    "params": {"name": "refund", "arguments": args, "_meta": {"ztai/approval": ticket}}}),
+        );
+        r.json()
+    };
+    // Still pending: held again, same ticket.
+    assert_eq!(with_ticket(&refund)["error"]["code"], -32004);
+    let r = request(
+        s.admin,
+        "POST",
+        &format!("/api/v1/approvals/{ticket}/approve"),
+        Some(&s.admin_token),
+        &json!({"reason": "ok"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The ticket does not release other arguments...
+    let other = with_ticket(&json!({"order_id": "A-17", "amount": 2000}));
+    assert_eq!(other["error"]["code"], -32003, "{other}");
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("different request")
+    );
+    // ...releases these once...
+    let done = with_ticket(&refund);
+    assert!(
+        done["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("refunded 20"),
+        "{done}"
+    );
+    // ...and never twice.
+    assert_eq!(with_ticket(&refund)["error"]["code"], -32003);
+}

@@ -1050,7 +1050,7 @@ async fn list_tools(
     s: &OpenSession,
     params: Value,
     trace: &mut Trace,
-) -> Result<Value, Failure> {
+) -> Result<Value, RpcError> {
     let mut up_params = Map::new();
     if let Some(c) = params.get("cursor") {
         up_params.insert("cursor".into(), c.clone());
@@ -1136,7 +1136,7 @@ async fn pinned(
     up: &Upstream,
     s: &OpenSession,
     tool: &str,
-) -> Result<(), Failure> {
+) -> Result<(), RpcError> {
     let read = |gw: Arc<Gateway>, server: String, tool: String| async move {
         tokio::task::spawn_blocking(move || {
             gw.store
@@ -1191,16 +1191,14 @@ async fn pinned(
             INVALID_PARAMS,
             404,
             format!("server `{}` offers no tool `{tool}`", cfg.name),
-        )
-        .into()),
+        )),
         Some(r) if r.status == "approved" => Ok(()),
         Some(r) => Err(RpcError::new(
             TOOL_BLOCKED,
             403,
             format!("tool `{tool}` is blocked: {}", r.reason),
         )
-        .with_data(json!({"code": "tool_blocked", "digest": r.seen_digest}))
-        .into()),
+        .with_data(json!({"code": "tool_blocked", "digest": r.seen_digest}))),
     }
 }
 
@@ -1318,7 +1316,7 @@ async fn call_tool(
     s: &mut OpenSession,
     params: Value,
     trace: &mut Trace,
-) -> Result<Value, Failure> {
+) -> Result<Value, RpcError> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
@@ -1329,9 +1327,11 @@ async fn call_tool(
         None | Some(Value::Null) => json!({}),
         Some(a @ Value::Object(_)) => a.clone(),
         Some(_) => {
-            return Err(
-                RpcError::new(INVALID_PARAMS, 422, "params.arguments must be an object").into(),
-            );
+            return Err(RpcError::new(
+                INVALID_PARAMS,
+                422,
+                "params.arguments must be an object",
+            ));
         }
     };
     let ticket = params
@@ -1407,8 +1407,7 @@ async fn call_tool(
                 403,
                 format!("the call of `{name}` was denied: {msg}"),
             )
-            .with_data(data)
-            .into());
+            .with_data(data));
         }
     };
     let mut forward = arguments.clone();
@@ -1473,8 +1472,7 @@ async fn call_tool(
                             "the call of `{name}` needs approval by `{group}` (ticket {ticket_id}); once approved, call it again with the same arguments and params._meta[\"{APPROVAL_META}\"] = \"{ticket_id}\""
                         ),
                     )
-                    .with_data(json!({"code": "approval_pending", "approval": approval}))
-                    .into());
+                    .with_data(json!({"code": "approval_pending", "approval": approval})));
                 }
             }
         }
@@ -1512,7 +1510,7 @@ async fn call_tool(
                 trace.findings.extend(screened.findings);
                 e.message = "the MCP server refused the call; its error message was withheld (it carries injected instructions)".into();
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     let t = Instant::now();
@@ -1573,7 +1571,7 @@ async fn list_resources(
     s: &OpenSession,
     params: Value,
     trace: &mut Trace,
-) -> Result<Value, Failure> {
+) -> Result<Value, RpcError> {
     let mut up_params = Map::new();
     if let Some(c) = params.get("cursor") {
         up_params.insert("cursor".into(), c.clone());
@@ -1650,7 +1648,7 @@ async fn read_resource(
     s: &mut OpenSession,
     params: Value,
     trace: &mut Trace,
-) -> Result<Value, Failure> {
+) -> Result<Value, RpcError> {
     let uri = params
         .get("uri")
         .and_then(Value::as_str)
@@ -1669,9 +1667,10 @@ async fn read_resource(
         return Err(RpcError::new(
             POLICY_DENIED,
             403,
-            format!("resource `{uri}` is not in the documents catalogue; only catalogued documents can be read"),
-        )
-        .into());
+            format!(
+                "resource `{uri}` is not in the documents catalogue; only catalogued documents can be read"
+            ),
+        ));
     };
     let mut ctx = request_context(gw, "resources/read", &trace.client);
     ctx.risk_score = gw.observe_risk(&who.principal, std::iter::empty());
@@ -1685,7 +1684,11 @@ async fn read_resource(
                 .any(|o| matches!(o, Obligation::Approval { .. }))
             {
                 trace.decision = Some(p.decision().clone());
-                return Err(RpcError::new(POLICY_DENIED, 403, "reading this resource needs a human approval; ask for it with POST /v1/authorize").into());
+                return Err(RpcError::new(
+                    POLICY_DENIED,
+                    403,
+                    "reading this resource needs a human approval; ask for it with POST /v1/authorize",
+                ));
             }
             trace.decision = Some(p.decision().clone());
         }
@@ -1696,8 +1699,7 @@ async fn read_resource(
                 POLICY_DENIED,
                 403,
                 format!("reading `{uri}` was denied: {msg}"),
-            )
-            .into());
+            ));
         }
     }
     let t = Instant::now();
@@ -1735,8 +1737,7 @@ async fn read_resource(
             )
             .with_data(
                 json!({"code": "content_withheld", "findings": findings_meta(&screened.findings)}),
-            )
-            .into())
+            ))
         }
         Some(v) => Ok(v),
     }
