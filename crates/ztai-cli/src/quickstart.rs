@@ -323,10 +323,12 @@ untrusted = false
 [mcp.servers.tools.fetch_page]
 taint = ["untrusted_content"]
 
+# The knowledge base holds confidential material: a task that searched it may afterwards reach
+# only allowlisted destinations (policies/egress.cedar).
 [[tools]]
 name = "office/search_docs"
 groups = ["office-read"]
-classification = "internal"
+classification = "confidential"
 
 [[tools]]
 name = "office/fetch_page"

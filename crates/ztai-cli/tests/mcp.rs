@@ -500,7 +500,7 @@ fn an_agents_task_token_is_held_to_its_scope_ceiling_and_chain_on_mcp() {
         "--purpose",
         "answers office questions",
         "--ceiling",
-        "tool:office/search_docs,tool:office/fetch_page",
+        "tool:office/search_docs,tool:office/fetch_page,destination:127.0.0.1",
         "--groups",
         "staff",
     ]);
@@ -513,9 +513,36 @@ fn an_agents_task_token_is_held_to_its_scope_ceiling_and_chain_on_mcp() {
         "demo",
         "--tools",
         "office/search_docs",
+        "--resources",
+        "destination:127.0.0.1",
         "--ttl",
         "10m",
     ]);
+    // Egress through the proxy with the agent's token: the lab's health check, before and after
+    // the task reads confidential data.
+    let env = std::fs::read_to_string(qs.dir.join("quickstart.env")).unwrap();
+    let proxy: SocketAddr = env_value(&env, "ZTAI_EGRESS_PROXY")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let health = format!(
+        "{}/healthz",
+        env_value(&env, "ZTAI_STANDIN_URL").trim_end_matches("/v1")
+    );
+    let egress = |token: &str| {
+        let host = health
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        raw(
+            proxy,
+            format!("GET {health} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let before = egress(&token);
+    assert_eq!(before.status, 200, "{}", before.text());
     let gw = qs.gateway;
     let session = initialize(gw, "office", &token);
     let names = tool_names(
@@ -535,6 +562,11 @@ fn an_agents_task_token_is_held_to_its_scope_ceiling_and_chain_on_mcp() {
     );
     let ok = call(gw, &token, &session, "search_docs", json!({"query": "q"}));
     assert!(ok["result"].is_object(), "{ok}");
+    // The knowledge base is confidential: from now on the task reaches only allowlisted
+    // destinations, whatever channel it uses.
+    let after = egress(&token);
+    assert_eq!(after.status, 403, "{}", after.text());
+    assert!(after.text().contains("confidential"), "{}", after.text());
     // Outside the task's scope (though within the ceiling), and outside the ceiling.
     let denied = call(
         gw,

@@ -162,6 +162,8 @@ async fn decide(
         .with_arguments(&arguments)
         .map_err(|e| GatewayError::Unprocessable(e.to_string()))?;
     ctx.risk_score = gw.observe_risk(&who.principal, trace.findings.iter());
+    // What the caller's task has read through MCP sessions, for data-flow rules.
+    ctx.session_taint = crate::mcp::task_taint(gw, &who).await?;
     // The catalogue places the resource in its groups and says what data it holds; a resource
     // it does not list has neither, and only a policy naming it directly can allow it.
     let entry = gw.catalogue_entry(&resource).unwrap_or_default();

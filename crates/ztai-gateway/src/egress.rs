@@ -251,6 +251,8 @@ async fn decide_and_forward(
         .as_ref()
         .map(SocketAddr::ip)
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    // What the caller's task has read through MCP (data-flow rules across channels).
+    ctx.session_taint = crate::mcp::task_taint(gw, &who).await?;
     let entry = gw.catalogue_entry(&resource).unwrap_or_default();
     entry.facts().apply(&mut ctx);
     let verdict = gw.authorize(&who, Action::Egress, &resource, &entry.groups, &ctx)?;

@@ -491,6 +491,45 @@ struct OpenSession {
     taint: BTreeSet<String>,
 }
 
+/// Where a task's taint is kept: under its authority block's revocation id, which every token
+/// narrowed from it shares (so what a sub-agent read taints the whole task), until the token
+/// expires. Callers without a task token have none.
+fn task_key(who: &Authenticated) -> Option<(String, i64)> {
+    let t = who.task.as_ref()?;
+    let id = t.token.revocation_ids.first()?;
+    Some((
+        format!("task:{id}"),
+        i64::try_from(t.token.expires_at).unwrap_or(i64::MAX),
+    ))
+}
+
+/// What the caller's task has read so far through any MCP session, for decisions made elsewhere
+/// (the egress proxy, `POST /v1/authorize`): a data-flow rule such as "after reading
+/// confidential data, no egress to non-allowlisted destinations" holds across channels. Empty
+/// for callers without a task token. A store failure refuses the request.
+pub(crate) async fn task_taint(
+    gw: &Arc<Gateway>,
+    who: &Authenticated,
+) -> Result<BTreeSet<String>, GatewayError> {
+    let Some((key, _)) = task_key(who) else {
+        return Ok(BTreeSet::new());
+    };
+    let g = gw.clone();
+    let row = tokio::task::spawn_blocking(move || {
+        g.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mcp_session(&key)
+    })
+    .await
+    .map_err(crate::admin::store_failed)?
+    .map_err(|e| {
+        gw.metrics.fail("store");
+        crate::admin::store_failed(e)
+    })?;
+    Ok(row.map(|r| r.taint).unwrap_or_default())
+}
+
 fn identity_of(who: &Authenticated) -> (String, Vec<String>) {
     let p = &who.principal;
     (format!("{}:{}", p.kind, p.id), p.chain())
@@ -529,9 +568,17 @@ async fn open_session(
     let hash = session_hash(id);
     let g = gw.clone();
     let (h, c) = (hash.clone(), claims.clone());
+    let task = task_key(who);
     let row = tokio::task::spawn_blocking(move || {
         let store = g.store.lock().unwrap_or_else(|p| p.into_inner());
-        match store.mcp_session(&h)? {
+        let mut row = store.mcp_session(&h)?;
+        // What the task read in its other sessions counts here too.
+        if let (Some(r), Some((key, _))) = (row.as_mut(), task)
+            && let Some(t) = store.mcp_session(&key)?
+        {
+            r.taint.extend(t.taint);
+        }
+        match row {
             Some(row) => Ok(Some(row)),
             None if c.instance == g.config.instance => Ok(None),
             None => {
@@ -581,6 +628,7 @@ async fn open_session(
 /// it, see them). Fails closed: a taint that cannot be recorded withholds the result.
 async fn add_taint(
     gw: &Arc<Gateway>,
+    who: &Authenticated,
     s: &mut OpenSession,
     labels: BTreeSet<String>,
 ) -> Result<(), GatewayError> {
@@ -589,11 +637,33 @@ async fn add_taint(
     }
     let g = gw.clone();
     let hash = s.hash.clone();
+    let task = task_key(who);
+    let principal = identity_of(who).0;
+    let known = s.taint.clone();
     s.taint = tokio::task::spawn_blocking(move || {
-        g.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add_mcp_taint(&hash, &labels)
+        let mut store = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taint = store.add_mcp_taint(&hash, &labels)?;
+        if let Some((key, expires)) = task {
+            match store.add_mcp_taint(&key, &labels) {
+                Ok(t) => taint.extend(t),
+                Err(ztai_store::StoreError::NotFound(_)) => {
+                    let now = crate::approvals::now_unix();
+                    store.insert_mcp_session(&ztai_store::McpSessionRow {
+                        session_hash: key,
+                        server: "*".into(),
+                        principal,
+                        created_at: now,
+                        expires_at: expires,
+                        ended_at: None,
+                        taint: labels,
+                    })?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // The task's labels already counted on this request stay counted.
+        taint.extend(known);
+        Ok(taint)
     })
     .await
     .map_err(crate::admin::store_failed)?
@@ -1523,6 +1593,7 @@ async fn call_tool(
         .classification;
     add_taint(
         gw,
+        who,
         s,
         taint_of(cfg, &extra_taint, &classification, &screened.findings),
     )
@@ -1719,6 +1790,7 @@ async fn read_resource(
     trace.findings.extend(screened.findings.iter().cloned());
     add_taint(
         gw,
+        who,
         s,
         taint_of(cfg, &cfg.taint, &entry.classification, &screened.findings),
     )
