@@ -85,6 +85,25 @@ pub(crate) fn inspect_arguments(
     Ok(())
 }
 
+/// Carries out a `redact` obligation on tool arguments: every inspected string with a finding in
+/// one of `categories` (all categories when none are named) is masked in place.
+pub(crate) fn redact_arguments(
+    inspected: &[(String, String, Vec<Finding>)],
+    categories: &[String],
+    arguments: &mut Value,
+) {
+    let cats = crate::proxy::categories_of(categories);
+    for (pointer, text, findings) in inspected {
+        if findings
+            .iter()
+            .any(|f| cats.is_empty() || cats.contains(&f.category))
+            && let Some(slot) = arguments.pointer_mut(pointer)
+        {
+            *slot = Value::String(ztai_inspect::redact(text, findings, &cats));
+        }
+    }
+}
+
 async fn decide(
     gw: &Arc<Gateway>,
     req: Request<Body>,
@@ -188,16 +207,7 @@ async fn decide(
     for o in &permit.decision().obligations {
         match o {
             Obligation::Redact { categories } => {
-                let cats = crate::proxy::categories_of(categories);
-                for (pointer, text, findings) in &inspected {
-                    if findings
-                        .iter()
-                        .any(|f| cats.is_empty() || cats.contains(&f.category))
-                        && let Some(slot) = answer_arguments.pointer_mut(pointer)
-                    {
-                        *slot = Value::String(ztai_inspect::redact(text, findings, &cats));
-                    }
-                }
+                redact_arguments(&inspected, categories, &mut answer_arguments);
                 trace.obligations_done.push(o.label());
             }
             Obligation::LogFull => {

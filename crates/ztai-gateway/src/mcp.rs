@@ -1121,21 +1121,7 @@ async fn list_tools(
     params: Value,
     trace: &mut Trace,
 ) -> Result<Value, RpcError> {
-    let mut up_params = Map::new();
-    if let Some(c) = params.get("cursor") {
-        up_params.insert("cursor".into(), c.clone());
-    }
-    let result = upstream_result(
-        up.request(
-            gw,
-            cfg,
-            s.claims.upstream.as_deref(),
-            &s.claims.protocol,
-            "tools/list",
-            Some(Value::Object(up_params)),
-        )
-        .await,
-    )?;
+    let result = ask(gw, cfg, up, s, "tools/list", page_of(&params)).await?;
     let tools = result
         .get("tools")
         .and_then(Value::as_array)
@@ -1175,6 +1161,37 @@ async fn list_tools(
         set(&mut out, "nextCursor", c.clone());
     }
     Ok(out)
+}
+
+/// Sends a request to the session's server and returns its result, or the error it becomes.
+async fn ask(
+    gw: &Arc<Gateway>,
+    cfg: &McpServerConfig,
+    up: &Upstream,
+    s: &OpenSession,
+    method: &str,
+    params: Value,
+) -> Result<Value, RpcError> {
+    upstream_result(
+        up.request(
+            gw,
+            cfg,
+            s.claims.upstream.as_deref(),
+            &s.claims.protocol,
+            method,
+            Some(params),
+        )
+        .await,
+    )
+}
+
+/// The parameters of a list request passed on: only its cursor.
+fn page_of(params: &Value) -> Value {
+    let mut p = Map::new();
+    if let Some(c) = params.get("cursor") {
+        p.insert("cursor".into(), c.clone());
+    }
+    Value::Object(p)
 }
 
 /// An upstream answer as the client's result, or the error it becomes.
@@ -1222,21 +1239,11 @@ async fn pinned(
     if row.is_none() {
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_PAGES {
-            let mut p = Map::new();
-            if let Some(c) = cursor.take() {
-                p.insert("cursor".into(), c);
-            }
-            let result = upstream_result(
-                up.request(
-                    gw,
-                    cfg,
-                    s.claims.upstream.as_deref(),
-                    &s.claims.protocol,
-                    "tools/list",
-                    Some(Value::Object(p)),
-                )
-                .await,
-            )?;
+            let page = match cursor.take() {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let result = ask(gw, cfg, up, s, "tools/list", page).await?;
             for t in result
                 .get("tools")
                 .and_then(Value::as_array)
@@ -1485,16 +1492,7 @@ async fn call_tool(
     for o in &permit.decision().obligations {
         match o {
             Obligation::Redact { categories } => {
-                let cats = crate::proxy::categories_of(categories);
-                for (pointer, text, findings) in &inspected {
-                    if findings
-                        .iter()
-                        .any(|f| cats.is_empty() || cats.contains(&f.category))
-                        && let Some(slot) = forward.pointer_mut(pointer)
-                    {
-                        *slot = Value::String(ztai_inspect::redact(text, findings, &cats));
-                    }
-                }
+                crate::decision_api::redact_arguments(&inspected, categories, &mut forward);
                 trace.obligations_done.push(o.label());
             }
             Obligation::LogFull => {
@@ -1560,18 +1558,9 @@ async fn call_tool(
         }
     }
     let t = Instant::now();
-    let result = up
-        .request(
-            gw,
-            cfg,
-            s.claims.upstream.as_deref(),
-            &s.claims.protocol,
-            "tools/call",
-            Some(up_params),
-        )
-        .await;
+    let result = ask(gw, cfg, up, s, "tools/call", up_params).await;
     trace.timings.upstream_us = micros(t);
-    let result = match upstream_result(result) {
+    let result = match result {
         Ok(r) => r,
         Err(mut e) => {
             // The server's own message is untrusted text as well.
@@ -1643,21 +1632,7 @@ async fn list_resources(
     params: Value,
     trace: &mut Trace,
 ) -> Result<Value, RpcError> {
-    let mut up_params = Map::new();
-    if let Some(c) = params.get("cursor") {
-        up_params.insert("cursor".into(), c.clone());
-    }
-    let result = upstream_result(
-        up.request(
-            gw,
-            cfg,
-            s.claims.upstream.as_deref(),
-            &s.claims.protocol,
-            "resources/list",
-            Some(Value::Object(up_params)),
-        )
-        .await,
-    )?;
+    let result = ask(gw, cfg, up, s, "resources/list", page_of(&params)).await?;
     let resources: Vec<Value> = result
         .get("resources")
         .and_then(Value::as_array)
@@ -1774,17 +1749,7 @@ async fn read_resource(
         }
     }
     let t = Instant::now();
-    let result = upstream_result(
-        up.request(
-            gw,
-            cfg,
-            s.claims.upstream.as_deref(),
-            &s.claims.protocol,
-            "resources/read",
-            Some(json!({"uri": uri})),
-        )
-        .await,
-    )?;
+    let result = ask(gw, cfg, up, s, "resources/read", json!({"uri": uri})).await?;
     trace.timings.upstream_us = micros(t);
     let screened = screen(gw, cfg, &result)?;
     trace.findings.extend(screened.findings.iter().cloned());
