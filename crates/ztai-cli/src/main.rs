@@ -81,7 +81,9 @@ enum Command {
         #[arg(long)]
         rug_pull_file: Option<PathBuf>,
     },
-    /// MCP tools the gateway has seen: list them with their pins, approve a blocked one.
+    /// MCP through the gateway: list and call a server's tools as an agent would (`list`,
+    /// `call`); the tools the gateway has seen, their pins, and approving or blocking one
+    /// (`tools`, `approve`, `block`, administrators).
     Mcp {
         #[command(subcommand)]
         command: mcp_cmd::McpCommand,
