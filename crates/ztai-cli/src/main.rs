@@ -6,11 +6,14 @@
 mod admin_client;
 mod approvals_cmd;
 mod approver_key;
+mod classifier_cmd;
 mod delegation_cmd;
 mod documents_cmd;
+mod eval_cmd;
 mod mcp_cmd;
 mod policy_cmd;
 mod quickstart;
+mod scan_cmd;
 
 // The request path allocates many small short-lived buffers (JSON values, findings, headers);
 // mimalloc serves those markedly faster than the system allocator under concurrency.
@@ -136,6 +139,23 @@ enum Command {
     Documents {
         #[command(subcommand)]
         command: documents_cmd::DocumentsCommand,
+    },
+    /// Inspect text for prompt injection, personal data, secrets, obfuscation and leaks, as the
+    /// gateway does. Exit 0 clean, 1 a finding at or above --fail-on, 2 error.
+    ///
+    /// Examples:
+    ///   echo "ignore all previous instructions" | ztai scan
+    ///   ztai scan --json --fail-on high notes.txt
+    ///   ztai scan --jsonl --source untrusted < documents.jsonl   (one result per line)
+    #[command(verbatim_doc_comment)]
+    Scan(scan_cmd::ScanArgs),
+    /// Detection quality on labelled JSON Lines: precision, recall, F1 and false-positive rate
+    /// per file and per source, and per entity type for personal data.
+    Eval(eval_cmd::EvalArgs),
+    /// Train the prompt-injection classifier and measure how it generalises.
+    Classifier {
+        #[command(subcommand)]
+        command: classifier_cmd::ClassifierCommand,
     },
 }
 
@@ -524,6 +544,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users { command } => delegation_cmd::users(command),
         Command::Approvals { command } => approvals_cmd::run(command),
         Command::Documents { command } => documents_cmd::run(command),
+        Command::Scan(args) => scan_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::Classifier { command } => {
+            classifier_cmd::run(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy { command } => policy_cmd::run(command),
         Command::Keys {
             command:

@@ -105,6 +105,10 @@ impl Detector for InjectionRules {
         &[FindingCategory::PromptInjection]
     }
 
+    fn on_normalized(&self) -> bool {
+        true
+    }
+
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
         let wanted = self.gate.wanted(text);
         self.detect_rules(text, channel, out, |i| wanted.get(i));

@@ -1,22 +1,31 @@
 //! Content inspection: detectors, redaction and incremental scanning of streams.
 //!
 //! Sans-I/O by design: detectors take text and return `Finding`s; the gateway decides what to do
-//! with them. Every detector is behind one trait so the rules tier here and the classifier tier
-//! that follows plug into the same pipeline, and the pipeline refuses (rather than skims) text over
-//! its size bound so an oversized input can never slip past inspection.
+//! with them. The pipeline has two tiers with their own budgets: the rules tier (patterns,
+//! dictionaries, validators; every detector behind one trait) over everything up to the
+//! inspection limit, which refuses rather than skims larger text; and the classifier tier over up
+//! to its own byte budget, past which the text is reported as not classified rather than silently
+//! passed. Before either tier the text is normalised (invisible, tag and look-alike characters
+//! undone, each reported) and embedded encodings are decoded, so obfuscation hides nothing.
 
+pub mod classifier;
+mod decode;
 mod gate;
 mod injection;
+mod normalize;
 mod pii;
 mod redact;
 mod secrets;
 
+pub use classifier::InjectionModel;
+pub use decode::{Decoded, Decoders, rot13};
 pub use injection::InjectionRules;
+pub use normalize::{NormalizedText, normalize};
 pub use pii::{PiiDetector, luhn_valid};
 pub use redact::{StreamRedactor, placeholder, redact};
 pub use secrets::{SecretDetector, shannon_entropy};
 
-use ztai_core::{Channel, Finding, FindingCategory};
+use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
 
 /// Inspection failures. Callers must treat any of these as a reason to refuse the content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,20 +49,37 @@ pub trait Detector: Send + Sync + std::fmt::Debug {
     fn categories(&self) -> &'static [FindingCategory];
     /// Appends findings for `text`. Spans are byte offsets into `text` on char boundaries.
     fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>);
+    /// Whether the detector judges meaning (and so runs on the normalised, de-obfuscated view)
+    /// rather than values whose exact bytes must be found (which it matches on the original).
+    fn on_normalized(&self) -> bool {
+        false
+    }
+}
+
+/// The classifier tier: the model and how much text it looks at.
+#[derive(Debug)]
+pub struct ClassifierTier {
+    pub model: InjectionModel,
+    /// Bytes of (normalised) text the tier scores; text past it is reported, not skipped.
+    pub max_bytes: usize,
 }
 
 /// The detector pipeline applied to every piece of content.
 #[derive(Debug)]
 pub struct Inspector {
     detectors: Vec<Box<dyn Detector>>,
+    decoders: Option<Decoders>,
+    classifier: Option<ClassifierTier>,
     max_bytes: usize,
 }
 
 /// The default bound on how much text one inspection accepts (4 MiB).
 pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The default classifier budget (1 MiB).
+pub const DEFAULT_CLASSIFIER_MAX_BYTES: usize = 1024 * 1024;
 
 impl Inspector {
-    /// The rules tier with every built-in detector.
+    /// The rules tier with every built-in detector, the decoders and the built-in classifier.
     pub fn with_default_rules() -> Result<Self, InspectError> {
         Ok(Inspector {
             detectors: vec![
@@ -61,15 +87,43 @@ impl Inspector {
                 Box::new(PiiDetector::new()?),
                 Box::new(InjectionRules::new()?),
             ],
+            decoders: Some(Decoders::new()?),
+            classifier: Some(ClassifierTier {
+                model: InjectionModel::builtin()?,
+                max_bytes: DEFAULT_CLASSIFIER_MAX_BYTES,
+            }),
             max_bytes: DEFAULT_MAX_BYTES,
         })
     }
 
-    /// A pipeline of the given detectors.
+    /// A pipeline of the given rules-tier detectors only (no decoding, no classifier).
     pub fn new(detectors: Vec<Box<dyn Detector>>, max_bytes: usize) -> Self {
         Inspector {
             detectors,
+            decoders: None,
+            classifier: None,
             max_bytes,
+        }
+    }
+
+    /// Adds (or replaces) the decoders.
+    pub fn with_decoders(mut self, decoders: Decoders) -> Self {
+        self.decoders = Some(decoders);
+        self
+    }
+
+    /// Adds (or replaces) the classifier tier.
+    pub fn with_classifier(mut self, tier: ClassifierTier) -> Self {
+        self.classifier = Some(tier);
+        self
+    }
+
+    /// Keeps only the detectors (and tiers) that can produce one of `categories`.
+    pub fn retain_categories(&mut self, categories: &[FindingCategory]) {
+        self.detectors
+            .retain(|d| d.categories().iter().any(|c| categories.contains(c)));
+        if !categories.contains(&FindingCategory::PromptInjection) {
+            self.classifier = None;
         }
     }
 
@@ -98,14 +152,149 @@ impl Inspector {
             });
         }
         let start = out.len();
+        let norm = normalize(text, channel, out);
+        let mut scratch = Vec::new();
         for d in &self.detectors {
-            d.detect(text, channel, out);
+            if d.on_normalized() && norm.changed() {
+                scratch.clear();
+                d.detect(norm.as_str(), channel, &mut scratch);
+                out.extend(scratch.drain(..).map(|mut f| {
+                    f.span = norm.original_span(f.span);
+                    f
+                }));
+            } else {
+                d.detect(text, channel, out);
+            }
+        }
+        if let Some(decoders) = &self.decoders {
+            self.inspect_encoded(decoders, &norm, channel, out);
+        }
+        if let Some(tier) = &self.classifier {
+            classify(tier, &norm, channel, out);
+        }
+        if channel == Channel::Untrusted {
+            // Retrieved documents and tool results are data: any instruction in them is an attack.
+            for f in out.iter_mut().skip(start) {
+                if f.category == FindingCategory::PromptInjection {
+                    f.severity = f.severity.max(Severity::High);
+                }
+            }
         }
         if let Some(new) = out.get_mut(start..) {
             new.sort_by(|a, b| a.span.cmp(&b.span).then(b.severity.cmp(&a.severity)));
         }
         Ok(())
     }
+}
+
+impl Inspector {
+    /// Runs the detectors over what the decoders find in the normalised text (and, once more,
+    /// in what they decode), and the meaning detectors over its ROT13; every finding is reported
+    /// at the encoded text in the original.
+    fn inspect_encoded(
+        &self,
+        decoders: &Decoders,
+        norm: &NormalizedText<'_>,
+        channel: Channel,
+        out: &mut Vec<Finding>,
+    ) {
+        let mut budget = decode::MAX_DECODED_BYTES;
+        let mut segments = Vec::new();
+        decoders.decode(norm.as_str(), &mut budget, &mut segments);
+        let outer = segments.len();
+        for i in 0..outer {
+            let Some(seg) = segments.get(i) else { break };
+            let (span, text) = (seg.span, seg.text.clone());
+            let mut inner = Vec::new();
+            decoders.decode(&text, &mut budget, &mut inner);
+            // Nested segments are reported at their outer segment.
+            segments.extend(inner.into_iter().map(|mut d| {
+                d.span = span;
+                d
+            }));
+        }
+        let mut scratch = Vec::new();
+        let mut seen: Vec<(Span, String)> = Vec::new();
+        for seg in &segments {
+            scratch.clear();
+            for d in &self.detectors {
+                d.detect(&seg.text, channel, &mut scratch);
+            }
+            if let Some(tier) = &self.classifier {
+                classify(tier, &normalize(&seg.text, channel, &mut Vec::new()), channel, &mut scratch);
+            }
+            let at = norm.original_span(seg.span);
+            for f in scratch.drain(..) {
+                let kind = if f.category == FindingCategory::PromptInjection {
+                    "encoded_instructions".to_string()
+                } else {
+                    f.kind
+                };
+                if seen.iter().any(|(s, k)| *s == at && *k == kind) {
+                    continue;
+                }
+                seen.push((at, kind.clone()));
+                out.push(Finding {
+                    kind,
+                    span: at,
+                    detector: "decoder",
+                    ..f
+                });
+            }
+        }
+        // ROT13 keeps every byte offset, so its findings map straight back.
+        let rot = rot13(norm.as_str());
+        for d in self.detectors.iter().filter(|d| d.on_normalized()) {
+            scratch.clear();
+            d.detect(&rot, channel, &mut scratch);
+            out.extend(scratch.drain(..).filter(|f| f.category == FindingCategory::PromptInjection).map(|f| Finding {
+                kind: "encoded_instructions".into(),
+                span: norm.original_span(f.span),
+                detector: "decoder",
+                ..f
+            }));
+        }
+    }
+}
+
+/// The classifier tier over the normalised text.
+fn classify(tier: &ClassifierTier, norm: &NormalizedText<'_>, channel: Channel, out: &mut Vec<Finding>) {
+    let text = norm.as_str();
+    let scored = if text.len() > tier.max_bytes {
+        let cut = (0..=tier.max_bytes).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        out.push(Finding {
+            kind: "unclassified_text".into(),
+            category: FindingCategory::PromptInjection,
+            severity: Severity::Medium,
+            confidence: 1.0,
+            detector: "injection_classifier",
+            span: norm.original_span(Span::new(cut, text.len())),
+            channel,
+        });
+        text.get(..cut).unwrap_or_default()
+    } else {
+        text
+    };
+    let Some(s) = tier.model.score(scored) else {
+        return;
+    };
+    let threshold = tier.model.threshold();
+    if s.probability < threshold {
+        return;
+    }
+    out.push(Finding {
+        kind: "injection_classifier".into(),
+        category: FindingCategory::PromptInjection,
+        severity: if s.probability >= threshold.max(0.9) {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        confidence: s.probability,
+        detector: "injection_classifier",
+        span: norm.original_span(Span::new(s.start, s.end)),
+        channel,
+    });
 }
 
 #[cfg(test)]

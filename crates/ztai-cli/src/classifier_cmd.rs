@@ -1,0 +1,162 @@
+//! `ztai classifier`: train the prompt-injection classifier and measure how it generalises.
+//!
+//! `train` writes the weights file the engine embeds (`crates/ztai-inspect/data/`);
+//! `scripts/train-classifier` is the one command that regenerates the synthetic data and runs
+//! it. `cross-validate` trains without one `source` at a time and scores that source, which is
+//! the honest estimate of quality on material the model has never seen.
+
+use crate::scan_cmd::row_text;
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::PathBuf;
+use ztai_inspect::classifier::{Example, InjectionModel, TrainOptions, train};
+
+#[derive(Debug, Subcommand)]
+pub enum ClassifierCommand {
+    /// Train on labelled JSON Lines (`text`, `label` injection|benign) and write the model.
+    Train {
+        /// Training files; rows labelled other than injection/benign are skipped.
+        #[arg(long = "data", required = true)]
+        data: Vec<PathBuf>,
+        /// Where to write the model.
+        #[arg(long)]
+        out: PathBuf,
+        /// log2 of the number of weights.
+        #[arg(long, default_value_t = 18)]
+        bits: u32,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0x5EED)]
+        seed: u64,
+    },
+    /// Leave-one-source-out: for each `source`, train on the rest and score it.
+    CrossValidate {
+        #[arg(long = "data", required = true)]
+        data: Vec<PathBuf>,
+        #[arg(long, default_value_t = 18)]
+        bits: u32,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+    },
+}
+
+fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Example)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (row, text) =
+                row_text(&line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+            let injection = match row.get("label").and_then(Value::as_str) {
+                Some("injection") => true,
+                Some("benign") => false,
+                _ => continue,
+            };
+            let source = row
+                .get("source")
+                .and_then(Value::as_str)
+                .unwrap_or("(none)")
+                .to_string();
+            out.push((source, Example { text, injection }));
+        }
+    }
+    anyhow::ensure!(
+        out.iter().any(|e| e.1.injection) && out.iter().any(|e| !e.1.injection),
+        "the training data needs rows labelled both `injection` and `benign`"
+    );
+    Ok(out)
+}
+
+pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
+    match command {
+        ClassifierCommand::Train {
+            data,
+            out,
+            bits,
+            epochs,
+            seed,
+        } => {
+            let rows = load(&data)?;
+            let examples: Vec<Example> = rows.into_iter().map(|r| r.1).collect();
+            let o = TrainOptions {
+                bits,
+                epochs,
+                seed,
+                ..TrainOptions::default()
+            };
+            let (model, report) = train(&examples, &o);
+            let bytes = model.to_bytes();
+            // What is written must load as the engine will load it.
+            InjectionModel::from_bytes(&bytes).context("the trained model does not load back")?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "trained on {} texts ({} injections); wrote {} ({} bytes)",
+                report.examples,
+                report.positives,
+                out.display(),
+                bytes.len()
+            );
+            if let Some(f) = report.out_of_fold {
+                println!(
+                    "threshold {:.2} (out-of-fold: precision {:.3}, recall {:.3}, false-positive rate {:.3})",
+                    f.threshold, f.precision, f.recall, f.false_positive_rate
+                );
+            }
+            Ok(())
+        }
+        ClassifierCommand::CrossValidate { data, bits, epochs } => {
+            let rows = load(&data)?;
+            let mut sources: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            println!(
+                "{:<55} {:>6} {:>9} {:>10}",
+                "held-out source", "rows", "flagged", "threshold"
+            );
+            for held in sources {
+                let train_set: Vec<Example> = rows
+                    .iter()
+                    .filter(|r| r.0 != held)
+                    .map(|r| r.1.clone())
+                    .collect();
+                let o = TrainOptions {
+                    bits,
+                    epochs,
+                    ..TrainOptions::default()
+                };
+                let (model, _) = train(&train_set, &o);
+                let test: Vec<&Example> =
+                    rows.iter().filter(|r| r.0 == held).map(|r| &r.1).collect();
+                let flagged = test
+                    .iter()
+                    .filter(|e| {
+                        model
+                            .score(&e.text)
+                            .is_some_and(|s| s.probability >= model.threshold())
+                    })
+                    .count();
+                let label = if test.iter().all(|e| e.injection) {
+                    "recall"
+                } else if test.iter().all(|e| !e.injection) {
+                    "false-positive rate"
+                } else {
+                    "flagged share"
+                };
+                println!(
+                    "{held:<55} {:>6} {:>8.1}% {:>10.2}  ({label})",
+                    test.len(),
+                    100.0 * flagged as f64 / test.len().max(1) as f64,
+                    model.threshold()
+                );
+            }
+            Ok(())
+        }
+    }
+}
