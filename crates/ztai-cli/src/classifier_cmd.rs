@@ -18,7 +18,7 @@ pub enum ClassifierCommand {
     /// Train on labelled JSON Lines (`text`, `label` injection|benign) and write the model.
     Train {
         /// Training files; rows labelled other than injection/benign are skipped.
-        #[arg(long = "data", required = true)]
+        #[arg(long = "data", required = true, num_args = 1..)]
         data: Vec<PathBuf>,
         /// Where to write the model.
         #[arg(long)]
@@ -30,10 +30,18 @@ pub enum ClassifierCommand {
         epochs: usize,
         #[arg(long, default_value_t = 0x5EED)]
         seed: u64,
+        /// Leave out the rows of this fold (FNV-1a of the row `id` modulo 5), to score them
+        /// afterwards with `ztai eval --fold K`.
+        #[arg(long)]
+        exclude_fold: Option<u64>,
+        /// The threshold is the best-F1 one whose out-of-fold false-positive rate on the real
+        /// (non-synthetic) rows stays within this.
+        #[arg(long, default_value_t = 0.01)]
+        max_false_positive_rate: f32,
     },
     /// Leave-one-source-out: for each `source`, train on the rest and score it.
     CrossValidate {
-        #[arg(long = "data", required = true)]
+        #[arg(long = "data", required = true, num_args = 1..)]
         data: Vec<PathBuf>,
         #[arg(long, default_value_t = 18)]
         bits: u32,
@@ -42,7 +50,7 @@ pub enum ClassifierCommand {
     },
 }
 
-fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Example)>> {
+fn load(paths: &[PathBuf], exclude_fold: Option<u64>) -> anyhow::Result<Vec<(String, Example)>> {
     let mut out = Vec::new();
     for path in paths {
         let file =
@@ -59,12 +67,24 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Example)>> {
                 Some("benign") => false,
                 _ => continue,
             };
+            let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
+            if exclude_fold.is_some_and(|k| crate::eval_cmd::fold_of(id) == k) {
+                continue;
+            }
             let source = row
                 .get("source")
                 .and_then(Value::as_str)
                 .unwrap_or("(none)")
                 .to_string();
-            out.push((source, Example { text, injection }));
+            let calibrate = !source.starts_with("ztai-synthetic");
+            out.push((
+                source,
+                Example {
+                    text,
+                    injection,
+                    calibrate,
+                },
+            ));
         }
     }
     anyhow::ensure!(
@@ -74,6 +94,7 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Example)>> {
     Ok(out)
 }
 
+#[allow(clippy::print_stdout, reason = "the command's report is its output")]
 pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
     match command {
         ClassifierCommand::Train {
@@ -82,13 +103,16 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
             bits,
             epochs,
             seed,
+            exclude_fold,
+            max_false_positive_rate,
         } => {
-            let rows = load(&data)?;
+            let rows = load(&data, exclude_fold)?;
             let examples: Vec<Example> = rows.into_iter().map(|r| r.1).collect();
             let o = TrainOptions {
                 bits,
                 epochs,
                 seed,
+                max_false_positive_rate,
                 ..TrainOptions::default()
             };
             let (model, report) = train(&examples, &o);
@@ -112,7 +136,7 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClassifierCommand::CrossValidate { data, bits, epochs } => {
-            let rows = load(&data)?;
+            let rows = load(&data, None)?;
             let mut sources: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
             sources.sort_unstable();
             sources.dedup();

@@ -29,8 +29,26 @@ pub struct EvalArgs {
     /// else user).
     #[arg(long, value_enum)]
     pub source: Option<Source>,
+    /// Score only the rows of this fold (FNV-1a of the row `id` modulo 5): the fold that
+    /// `ztai classifier train --exclude-fold` kept out of training.
+    #[arg(long)]
+    pub fold: Option<u64>,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Number of folds rows are split into.
+pub const FOLDS: u64 = 5;
+
+/// The fold of a row id: FNV-1a (64-bit) modulo `FOLDS` (the same function as
+/// `scripts/synth-injection-data.py`).
+pub fn fold_of(id: &str) -> u64 {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01B3);
+    }
+    h % FOLDS
 }
 
 /// Confusion counts.
@@ -102,7 +120,12 @@ struct FileReport {
     bytes: u64,
 }
 
-fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::Result<FileReport> {
+fn evaluate_file(
+    engine: &Engine,
+    path: &PathBuf,
+    channel: Channel,
+    only_fold: Option<u64>,
+) -> anyhow::Result<FileReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = FileReport::default();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -110,7 +133,13 @@ fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::R
         if line.trim().is_empty() {
             continue;
         }
-        let (row, text) = row_text(&line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let (row, text) =
+            row_text(&line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        if let Some(k) = only_fold
+            && fold_of(row.get("id").and_then(Value::as_str).unwrap_or_default()) != k
+        {
+            continue;
+        }
         let started = Instant::now();
         let scanned = match engine.scan(&text, channel) {
             Ok(s) => s,
@@ -140,7 +169,13 @@ fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::R
                 .findings
                 .iter()
                 .filter(|f| f.category == FindingCategory::Pii)
-                .filter_map(|f| Some((entity_type(&f.kind)?, cp.at(f.span.start), cp.at(f.span.end))))
+                .filter_map(|f| {
+                    Some((
+                        entity_type(&f.kind)?,
+                        cp.at(f.span.start),
+                        cp.at(f.span.end),
+                    ))
+                })
                 .collect();
             let gold: Vec<(String, u64, u64)> = entities
                 .iter()
@@ -152,13 +187,18 @@ fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::R
                     ))
                 })
                 .collect();
-            let overlaps = |a: (u64, u64), b: (usize, usize)| a.0 < b.1 as u64 && (b.0 as u64) < a.1;
+            let overlaps =
+                |a: (u64, u64), b: (usize, usize)| a.0 < b.1 as u64 && (b.0 as u64) < a.1;
             for (t, s, e) in &gold {
-                let found = predicted.iter().any(|p| p.0 == t && overlaps((*s, *e), (p.1, p.2)));
+                let found = predicted
+                    .iter()
+                    .any(|p| p.0 == t && overlaps((*s, *e), (p.1, p.2)));
                 r.by_entity.entry(t.clone()).or_default().add(true, found);
             }
             for p in &predicted {
-                let right = gold.iter().any(|g| g.0 == p.0 && overlaps((g.1, g.2), (p.1, p.2)));
+                let right = gold
+                    .iter()
+                    .any(|g| g.0 == p.0 && overlaps((g.1, g.2), (p.1, p.2)));
                 if !right {
                     r.by_entity.entry(p.0.to_string()).or_default().fp += 1;
                 }
@@ -166,14 +206,20 @@ fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::R
             let truth = !gold.is_empty();
             let predicted_any = !predicted.is_empty();
             r.overall.add(truth, predicted_any);
-            r.by_source.entry(source).or_default().add(truth, predicted_any);
+            r.by_source
+                .entry(source)
+                .or_default()
+                .add(truth, predicted_any);
             continue;
         }
         let label = row.get("label").and_then(Value::as_str).unwrap_or_default();
         let (truth, predicted) = match label {
             "injection" | "benign" => (
                 label == "injection",
-                flagged_in(&[FindingCategory::PromptInjection, FindingCategory::Obfuscation]),
+                flagged_in(&[
+                    FindingCategory::PromptInjection,
+                    FindingCategory::Obfuscation,
+                ]),
             ),
             "secret" | "none" => (label == "secret", flagged_in(&[FindingCategory::Secret])),
             other => {
@@ -193,6 +239,7 @@ fn evaluate_file(engine: &Engine, path: &PathBuf, channel: Channel) -> anyhow::R
 }
 
 /// Runs `ztai eval`; exit 2 when a file cannot be read.
+#[allow(clippy::print_stdout, reason = "the command's report is its output")]
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let mut reports = Vec::new();
@@ -202,7 +249,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             None if path.to_string_lossy().contains("indirect") => Channel::Untrusted,
             None => Channel::Input,
         };
-        let r = evaluate_file(&engine, path, channel)?;
+        let r = evaluate_file(&engine, path, channel, args.fold)?;
         reports.push((path.display().to_string(), channel, r));
     }
     let out: Vec<Value> = reports
@@ -246,9 +293,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let errors = reports.iter().any(|r| r.2.errors > 0);
-    Ok(if errors { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if errors {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
+#[allow(clippy::print_stdout, reason = "the command's report is its output")]
 fn print_row(name: &str, v: &Value) {
     let f = |k: &str| {
         v.get(k)

@@ -11,7 +11,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ztai_core::{Channel, Finding, FindingCategory, Severity};
-use ztai_inspect::Inspector;
+use ztai_inspect::{ClassifierTier, InjectionModel, Inspector};
 
 /// Which channel the text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,6 +44,10 @@ pub struct EngineArgs {
     /// A text is flagged when a finding is at or above this severity: low, medium, high, critical.
     #[arg(long, default_value = "medium")]
     pub fail_on: String,
+    /// A prompt-injection classifier trained with `ztai classifier train`, instead of the
+    /// built-in one.
+    #[arg(long, env = "ZTAI_INJECTION_MODEL")]
+    pub model: Option<PathBuf>,
 }
 
 impl EngineArgs {
@@ -77,6 +81,16 @@ impl EngineArgs {
         let categories = self.categories()?;
         let mut inspector =
             Inspector::with_default_rules().context("building the inspection engine")?;
+        if let Some(path) = &self.model {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let model = InjectionModel::from_bytes(&bytes)
+                .with_context(|| format!("loading the classifier {}", path.display()))?;
+            inspector = inspector.with_classifier(ClassifierTier {
+                model,
+                max_bytes: ztai_inspect::DEFAULT_CLASSIFIER_MAX_BYTES,
+            });
+        }
         inspector.retain_categories(&categories);
         Ok(Engine {
             inspector,
@@ -217,7 +231,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 errors = true;
                 if args.json {
-                    writeln!(out, "{}", json!({"path": name, "verdict": "error", "error": format!("{e:#}")}))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"path": name, "verdict": "error", "error": format!("{e:#}")})
+                    )?;
                 } else {
                     eprintln!("error: {e:#}");
                 }
@@ -227,7 +245,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         flagged |= scanned.flagged;
         let cp = CodePoints::new(&text);
         if args.json {
-            let findings: Vec<Value> = scanned.findings.iter().map(|f| finding_json(f, &cp)).collect();
+            let findings: Vec<Value> = scanned
+                .findings
+                .iter()
+                .map(|f| finding_json(f, &cp))
+                .collect();
             writeln!(
                 out,
                 "{}",
@@ -314,8 +336,11 @@ fn scan_jsonl(engine: &Engine, channel: Channel, files: &[PathBuf]) -> anyhow::R
                 Ok((text, scanned)) => {
                     flagged |= scanned.flagged;
                     let cp = CodePoints::new(&text);
-                    let findings: Vec<Value> =
-                        scanned.findings.iter().map(|f| finding_json(f, &cp)).collect();
+                    let findings: Vec<Value> = scanned
+                        .findings
+                        .iter()
+                        .map(|f| finding_json(f, &cp))
+                        .collect();
                     writeln!(
                         out,
                         "{}",

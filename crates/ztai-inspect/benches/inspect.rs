@@ -1,4 +1,5 @@
-//! Rules-tier cost on 4 KiB of text, whole and streamed.
+//! Inspection cost on 4 KiB of text: the whole pipeline, each tier alone, each detector, and
+//! streamed redaction.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -65,6 +66,43 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The classifier tier alone, and the rules tier alone (the two budgets).
+    let model = ztai_inspect::InjectionModel::builtin().unwrap();
+    g.bench_function("classifier_tier_4k", |b| {
+        b.iter(|| model.score(black_box(&clean)))
+    });
+    let rules_only = Inspector::new(
+        vec![
+            Box::new(ztai_inspect::SecretDetector::new().unwrap()),
+            Box::new(ztai_inspect::PiiDetector::new().unwrap()),
+            Box::new(ztai_inspect::InjectionRules::new().unwrap()),
+            Box::new(ztai_inspect::TaskInstructionRule::new().unwrap()),
+        ],
+        ztai_inspect::DEFAULT_MAX_BYTES,
+    )
+    .with_decoders(ztai_inspect::Decoders::new().unwrap());
+    g.bench_function("rules_tier_only_4k_all_categories", |b| {
+        b.iter(|| {
+            rules_only
+                .inspect(black_box(&text), Channel::Untrusted)
+                .unwrap()
+        })
+    });
+    g.bench_function("rules_tier_only_4k_clean_prose", |b| {
+        b.iter(|| {
+            rules_only
+                .inspect(black_box(&clean), Channel::Untrusted)
+                .unwrap()
+        })
+    });
+    let mixed = format!("Ｈｅｌｌｏ — résumé naïve café. {}", &clean[..3000]);
+    g.bench_function("whole_pipeline_4k_non_ascii", |b| {
+        b.iter(|| {
+            inspector
+                .inspect(black_box(&mixed), Channel::Input)
+                .unwrap()
+        })
+    });
     g.bench_function("stream_redact_4k_in_16_byte_chunks", |b| {
         b.iter(|| {
             let mut r = StreamRedactor::new(

@@ -18,10 +18,13 @@ pub use train::{Example, OutOfFold, TrainOptions, TrainReport, train};
 use crate::InspectError;
 
 /// Window length in bytes of the squashed text, and the step between windows.
-pub const WINDOW: usize = 1024;
+pub const WINDOW: usize = 384;
 pub const STRIDE: usize = WINDOW / 2;
 
 const MAGIC: &[u8; 8] = b"ZTAIPIC1";
+
+/// Texts of fewer words are not scored.
+pub const MIN_WORDS: usize = 3;
 
 /// The weights shipped with ZTAI, trained by `scripts/train-classifier` (see
 /// `docs/inspection.md`).
@@ -99,14 +102,26 @@ fn mix(h: u64, b: u64) -> u64 {
 /// Calls `f(position, hash)` for every feature of `s`: byte 3-, 4- and 5-grams, and word unigrams
 /// and bigrams (a word is a run of letters and digits, any script).
 pub(crate) fn features(s: &[u8], mut f: impl FnMut(usize, u64)) {
-    for (i, _) in s.iter().enumerate() {
+    // Length of the run of identical bytes ending at the previous position: an n-gram that
+    // merely repeats the one before it (inside `xxxxxx…`) is not new evidence, and counting it
+    // would let padding alone push a text over the threshold.
+    let mut run = 0usize;
+    let mut prev_byte: Option<u8> = None;
+    for (i, &first) in s.iter().enumerate() {
         let mut h = 0u64;
         for (n, &b) in s.iter().skip(i).take(5).enumerate() {
             h = mix(h, u64::from(b));
-            if n >= 2 {
+            // Same as the n-gram at i-1 exactly when bytes i-1 ..= i+n are all equal.
+            let repeats = prev_byte == Some(first)
+                && run >= 1
+                && s.get(i..=i + n)
+                    .is_some_and(|w| w.iter().all(|&c| c == first));
+            if n >= 2 && !repeats {
                 f(i, mix(h, 0xA0 + n as u64));
             }
         }
+        run = if prev_byte == Some(first) { run + 1 } else { 1 };
+        prev_byte = Some(first);
     }
     let word_byte = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
     let mut prev: Option<u64> = None;
@@ -121,6 +136,10 @@ pub(crate) fn features(s: &[u8], mut f: impl FnMut(usize, u64)) {
         while let Some(&b) = s.get(i).filter(|&&b| word_byte(b)) {
             h = mix(h, u64::from(b));
             i += 1;
+        }
+        // A word repeating the one before it adds nothing either.
+        if prev == Some(h) {
+            continue;
         }
         f(start, mix(h, 0xB1));
         if let Some(p) = prev {
@@ -157,9 +176,13 @@ impl InjectionModel {
     pub fn from_bytes(data: &[u8]) -> Result<Self, InspectError> {
         let bad = |m: &str| InspectError::Build {
             detector: "injection_classifier",
-            message: format!("model file is invalid: {m}; retrain it with scripts/train-classifier"),
+            message: format!(
+                "model file is invalid: {m}; retrain it with scripts/train-classifier"
+            ),
         };
-        let rest = data.strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("wrong magic"))?;
+        let rest = data
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or_else(|| bad("wrong magic"))?;
         let word = |i: usize| -> Result<[u8; 4], InspectError> {
             rest.get(i * 4..i * 4 + 4)
                 .and_then(|b| b.try_into().ok())
@@ -181,7 +204,12 @@ impl InjectionModel {
         }
         let weights = body
             .chunks_exact(2)
-            .map(|c| f32::from(i16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)])) * scale)
+            .map(|c| {
+                f32::from(i16::from_le_bytes([
+                    c.first().copied().unwrap_or(0),
+                    c.get(1).copied().unwrap_or(0),
+                ])) * scale
+            })
             .collect();
         Ok(InjectionModel {
             bits,
@@ -194,7 +222,11 @@ impl InjectionModel {
     /// Serialises the model (weights quantised to i16).
     pub fn to_bytes(&self) -> Vec<u8> {
         let max = self.weights.iter().fold(0f32, |m, w| m.max(w.abs()));
-        let scale = if max > 0.0 { max / f32::from(i16::MAX) } else { 1.0 };
+        let scale = if max > 0.0 {
+            max / f32::from(i16::MAX)
+        } else {
+            1.0
+        };
         let mut out = Vec::with_capacity(24 + self.weights.len() * 2);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.bits.to_le_bytes());
@@ -226,9 +258,12 @@ impl InjectionModel {
 
     pub(crate) fn score_squashed(&self, sq: &Squashed, text_len: usize) -> Option<WindowScore> {
         let n = sq.bytes.len();
-        if n == 0 {
-            return None;
-        }
+        // One or two words carry too little evidence for a statistical verdict; the rules tier
+        // judges those.
+        sq.bytes
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .nth(MIN_WORDS - 1)?;
         // Per-position sums, so every window is scored from prefix sums in one pass.
         let mut sum = vec![0f32; n + 1];
         let mut count = vec![0u32; n + 1];
@@ -279,7 +314,27 @@ mod tests {
         assert_eq!(windows(10).collect::<Vec<_>>(), vec![(0, 10)]);
         assert_eq!(windows(WINDOW).collect::<Vec<_>>(), vec![(0, WINDOW)]);
         let w: Vec<_> = windows(2500).collect();
-        assert_eq!(w, vec![(0, 1024), (512, 1536), (1024, 2048), (1476, 2500)]);
+        assert_eq!(w[..2], [(0, WINDOW), (STRIDE, STRIDE + WINDOW)]);
+        assert_eq!(w.last(), Some(&(2500 - WINDOW, 2500)));
+        assert!(w.windows(2).all(|p| p[1].0 - p[0].0 <= STRIDE));
+    }
+
+    #[test]
+    fn repetition_and_tiny_texts_are_not_evidence() {
+        let count = |t: &str| {
+            let mut sq = Squashed::default();
+            squash(t, &mut sq);
+            let mut n = 0;
+            features(&sq.bytes, |_, _| n += 1);
+            n
+        };
+        assert_eq!(count(&"x".repeat(900)), count("xxxxxx"));
+        let m = InjectionModel::builtin().unwrap();
+        assert!(m.score("before").is_none());
+        assert!(m.score("two words").is_none());
+        let padded = format!("while full 0 {}", "x".repeat(900));
+        let p = m.score(&padded).unwrap().probability;
+        assert!(p < m.threshold(), "{p}");
     }
 
     #[test]

@@ -143,6 +143,67 @@ impl InjectionRules {
     }
 }
 
+/// Instructions addressed to an assistant inside untrusted content: a sentence that opens with a
+/// task verb (write, translate, summarise, …) or that speaks of "your reply". Ordinary documents
+/// address people (click, reply, call, review); a retrieved document has no business telling the
+/// model what to do, however harmless the task sounds. Only runs on the untrusted channel, where
+/// the same sentence typed by the user would be a perfectly normal request.
+#[derive(Debug)]
+pub struct TaskInstructionRule {
+    regex: Regex,
+}
+
+impl TaskInstructionRule {
+    pub fn new() -> Result<Self, InspectError> {
+        let regex = regex::RegexBuilder::new(
+            r"(?im)(?:^|[.!?:|]\s+|^\s*[-*]\s*)(?:(?:please|also|now|then|and|kindly),?\s+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list)\b(?:\s+[\w'$@#%&,-]+){2,}|\b(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)\b",
+        )
+        .build()
+        .map_err(|e| InspectError::Build {
+            detector: "injection_rules",
+            message: format!("rule `task_instruction`: {e}"),
+        })?;
+        Ok(TaskInstructionRule { regex })
+    }
+}
+
+impl Detector for TaskInstructionRule {
+    fn id(&self) -> &'static str {
+        "task_instruction"
+    }
+
+    fn categories(&self) -> &'static [FindingCategory] {
+        &[FindingCategory::PromptInjection]
+    }
+
+    fn on_normalized(&self) -> bool {
+        true
+    }
+
+    fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        if channel != Channel::Untrusted {
+            return;
+        }
+        for m in self.regex.find_iter(text) {
+            let (start, end) = (m.start(), m.end());
+            // Report the sentence from its verb, not the punctuation before it.
+            let lead = m.as_str().len()
+                - m.as_str()
+                    .trim_start_matches(|c: char| !c.is_alphanumeric())
+                    .len();
+            out.push(Finding {
+                kind: "task_instruction".into(),
+                category: FindingCategory::PromptInjection,
+                severity: Severity::Medium,
+                confidence: 0.6,
+                detector: "task_instruction",
+                span: Span::new(start + lead, end),
+                channel,
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,7 +143,8 @@ fn variation_byte(c: char) -> Option<u8> {
 /// The ASCII letter or digit a non-ASCII look-alike stands for, per the Unicode confusables table.
 fn latin_prototype(c: char) -> Option<char> {
     // CJK, Hangul and other large blocks hold no Latin look-alikes worth the table lookup.
-    if c.is_ascii() || (c as u32) >= 0x2E80 && !matches!(c as u32, 0xFF00..=0xFFEF | 0x1D400..=0x1D7FF)
+    if c.is_ascii()
+        || (c as u32) >= 0x2E80 && !matches!(c as u32, 0xFF00..=0xFFEF | 0x1D400..=0x1D7FF)
     {
         return None;
     }
@@ -157,7 +158,11 @@ fn latin_prototype(c: char) -> Option<char> {
 }
 
 /// Normalises `text`, appending an `obfuscation` finding for each smuggling technique found.
-pub fn normalize<'a>(text: &'a str, channel: Channel, out: &mut Vec<Finding>) -> NormalizedText<'a> {
+pub fn normalize<'a>(
+    text: &'a str,
+    channel: Channel,
+    out: &mut Vec<Finding>,
+) -> NormalizedText<'a> {
     if text.is_ascii() {
         return NormalizedText {
             text: Cow::Borrowed(text),
@@ -182,9 +187,9 @@ pub fn normalize<'a>(text: &'a str, channel: Channel, out: &mut Vec<Finding>) ->
         if is_tag(c) {
             // A tag run after a black flag is an emoji subdivision flag (England, Scotland...).
             let flag = prev_visible == Some('\u{1F3F4}');
-            if let Some(ascii) = char::from_u32(c as u32 - 0xE0000).filter(|a| {
-                a.is_ascii_graphic() || *a == ' '
-            }) && !flag
+            if let Some(ascii) =
+                char::from_u32(c as u32 - 0xE0000).filter(|a| a.is_ascii_graphic() || *a == ' ')
+                && !flag
             {
                 b.push_decoded(ascii, i, i + len, Hidden::Tags);
             } else {
@@ -194,7 +199,9 @@ pub fn normalize<'a>(text: &'a str, channel: Channel, out: &mut Vec<Finding>) ->
         }
         if let Some(byte) = variation_byte(c) {
             // One selector after an emoji picks its presentation; a run of them carries data.
-            let run_continues = chars.peek().is_some_and(|&(_, n)| variation_byte(n).is_some());
+            let run_continues = chars
+                .peek()
+                .is_some_and(|&(_, n)| variation_byte(n).is_some());
             let in_run = b.hidden() == Some(Hidden::VariationBytes);
             if run_continues || in_run {
                 match char::from(byte) {
@@ -388,3 +395,6 @@ impl Builder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
