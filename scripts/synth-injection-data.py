@@ -323,7 +323,8 @@ def derive_indirect(path, out_path):
     """Rewrites an indirect-injection corpus for training: a poisoned document whose clean twin
     (same `orig_id`) is in the corpus becomes just the text that was inserted into it, so the
     model learns the attack rather than memorising the document around it (the clean twin stays,
-    as benign). Rows keep their ids, so folds are unchanged."""
+    as benign); poisoned documents without a twin are left out. Rows keep their ids, so folds are
+    unchanged."""
     rows = [json.loads(line) for line in open(path, encoding="utf-8")]
     clean = {}
     for row in rows:
@@ -343,6 +344,10 @@ def derive_indirect(path, out_path):
                 inserted = t[i:len(t) - j].strip()
                 if len(t) - len(twin) == len(t[i:len(t) - j]) and inserted:
                     row = dict(row, text=inserted)
+            elif row.get("label") == "injection":
+                # Without its clean twin the attack cannot be told from the document; training on
+                # the whole document would teach that e-mails are attacks.
+                continue
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

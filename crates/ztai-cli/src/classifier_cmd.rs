@@ -38,6 +38,10 @@ pub enum ClassifierCommand {
         /// (non-synthetic) rows stays within this.
         #[arg(long, default_value_t = 0.01)]
         max_false_positive_rate: f32,
+        /// Leave out rows whose `source` starts with this (repeatable): for corpora whose labels
+        /// depend on context the text does not carry.
+        #[arg(long)]
+        exclude_source: Vec<String>,
     },
     /// Leave-one-source-out: for each `source`, train on the rest and score it.
     CrossValidate {
@@ -105,8 +109,14 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
             seed,
             exclude_fold,
             max_false_positive_rate,
+            exclude_source,
         } => {
-            let rows = load(&data, exclude_fold)?;
+            let mut rows = load(&data, exclude_fold)?;
+            rows.retain(|(source, _)| {
+                !exclude_source
+                    .iter()
+                    .any(|x| source.starts_with(x.as_str()))
+            });
             let examples: Vec<Example> = rows.into_iter().map(|r| r.1).collect();
             let o = TrainOptions {
                 bits,

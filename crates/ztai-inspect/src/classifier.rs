@@ -99,29 +99,38 @@ fn mix(h: u64, b: u64) -> u64 {
     (h.rotate_left(5) ^ b).wrapping_mul(K)
 }
 
+/// Slots in the table that remembers recent features (a power of two).
+const RECENT_SLOTS: usize = 4096;
+
 /// Calls `f(position, hash)` for every feature of `s`: byte 3-, 4- and 5-grams, and word unigrams
 /// and bigrams (a word is a run of letters and digits, any script).
+///
+/// A feature seen less than a window ago is not emitted again: what a text says once is evidence,
+/// saying it two hundred times is padding, and counting repeats would let any periodic text
+/// (`hello hello …`, `xxxx…`) push itself over the threshold. So each feature counts about once
+/// per window, as in a binary bag of features, at the cost of a small direct-mapped table
+/// (colliding features are occasionally counted twice).
 pub(crate) fn features(s: &[u8], mut f: impl FnMut(usize, u64)) {
-    // Length of the run of identical bytes ending at the previous position: an n-gram that
-    // merely repeats the one before it (inside `xxxxxx…`) is not new evidence, and counting it
-    // would let padding alone push a text over the threshold.
-    let mut run = 0usize;
-    let mut prev_byte: Option<u8> = None;
-    for (i, &first) in s.iter().enumerate() {
+    let mut recent = vec![(0u64, 0usize); RECENT_SLOTS];
+    let mut emit = |pos: usize, h: u64| {
+        let slot = (h as usize) & (RECENT_SLOTS - 1);
+        if let Some(r) = recent.get_mut(slot) {
+            // Positions are stored plus one, so an empty slot never matches.
+            if r.0 == h && r.1 != 0 && pos + 1 - r.1 < WINDOW {
+                return;
+            }
+            *r = (h, pos + 1);
+        }
+        f(pos, h);
+    };
+    for (i, _) in s.iter().enumerate() {
         let mut h = 0u64;
         for (n, &b) in s.iter().skip(i).take(5).enumerate() {
             h = mix(h, u64::from(b));
-            // Same as the n-gram at i-1 exactly when bytes i-1 ..= i+n are all equal.
-            let repeats = prev_byte == Some(first)
-                && run >= 1
-                && s.get(i..=i + n)
-                    .is_some_and(|w| w.iter().all(|&c| c == first));
-            if n >= 2 && !repeats {
-                f(i, mix(h, 0xA0 + n as u64));
+            if n >= 2 {
+                emit(i, mix(h, 0xA0 + n as u64));
             }
         }
-        run = if prev_byte == Some(first) { run + 1 } else { 1 };
-        prev_byte = Some(first);
     }
     let word_byte = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
     let mut prev: Option<u64> = None;
@@ -137,13 +146,9 @@ pub(crate) fn features(s: &[u8], mut f: impl FnMut(usize, u64)) {
             h = mix(h, u64::from(b));
             i += 1;
         }
-        // A word repeating the one before it adds nothing either.
-        if prev == Some(h) {
-            continue;
-        }
-        f(start, mix(h, 0xB1));
+        emit(start, mix(h, 0xB1));
         if let Some(p) = prev {
-            f(start, mix(mix(p, h), 0xB2));
+            emit(start, mix(mix(p, h), 0xB2));
         }
         prev = Some(h);
     }
@@ -328,7 +333,9 @@ mod tests {
             features(&sq.bytes, |_, _| n += 1);
             n
         };
-        assert_eq!(count(&"x".repeat(900)), count("xxxxxx"));
+        assert_eq!(count(&"x".repeat(300)), count("xxxxxx"));
+        assert_eq!(count(&"hello ".repeat(60)), count("hello hello hello"));
+        assert!(count(&"hello ".repeat(200)) <= 4 * count("hello hello hello"));
         let m = InjectionModel::builtin().unwrap();
         assert!(m.score("before").is_none());
         assert!(m.score("two words").is_none());
