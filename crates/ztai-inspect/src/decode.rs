@@ -83,13 +83,16 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// ROT13 of the ASCII letters of `s`; everything else, and so every byte offset, is unchanged.
 pub fn rot13(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            'a'..='m' | 'A'..='M' => char::from(c as u8 + 13),
-            'n'..='z' | 'N'..='Z' => char::from(c as u8 - 13),
-            _ => c,
+    let bytes: Vec<u8> = s
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'm' | b'A'..=b'M' => b + 13,
+            b'n'..=b'z' | b'N'..=b'Z' => b - 13,
+            _ => b,
         })
-        .collect()
+        .collect();
+    // Only ASCII letters changed, into ASCII letters, so the bytes are as valid as the input's.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 impl Decoders {
@@ -133,7 +136,17 @@ impl Decoders {
             }
         };
         // Cheap gates: each encoding needs a character that prose rarely repeats.
-        if text.len() >= 16 {
+        // Exact gates: base64 and plain hex need a run of 16 of their characters, escaped hex a
+        // `\x`, separated hex of text at least 8 digits; prose seldom has any of them.
+        let run = |ok: fn(&u8) -> bool| {
+            let mut n = 0usize;
+            text.bytes().any(|b| {
+                n = if ok(&b) { n + 1 } else { 0 };
+                n >= 16
+            })
+        };
+        let b64_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-');
+        if run(b64_char) {
             for m in self.base64.find_iter(text) {
                 let body = m.as_str().trim_end_matches('=');
                 // Words joined by hyphens or underscores are not base64.
@@ -148,6 +161,12 @@ impl Decoders {
                     keep(Span::new(m.start(), m.end()), "base64", bytes);
                 }
             }
+        }
+        if run(u8::is_ascii_hexdigit)
+            || text.contains("\\x")
+            || text.contains("\\X")
+            || text.bytes().filter(u8::is_ascii_digit).count() >= 8
+        {
             for m in self.hex.find_iter(text) {
                 let digits: String = m
                     .as_str()

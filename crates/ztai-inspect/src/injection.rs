@@ -150,21 +150,165 @@ impl InjectionRules {
 /// the same sentence typed by the user would be a perfectly normal request.
 #[derive(Debug)]
 pub struct TaskInstructionRule {
-    regex: Regex,
+    /// A task verb opening a sentence, matched at each sentence start.
+    opener: Regex,
+    /// A phrase about the model's answer, anywhere.
+    addressed: Regex,
+    /// Whether any verb, and any answer word, occurs at all: one accelerated existence check
+    /// each (the rules' shared gate would walk the whole text from the first hit, and a verb such
+    /// as `list` occurs early in most documents).
+    verbs: aho_corasick::AhoCorasick,
+    answer_words: aho_corasick::AhoCorasick,
 }
+
+/// Every opener holds one of these, every addressed phrase one of the second list (ASCII
+/// case-insensitively).
+const TASK_VERBS: &[&str] = &[
+    "write",
+    "explain",
+    "translat",
+    "summari",
+    "generat",
+    "compose",
+    "rewrite",
+    "encode",
+    "describe",
+    "calculat",
+    "solve",
+    "classif",
+    "convert",
+    "replace",
+    "integrat",
+    "emphasi",
+    "answer",
+    "respond",
+    "recommend",
+    "define",
+    "analy",
+    "compare",
+    "output",
+    "print",
+    "append",
+    "insert",
+    "spell",
+    "repeat",
+    "reverse",
+    "count",
+    "list",
+];
+const ANSWER_WORDS: &[&str] = &["repl", "response", "answer", "output", "summary"];
 
 impl TaskInstructionRule {
     pub fn new() -> Result<Self, InspectError> {
-        let regex = regex::RegexBuilder::new(
-            r"(?im)(?:^|[.!?:|]\s+|^\s*[-*]\s*)(?:(?:please|also|now|then|and|kindly),?\s+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list)\b(?:\s+[\w'$@#%&,-]+){2,}|\b(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)\b",
-        )
-        .build()
-        .map_err(|e| InspectError::Build {
-            detector: "injection_rules",
-            message: format!("rule `task_instruction`: {e}"),
-        })?;
-        Ok(TaskInstructionRule { regex })
+        let build = |p: &str| {
+            regex::RegexBuilder::new(p)
+                .build()
+                .map_err(|e| InspectError::Build {
+                    detector: "task_instruction",
+                    message: e.to_string(),
+                })
+        };
+        Ok(TaskInstructionRule {
+            opener: build(
+                r"(?i)\A(?:[-*][ \t]*)?(?:(?:please|also|now|then|and|kindly),?[ \t\r\n]+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list)(?-u:\b)(?:[ \t\r\n]+[A-Za-z0-9_'$@#%&,-]+){2,}",
+            )?,
+            addressed: build(
+                r"(?i)(?-u:\b)(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)(?-u:\b)",
+            )?,
+            verbs: literal_set(TASK_VERBS)?,
+            answer_words: literal_set(ANSWER_WORDS)?,
+        })
     }
+
+    /// Byte offsets where a sentence starts: the text's start, after a line break, and after
+    /// `.`, `!`, `?`, `:` or `|` followed by white space.
+    fn sentence_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+        let b = text.as_bytes();
+        std::iter::once(0)
+            .chain(b.iter().enumerate().filter_map(move |(i, &c)| {
+                let next = b.get(i + 1).copied();
+                match c {
+                    b'\n' => Some(i + 1),
+                    b'.' | b'!' | b'?' | b':' | b'|'
+                        if next.is_some_and(|n| n.is_ascii_whitespace()) =>
+                    {
+                        Some(i + 1)
+                    }
+                    _ => None,
+                }
+            }))
+            .map(move |i| {
+                i + b.get(i..).map_or(0, |r| {
+                    r.iter().take_while(|c| c.is_ascii_whitespace()).count()
+                })
+            })
+    }
+}
+
+/// Words a task sentence can start with (the opener regex decides; this spares calling it at
+/// every sentence of ordinary prose).
+const OPENING_WORDS: &[&str] = &[
+    "please",
+    "also",
+    "now",
+    "then",
+    "and",
+    "kindly",
+    "write",
+    "explain",
+    "translate",
+    "summarise",
+    "summarize",
+    "generate",
+    "compose",
+    "rewrite",
+    "encode",
+    "describe",
+    "calculate",
+    "solve",
+    "classify",
+    "convert",
+    "replace",
+    "integrate",
+    "emphasise",
+    "emphasize",
+    "answer",
+    "respond",
+    "recommend",
+    "define",
+    "analyse",
+    "analyze",
+    "compare",
+    "output",
+    "print",
+    "append",
+    "insert",
+    "spell",
+    "repeat",
+    "reverse",
+    "count",
+    "list",
+];
+
+fn literal_set(words: &[&str]) -> Result<aho_corasick::AhoCorasick, InspectError> {
+    // Exact (lower-case) literals searched in a lower-cased copy: that search is SIMD-accelerated,
+    // a case-insensitive automaton is not.
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(words)
+        .map_err(|e| InspectError::Build {
+            detector: "task_instruction",
+            message: e.to_string(),
+        })
+}
+
+fn could_open(rest: &str) -> bool {
+    let word = rest
+        .trim_start_matches(['-', '*', ' ', '\t'])
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default();
+    OPENING_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
 }
 
 impl Detector for TaskInstructionRule {
@@ -184,22 +328,41 @@ impl Detector for TaskInstructionRule {
         if channel != Channel::Untrusted {
             return;
         }
-        for m in self.regex.find_iter(text) {
-            let (start, end) = (m.start(), m.end());
-            // Report the sentence from its verb, not the punctuation before it.
-            let lead = m.as_str().len()
-                - m.as_str()
-                    .trim_start_matches(|c: char| !c.is_alphanumeric())
-                    .len();
+
+        let mut push = |start: usize, end: usize| {
             out.push(Finding {
                 kind: "task_instruction".into(),
                 category: FindingCategory::PromptInjection,
                 severity: Severity::Medium,
                 confidence: 0.6,
                 detector: "task_instruction",
-                span: Span::new(start + lead, end),
+                span: Span::new(start, end),
                 channel,
             });
+        };
+        let lower = text.to_ascii_lowercase();
+        if self.verbs.is_match(&lower) {
+            let mut last_end = 0;
+            for start in Self::sentence_starts(text) {
+                if start < last_end || !text.is_char_boundary(start) {
+                    continue;
+                }
+                let Some(rest) = text.get(start..) else {
+                    continue;
+                };
+                if !could_open(rest) {
+                    continue;
+                }
+                if let Some(m) = self.opener.find(rest) {
+                    last_end = start + m.end();
+                    push(start, last_end);
+                }
+            }
+        }
+        if self.answer_words.is_match(&lower) {
+            for m in self.addressed.find_iter(text) {
+                push(m.start(), m.end());
+            }
         }
     }
 }
