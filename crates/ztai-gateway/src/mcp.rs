@@ -883,10 +883,7 @@ async fn initialize(
                     message: format!("inspecting the server's instructions failed: {e}"),
                 }
             })?;
-        if findings
-            .iter()
-            .any(|f| cfg.result_block.contains(&f.category))
-        {
+        if findings.iter().any(|f| withholds(cfg, f)) {
             trace.findings.extend(findings);
             trace.obligations_done.push("withheld_instructions".into());
         } else {
@@ -1337,7 +1334,7 @@ fn screen(gw: &Gateway, cfg: &McpServerConfig, value: &Value) -> Result<Screened
             continue;
         }
         for x in &f {
-            if cfg.result_block.contains(&x.category) {
+            if withholds(cfg, x) {
                 blocking.insert(x.kind.clone());
             }
         }
@@ -1778,6 +1775,16 @@ async fn read_resource(
         }
         Some(v) => Ok(v),
     }
+}
+
+/// Whether a finding withholds what it was found in. Prompt injection withholds only at high
+/// severity: the rules' verdicts are high, while the classifier's and the task-instruction
+/// heuristic's medium findings annotate the result and taint the session but do not withhold it
+/// (a tool's output routinely holds imperative sentences).
+fn withholds(cfg: &McpServerConfig, f: &ztai_core::Finding) -> bool {
+    cfg.result_block.contains(&f.category)
+        && (f.category != ztai_core::FindingCategory::PromptInjection
+            || f.severity >= ztai_core::Severity::High)
 }
 
 #[cfg(test)]

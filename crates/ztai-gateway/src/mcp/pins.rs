@@ -121,9 +121,12 @@ pub fn sight(
         k.dedup();
         k
     };
-    let poisoned = findings
-        .iter()
-        .any(|f| f.category == ztai_core::FindingCategory::PromptInjection);
+    // High severity only: a tool description is an instruction to the model by design, so the
+    // task-instruction heuristic and the classifier's medium verdicts say nothing about poisoning.
+    let poisoned = findings.iter().any(|f| {
+        f.category == ztai_core::FindingCategory::PromptInjection
+            && f.severity >= ztai_core::Severity::High
+    });
     let blocked =
         |reason: String, pinned: Option<String>, first_seen: i64, event: bool| Sighting::Blocked {
             row: Box::new(McpToolRow {
