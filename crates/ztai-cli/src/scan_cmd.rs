@@ -53,7 +53,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     pub fn categories(&self) -> anyhow::Result<Vec<FindingCategory>> {
         if self.detectors.is_empty() {
-            return Ok(ALL.to_vec());
+            return Ok(FindingCategory::ALL.to_vec());
         }
         self.detectors
             .iter()
@@ -99,15 +99,6 @@ impl EngineArgs {
         })
     }
 }
-
-const ALL: [FindingCategory; 6] = [
-    FindingCategory::PromptInjection,
-    FindingCategory::Pii,
-    FindingCategory::Secret,
-    FindingCategory::Obfuscation,
-    FindingCategory::Custom,
-    FindingCategory::Leak,
-];
 
 /// An inspector and how its findings are judged.
 #[derive(Debug)]

@@ -62,6 +62,16 @@ pub enum FindingCategory {
 }
 
 impl FindingCategory {
+    /// Every category, in the order they are documented.
+    pub const ALL: [FindingCategory; 6] = [
+        FindingCategory::PromptInjection,
+        FindingCategory::Pii,
+        FindingCategory::Secret,
+        FindingCategory::Obfuscation,
+        FindingCategory::Custom,
+        FindingCategory::Leak,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FindingCategory::PromptInjection => "prompt_injection",
@@ -180,14 +190,7 @@ mod tests {
 
     #[test]
     fn category_round_trips() {
-        for c in [
-            FindingCategory::PromptInjection,
-            FindingCategory::Pii,
-            FindingCategory::Secret,
-            FindingCategory::Obfuscation,
-            FindingCategory::Custom,
-            FindingCategory::Leak,
-        ] {
+        for c in FindingCategory::ALL {
             assert_eq!(FindingCategory::parse(c.as_str()), Some(c));
         }
     }
