@@ -1,14 +1,44 @@
-//! Secrets: provider key formats, private keys, JWTs, credentials in URLs and generic assignments.
+//! Secrets: provider key formats, private keys, JWTs, credentials in URLs, headers, command lines
+//! and generic assignments.
 //!
-//! Provider formats are matched by their documented prefixes and lengths; the generic
-//! `password = …` rule additionally needs high entropy and rejects placeholders, so configuration
-//! examples and hashes in lock files are not flagged. Every pattern has a bounded length so the
-//! streaming redactor's hold-back window can always contain a whole match.
+//! Each rule (`rules.rs`) pairs a pattern with a `Check` its value must pass. Provider formats
+//! are matched by their documented prefixes and lengths and must look random; context rules
+//! (`password = …`, `Authorization: …`, `curl -u user:pass`) additionally reject placeholders,
+//! template variables, identifiers and hashes, so configuration examples, documentation and
+//! lock files are not flagged. The rejection heuristics live here, beside the checks that use
+//! them, because they are what separates a detector people keep enabled from one they turn off.
+
+mod rules;
 
 use crate::gate::LiteralGate;
 use crate::{Detector, InspectError};
-use regex::Regex;
+use base64::Engine as _;
+use regex::{Captures, Regex};
+use rules::RULES;
 use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
+
+/// What a rule's value must satisfy beyond its pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// The format alone is conclusive.
+    Format,
+    /// Not a placeholder, and random enough for a generated token.
+    Token,
+    /// `Token`, and the value mixes upper case, lower case and digits (formats whose alphabet
+    /// would otherwise admit ordinary words).
+    MixedToken,
+    /// A PEM block with a body of real key material.
+    PemBody,
+    /// Header and payload decode to JSON objects, the header naming `alg` or `typ`.
+    Jwt,
+    /// A password or credential in context (URL, header): not a placeholder or a variable.
+    Password,
+    /// `user:password` on a command line: the password (or a lone user part) is the secret.
+    UserPassword,
+    /// `name = value`: the name says secret, the value is neither a placeholder nor an
+    /// identifier, path or version, and looks generated.
+    Assignment,
+}
 
 /// A compiled `RuleSpec`.
 struct Rule {
@@ -16,7 +46,8 @@ struct Rule {
     severity: Severity,
     regex: Regex,
     group: usize,
-    min_entropy: f64,
+    check: Check,
+    bounded: bool,
 }
 
 impl std::fmt::Debug for Rule {
@@ -25,226 +56,107 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-/// One rule: what it finds, how, and the literals one of which every match contains (see
-/// `gate`).
-struct RuleSpec {
-    kind: &'static str,
-    severity: Severity,
-    pattern: &'static str,
-    /// Capture group holding the secret value (0 = whole match).
-    group: usize,
-    /// Minimum Shannon entropy (bits per char) the value must have; 0 = no check.
-    min_entropy: f64,
-    literals: &'static [&'static str],
-    /// The pattern matches case-insensitively, so its literals are too.
-    case_insensitive: bool,
-}
-
-const RULES: &[RuleSpec] = &[
-    RuleSpec {
-        kind: "private_key",
-        severity: Severity::Critical,
-        pattern: r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["-----BEGIN"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "aws_access_key_id",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "aws_secret_access_key",
-        severity: Severity::Critical,
-        pattern: r#"(?i)(?-u:\b)aws_?secret_?access_?key(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
-        group: 1,
-        min_entropy: 3.0,
-        literals: &["aws"],
-        case_insensitive: true,
-    },
-    RuleSpec {
-        kind: "github_token",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,76}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "github_fine_grained_pat",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)github_pat_[A-Za-z0-9_]{82}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["github_pat_"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "gitlab_token",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)glpat-[A-Za-z0-9_-]{20}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["glpat-"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "openai_api_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["sk-"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "anthropic_api_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)sk-ant-(?:api|admin)[0-9][0-9]-[A-Za-z0-9_-]{80,120}",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["sk-ant-"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "slack_token",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)xox[abposr]-(?:[0-9]{6,15}-){1,3}[A-Za-z0-9-]{10,64}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["xox"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "slack_webhook",
-        severity: Severity::High,
-        pattern: r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{40,100}",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["https://hooks.slack.com/"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "stripe_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{24,99}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["_live_", "_test_"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "google_api_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["AIza"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "huggingface_token",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["hf_"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "sendgrid_api_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["SG."],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "twilio_api_key",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)SK[0-9a-fA-F]{32}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["SK"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "npm_token",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["npm_"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "jwt",
-        severity: Severity::Medium,
-        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-        group: 0,
-        min_entropy: 0.0,
-        literals: &["eyJ"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "connection_string_password",
-        severity: Severity::High,
-        pattern: r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:([^\s:/@]{3,128})@[A-Za-z0-9.-]{1,100}",
-        group: 1,
-        min_entropy: 0.0,
-        literals: &["://"],
-        case_insensitive: false,
-    },
-    RuleSpec {
-        kind: "generic_secret_assignment",
-        severity: Severity::Medium,
-        pattern: r#"(?i)(?-u:\b)(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|pwd|client[_-]?secret)(?-u:\b)["']?\s*[:=]\s*["']?([A-Za-z0-9/+_\-.!@#$%^&*]{12,128})"#,
-        group: 1,
-        min_entropy: 3.3,
-        literals: &["api", "secret", "access", "auth", "passw", "pwd"],
-        case_insensitive: true,
-    },
+/// Words that mark a value as documentation rather than a credential.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "example",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "your_",
+    "your-",
+    "yourkey",
+    "dummy",
+    "sample",
+    "redacted",
+    "xxxx",
+    "<",
+    ">",
+    "${",
+    "{{",
+    "$(",
+    "%s",
+    "%(",
+    "env(",
+    "process.env",
+    "os.environ",
+    "getenv",
+    "[redacted]",
+    "********",
+    "..",
 ];
 
-/// Values that look like secrets but are documentation placeholders.
+/// Whole values that are words people type in place of a secret.
+const PLACEHOLDER_VALUES: &[&str] = &[
+    "password",
+    "passwd",
+    "pass",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "changeme",
+    "test",
+    "testing",
+    "user",
+    "username",
+    "admin",
+    "root",
+    "guest",
+    "xxx",
+    "yyy",
+    "zzz",
+    "foo",
+    "bar",
+    "foobar",
+    "null",
+    "none",
+    "nil",
+    "undefined",
+    "true",
+    "false",
+    "empty",
+    "string",
+    "value",
+    "mypassword",
+    "yourpassword",
+    "password123",
+    "secret123",
+    "letmein",
+    "qwerty",
+];
+
+/// Whether `value` is a documentation placeholder, a template variable or a filler run.
 fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
-    const WORDS: &[&str] = &[
-        "example",
-        "placeholder",
-        "changeme",
-        "your_",
-        "your-",
-        "yourkey",
-        "xxxxxxxx",
-        "dummy",
-        "sample",
-        "redacted",
-        "<",
-        "${",
-        "{{",
-        "env(",
-        "process.env",
-    ];
-    WORDS.iter().any(|w| lower.contains(w))
-        || value
-            .bytes()
-            .all(|b| b == value.as_bytes().first().copied().unwrap_or(0))
-}
-
-/// Hex digests (sha1/sha256/sha512 and git object ids) in lock files look random but are not
-/// secrets.
-fn is_hash_digest(value: &str) -> bool {
-    matches!(value.len(), 32 | 40 | 56 | 64 | 96 | 128)
-        && value.bytes().all(|b| b.is_ascii_hexdigit())
+    if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w))
+        || PLACEHOLDER_VALUES.contains(&lower.as_str())
+    {
+        return true;
+    }
+    // Shell and template variables: `$NAME`, `$1`, `%NAME%`.
+    let bytes = value.as_bytes();
+    if (bytes.first() == Some(&b'$')
+        && bytes
+            .get(1)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_'))
+        || (bytes.first() == Some(&b'%') && bytes.last() == Some(&b'%'))
+    {
+        return true;
+    }
+    // Filler: a run of six identical characters does not happen in generated tokens
+    // (`AKIAXXXXXXXXXXXXXXXX`, `0000000000`, `aaaaaaaa`).
+    let mut run = 1;
+    for pair in bytes.windows(2) {
+        if pair.first() == pair.get(1) {
+            run += 1;
+            if run >= 6 {
+                return true;
+            }
+        } else {
+            run = 1;
+        }
+    }
+    false
 }
 
 /// Shannon entropy in bits per character.
@@ -271,12 +183,326 @@ pub fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// Whether `value` has the entropy of a generated string of its length. Short strings cannot
+/// reach high per-character entropy, so the bar scales with length.
+fn looks_random(value: &str) -> bool {
+    let bar = match value.len() {
+        0..=7 => 2.0,
+        8..=15 => 2.5,
+        16..=23 => 2.8,
+        _ => 3.0,
+    };
+    shannon_entropy(value) >= bar
+}
+
+fn mixes_classes(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.iter().any(u8::is_ascii_uppercase)
+        && b.iter().any(u8::is_ascii_lowercase)
+        && b.iter().any(u8::is_ascii_digit)
+}
+
+/// The parts of an identifier: split at punctuation and at lower→upper case changes, lowered.
+fn identifier_parts(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                parts.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            parts.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
+
+/// Name endings that say the value is a secret.
+const SECRET_NAME_ENDINGS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "pwd",
+    "pw",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+    "key",
+    "keys",
+    "apikey",
+    "credential",
+    "credentials",
+    "creds",
+    "auth",
+    "pat",
+];
+
+/// Name parts that say the value is about a secret but is not one.
+const NOT_SECRET_NAME_PARTS: &[&str] = &[
+    "public",
+    "pub",
+    "csrf",
+    "xsrf",
+    "id",
+    "ids",
+    "name",
+    "names",
+    "url",
+    "uri",
+    "file",
+    "path",
+    "dir",
+    "length",
+    "len",
+    "size",
+    "type",
+    "format",
+    "version",
+    "count",
+    "prefix",
+    "header",
+    "field",
+    "param",
+    "index",
+    "hash",
+    "pattern",
+    "regex",
+    "chars",
+    "algorithm",
+    "alg",
+    "mode",
+    "method",
+    "provider",
+    "store",
+    "policy",
+    "expiry",
+    "expires",
+    "expiration",
+    "ttl",
+    "timeout",
+    "endpoint",
+    "host",
+    "duration",
+    "label",
+    "description",
+    "hint",
+    "env",
+    "var",
+    "arn",
+    "ref",
+    "location",
+    "region",
+    "usage",
+    "scope",
+    "scopes",
+    "kind",
+];
+
+/// Whether an assignment's name says its value is a secret (`client_secret`, `slackToken`,
+/// `IBMCLOUDIAMAPIKEY`) and not something about one (`token_url`, `publicKey`, `keyId`).
+fn secret_name(name: &str) -> bool {
+    let trimmed = name
+        .trim_start_matches('-')
+        .trim_end_matches(|c: char| c.is_ascii_digit() || c == '_' || c == '-');
+    let parts = identifier_parts(trimmed);
+    if parts
+        .iter()
+        .any(|p| NOT_SECRET_NAME_PARTS.contains(&p.as_str()))
+    {
+        return false;
+    }
+    let Some(last) = parts.last() else {
+        return false;
+    };
+    // Run-together names (`SOFTLAYERAPIKEY`, `clientsecret`) end with the word too.
+    SECRET_NAME_ENDINGS
+        .iter()
+        .any(|e| last == e || (last.len() > e.len() + 2 && last.ends_with(e) && e.len() >= 5))
+        || last.ends_with("apikey")
+        || last.ends_with("password")
+}
+
+/// Whether `value` reads as words, an identifier, a dotted member access, a path or a version
+/// rather than a generated secret.
+fn looks_like_identifier(value: &str) -> bool {
+    let segments: Vec<&str> = value
+        .split(['-', '_', '.', '/', ' '])
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Every segment a word or a short number: `insert_key_here`, `DOC_Vector_5_32`,
+    // `SalesResults-1.2`, `NEXUS-GPT4-API-KEY`.
+    let wordy = segments.len() > 1
+        && segments.iter().all(|s| {
+            s.len() <= 4 || (s.bytes().all(|b| b.is_ascii_alphabetic()) && !random_case(s))
+        });
+    // A single run of letters that is camel-case words (`APIOrganizationExist`) rather than a
+    // random mix of cases (`yqDVtkqPECriaLRi`).
+    let camel_words = value.bytes().all(|b| b.is_ascii_alphabetic()) && !random_case(value);
+    // `module.member`, `XSalsa20.key_length`.
+    let member = {
+        let mut it = value.splitn(2, '.');
+        matches!((it.next(), it.next()), (Some(a), Some(b))
+            if !a.is_empty() && !b.is_empty()
+            && a.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            && b.bytes().next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+            && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    };
+    const EXTENSIONS: &[&str] = &[
+        ".pem", ".p12", ".pfx", ".key", ".crt", ".cer", ".der", ".jks", ".keytab", ".json",
+        ".yaml", ".yml", ".txt", ".env", ".png", ".jpg", ".gif", ".svg", ".html", ".js", ".py",
+        ".conf", ".cfg", ".ini", ".xml",
+    ];
+    let lower = value.to_ascii_lowercase();
+    let file = EXTENSIONS.iter().any(|e| lower.ends_with(e));
+    wordy || camel_words || member || file
+}
+
+/// Whether letters change case more often than words do: more than one case change per four
+/// letters.
+fn random_case(s: &str) -> bool {
+    let letters: Vec<u8> = s.bytes().filter(u8::is_ascii_alphabetic).collect();
+    let changes = letters
+        .windows(2)
+        .filter(|w| {
+            matches!((w.first(), w.get(1)), (Some(a), Some(b))
+                if a.is_ascii_uppercase() != b.is_ascii_uppercase())
+        })
+        .count();
+    letters.len() >= 8 && changes * 4 > letters.len()
+}
+
+fn jwt_valid(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let decode = |p: Option<&str>| -> Option<serde_json::Map<String, serde_json::Value>> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p?.trim_end_matches('='))
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let Some(header) = decode(parts.next()) else {
+        return false;
+    };
+    (header.contains_key("alg") || header.contains_key("typ")) && decode(parts.next()).is_some()
+}
+
+/// A PEM private key needs a body: at least 32 base64 characters after the header lines.
+fn pem_has_body(block: &str) -> bool {
+    let body = block
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .filter(|l| !l.contains(':'));
+    body.flat_map(str::bytes)
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        .count()
+        >= 32
+}
+
+fn password_ok(value: &str) -> bool {
+    // `host:8080@…` is a port, not a password.
+    let port = value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit());
+    let inner = value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap_or(value);
+    !port
+        && !inner.is_empty()
+        && !is_placeholder(inner)
+        && !matches!(
+            inner.as_bytes().first(),
+            Some(b'$' | b'%' | b'{' | b'[' | b'(' | b'<')
+        )
+}
+
+/// The value of a `user:password` pair that is the secret, as a byte range of `caps`' text.
+fn user_password(caps: &Captures<'_>) -> Option<(usize, usize)> {
+    let user = caps.get(1);
+    let pass = caps.get(2).filter(|m| !m.as_str().is_empty());
+    let m = match pass {
+        Some(p) => p,
+        // `-u ":secret"` and `-u "secret:"`: a lone part is the secret.
+        None => user.filter(|m| !m.as_str().is_empty())?,
+    };
+    let value = m.as_str();
+    let inner = value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap_or(value);
+    let strong = inner.len() >= 6
+        && looks_random(inner)
+        && (inner.bytes().any(|b| !b.is_ascii_alphabetic()) || random_case(inner));
+    // Both parts must be literal: `"$USER:$PASS"` and `{{ .user }}:{{ .pass }}` are templates.
+    let user_literal = user.is_none_or(|u| password_ok(u.as_str()) || u.as_str().is_empty());
+    (strong && password_ok(value) && user_literal).then(|| (m.start(), m.end()))
+}
+
+fn assignment_ok(caps: &Captures<'_>) -> bool {
+    let (Some(name), Some(sep), Some(value)) = (caps.get(1), caps.get(2), caps.get(3)) else {
+        return false;
+    };
+    let name = name.as_str();
+    if is_placeholder(value.as_str()) {
+        return false;
+    }
+    let value = value.as_str().trim_end_matches(['.', ',']);
+    // Whitespace alone separates a name from its value only on command lines
+    // (`--api-key VALUE`); in prose it is just the next word.
+    if sep.as_str().trim().is_empty() && !name.starts_with("--") {
+        return false;
+    }
+    // `=` inside a value makes it another assignment (`id=jfrog_secret`); base64 pads only
+    // at the end.
+    let inner_equals = value.trim_end_matches('=').contains('=');
+    value.len() >= 10
+        && !inner_equals
+        && secret_name(name)
+        && !is_placeholder(value)
+        && !looks_like_identifier(value)
+        && looks_random(value)
+        && (value.bytes().any(|b| !b.is_ascii_alphabetic()) || random_case(value))
+}
+
+/// Whether the value at `start..end` stands alone rather than being a slice of a longer run.
+fn is_bounded(text: &str, start: usize, end: usize) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let bytes = text.as_bytes();
+    let before_ok = start == 0 || bytes.get(start - 1).is_none_or(|&b| !token(b));
+    let after_ok = match bytes.get(end) {
+        None => true,
+        Some(&b) if token(b) || b == b'#' || b == b'*' => false,
+        // `name.png`: a file name, not a token followed by a full stop.
+        Some(b'.') => bytes
+            .get(end + 1)
+            .is_none_or(|b| !b.is_ascii_alphanumeric()),
+        Some(_) => true,
+    };
+    before_ok && after_ok
+}
+
 fn finding(rule: &Rule, start: usize, end: usize, channel: Channel) -> Finding {
     Finding {
         kind: rule.kind.to_string(),
         category: FindingCategory::Secret,
         severity: rule.severity,
-        confidence: if rule.min_entropy > 0.0 { 0.7 } else { 0.95 },
+        confidence: match rule.check {
+            Check::Format | Check::PemBody | Check::Jwt => 0.95,
+            Check::Token | Check::MixedToken => 0.9,
+            Check::Password | Check::UserPassword => 0.8,
+            Check::Assignment => 0.7,
+        },
         detector: "secrets",
         span: Span::new(start, end),
         channel,
@@ -301,7 +527,8 @@ impl SecretDetector {
                         severity: spec.severity,
                         regex,
                         group: spec.group,
-                        min_entropy: spec.min_entropy,
+                        check: spec.check,
+                        bounded: spec.bounded,
                     })
                     .map_err(|e| InspectError::Build {
                         detector: "secrets",
@@ -319,6 +546,33 @@ impl SecretDetector {
         })
     }
 
+    /// The span of the secret `caps` holds for `rule`, if its value passes the rule's check.
+    fn accept(rule: &Rule, text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
+        let (start, end) = match rule.check {
+            Check::UserPassword => user_password(caps)?,
+            _ => {
+                let m = caps.get(rule.group)?;
+                (m.start(), m.end())
+            }
+        };
+        let value = text.get(start..end)?;
+        let ok = match rule.check {
+            Check::Format | Check::UserPassword => true,
+            Check::Token => !is_placeholder(value) && looks_random(value),
+            Check::MixedToken => {
+                !is_placeholder(value) && looks_random(value) && mixes_classes(value)
+            }
+            // A block still arriving (no end marker yet) is held as a key, so a stream never
+            // releases the start of one whose body has not come.
+            Check::PemBody => !value.contains("-----END") || pem_has_body(value),
+            Check::Jwt => jwt_valid(value),
+            Check::Password => password_ok(value),
+            Check::Assignment => assignment_ok(caps),
+        };
+        let bounded = !rule.bounded || is_bounded(text, start, end);
+        (ok && bounded).then_some((start, end))
+    }
+
     /// Runs the rules `wanted` selects.
     pub(crate) fn detect_rules(
         &self,
@@ -331,31 +585,14 @@ impl SecretDetector {
             if !wanted(i) {
                 continue;
             }
-            if rule.group == 0 && rule.min_entropy == 0.0 {
-                // No capture needed: the cheaper search path.
-                for m in rule.regex.find_iter(text) {
-                    out.push(finding(rule, m.start(), m.end(), channel));
-                }
-                continue;
-            }
             // Capturing is costly; most texts have no match, which a plain search settles.
             if !rule.regex.is_match(text) {
                 continue;
             }
             for caps in rule.regex.captures_iter(text) {
-                let Some(m) = caps.get(rule.group) else {
-                    continue;
-                };
-                let value = m.as_str();
-                if rule.group != 0 || rule.min_entropy > 0.0 {
-                    if is_placeholder(value) || is_hash_digest(value) {
-                        continue;
-                    }
-                    if shannon_entropy(value) < rule.min_entropy {
-                        continue;
-                    }
+                if let Some((start, end)) = Self::accept(rule, text, &caps) {
+                    out.push(finding(rule, start, end, channel));
                 }
-                out.push(finding(rule, m.start(), m.end(), channel));
             }
         }
     }
@@ -389,6 +626,22 @@ mod tests {
             .collect()
     }
 
+    fn assert_finds(text: &str, kind: &str, value: &str) {
+        let found = kinds(text);
+        assert!(
+            found.contains(&(kind.to_string(), value.to_string())),
+            "{text}: {found:?}"
+        );
+    }
+
+    fn assert_clean(text: &str) {
+        assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
+    }
+
+    // Synthetic values with the documented layouts; none of them is a real credential.
+    const OPENAI: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tT3BlbkFJUv1wXy4zAb7dEf0hIj3k";
+    const ANTHROPIC: &str = "sk-ant-api03-U8JZpDE0iGXlD6gNCFbaEPFjbD0kH8Oool8DklZDOCj2ISaJiHkTj0rLGlkoMXGjtEkDnNfribxUdl7dXTPyLsxPFkThfAA";
+
     #[test]
     fn provider_keys_are_found_with_exact_spans() {
         let cases = [
@@ -403,9 +656,9 @@ mod tests {
                 "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
             ),
             (
-                "use sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj3kLm6n now",
-                "openai_api_key",
-                "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj3kLm6n",
+                "glpat-Hq3xR7vK2mN9pL4wT8yZ",
+                "gitlab_token",
+                "glpat-Hq3xR7vK2mN9pL4wT8yZ",
             ),
             (
                 "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc",
@@ -418,17 +671,69 @@ mod tests {
                 "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
             ),
             (
+                "bot 110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw",
+                "telegram_bot_token",
+                "110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw",
+            ),
+            (
+                "slack: xoxb-263594206564-FGqddMF8t08v8N7Oq4i57vs1",
+                "slack_token",
+                "xoxb-263594206564-FGqddMF8t08v8N7Oq4i57vs1",
+            ),
+            (
+                "mc a2937653ed38c31a43ea46e2b19257db-us2",
+                "mailchimp_api_key",
+                "a2937653ed38c31a43ea46e2b19257db-us2",
+            ),
+            (
+                "client_secret: .IQ8Q~79R7TOWOspFnWcEG-dYt4KXqFqxK16cxr",
+                "azure_ad_client_secret",
+                ".IQ8Q~79R7TOWOspFnWcEG-dYt4KXqFqxK16cxr",
+            ),
+            (
+                "token: hvs.CAESIP2jTxc9S2K7Z6CtcFWQv7-044m_oSsxnPE1H3nF89l3GiYKHGh2cy5sQmlIZVNyTWJNcDRsYWJpQjlhYjVlb1cQh6PL8wEYAg",
+                "vault_token",
+                "hvs.CAESIP2jTxc9S2K7Z6CtcFWQv7-044m_oSsxnPE1H3nF89l3GiYKHGh2cy5sQmlIZVNyTWJNcDRsYWJpQjlhYjVlb1cQh6PL8wEYAg",
+            ),
+            (
                 "postgres://app:s3cr3tP4ss@db.internal:5432/x",
                 "connection_string_password",
                 "s3cr3tP4ss",
             ),
         ];
         for (text, kind, value) in cases {
-            let found = kinds(text);
-            assert!(
-                found.contains(&(kind.to_string(), value.to_string())),
-                "{text}: {found:?}"
-            );
+            assert_finds(text, kind, value);
+        }
+        assert_finds(&format!("use {OPENAI} now"), "openai_api_key", OPENAI);
+        assert_finds(&format!("key={ANTHROPIC}"), "anthropic_api_key", ANTHROPIC);
+    }
+
+    #[test]
+    fn a_token_inside_a_longer_run_is_not_that_token() {
+        // 36 characters make a GitHub token; 40 do not, and neither does a prefix mid-word.
+        assert_clean("ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789abcd");
+        assert_clean("xghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789");
+        assert_clean("TODAYINASIAASACKOFRICEFELLOVER");
+        // A hex name with a file extension is an asset, not an Infracost token.
+        assert_clean("video_box.ico-7a388b69018576d24b59331fd60aab0c.png");
+        // A Vault-style `s.` run of letters only is an identifier.
+        assert_clean("s.AcceptanceTimeoutSeconds");
+    }
+
+    #[test]
+    fn placeholders_and_fillers_are_not_secrets() {
+        for text in [
+            "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "AKIAXXXXXXXXXXXXXXXX",
+            "aws_access_key: AKIAIOSFODNN7EXAMPLE",
+            "HUGGINGFACE_API_TOKEN=hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "apiKey: \"AIzaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+            "oktaKey = 00000000000000000000000000000000000TUVWXYZ",
+            "SUMO_ACCESS_KEY=${SUMO_ACCESS_KEY:=$2}",
+            "X-JFrog-Art-Api: $PASSWORD",
+            "fn::secret: ops_eyJzaWduSW5B..[Redacted]",
+        ] {
+            assert_clean(text);
         }
     }
 
@@ -440,28 +745,101 @@ mod tests {
             kinds(&text),
             vec![("private_key".to_string(), pem.to_string())]
         );
+        // A block still arriving is held as a key: its body may not be here yet.
         let cut = "x -----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34";
         assert_eq!(kinds(cut)[0].1, &cut[2..]);
+        // A complete block with no key material is a template.
+        assert_clean("-----BEGIN PRIVATE KEY-----\nanything\n-----END PRIVATE KEY-----");
+        assert_clean("-----BEGIN OPENSSH PRIVATE KEY----------END OPENSSH PRIVATE KEY-----");
     }
 
     #[test]
-    fn generic_assignments_need_entropy_and_skip_placeholders_and_hashes() {
-        assert_eq!(
-            kinds("password = \"hunter2hunter2\"").len(),
-            0,
-            "low entropy"
+    fn jwts_need_json_header_and_payload() {
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        assert_finds(&format!("Authorization: Bearer {jwt}"), "jwt", jwt);
+        // The header lost its closing brace: not JSON, not a token.
+        assert!(
+            !kinds("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc")
+                .iter()
+                .any(|(k, _)| k == "jwt")
         );
-        assert_eq!(kinds("api_key: YOUR_API_KEY_HERE_123").len(), 0);
-        assert_eq!(kinds("secret=<your-secret-here>").len(), 0);
-        assert_eq!(
-            kinds("integrity sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-                .len(),
-            0
+        assert_clean("eyJBB.eyJCC.eyJDDDD");
+    }
+
+    #[test]
+    fn generic_assignments_need_a_secret_name_and_a_generated_value() {
+        assert_finds(
+            "password = 'Zq8#rT2!vLp9@xW4'",
+            "generic_secret_assignment",
+            "Zq8#rT2!vLp9@xW4",
         );
-        assert_eq!(
-            kinds("password = 'Zq8#rT2!vLp9@xW4'")[0].1,
-            "Zq8#rT2!vLp9@xW4"
+        assert_finds(
+            "genericToken := `Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB`",
+            "generic_secret_assignment",
+            "Zf3D0LXCM3EIMbgJpUNnkRtOfOueHznB",
         );
+        assert_finds(
+            "\"IBMCLOUDIAMAPIKEY\": \"Tq7mW2xK9pL4vN8rZ3yB6cD1fG5hJ0sA\"",
+            "generic_secret_assignment",
+            "Tq7mW2xK9pL4vN8rZ3yB6cD1fG5hJ0sA",
+        );
+        assert_finds(
+            "--softlayer-api-key Tq7mW2xK9pL4vN8rZ3yB6cD1fG5hJ0sA",
+            "generic_secret_assignment",
+            "Tq7mW2xK9pL4vN8rZ3yB6cD1fG5hJ0sA",
+        );
+        for text in [
+            "password = \"aaaabbbbaaaabbbb\"",
+            "api_key: YOUR_API_KEY_HERE_123",
+            "secret=<your-secret-here>",
+            "CLOUD_APIKEY: \"insert_key_here\"",
+            "LLM_SECRET_NAME = \"NEXUS-GPT4-API-KEY\"",
+            "key_length = XSalsa20.key_length",
+            "publicToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"",
+            "credentialId: \"B9mTcFSck2LzJO2S3ols63\"",
+            "csrf-token=Mj2qykJO5rELyHgezQ69nzUX0i3OH67V7",
+            "access_token_url='https://github.com/login/oauth/access_token'",
+            "keyword: \"Befaehigung_P2\"",
+            "API_ORG_EXIST = \"APIOrganizationExist\"",
+            "app.keystore.file=env/cert.p12",
+            "--mount=type=secret,id=jfrog_secret",
+            "the secret ingredients are flour and love",
+            "my password is long but I won't tell you",
+            "integrity sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ] {
+            assert_clean(text);
+        }
+    }
+
+    #[test]
+    fn headers_and_command_lines_carry_credentials() {
+        assert_finds(
+            "curl -H \"Authorization: Bearer cfcabd11c7ed9a41b1a3e063c32d5114\"",
+            "authorization_header",
+            "cfcabd11c7ed9a41b1a3e063c32d5114",
+        );
+        assert_finds(
+            "curl --user kevin:'pRf7vG2h1L8nQkW9' -X PATCH",
+            "command_line_password",
+            "pRf7vG2h1L8nQkW9",
+        );
+        assert_finds(
+            "curl -u \":d2LkV78zLx!t\" https://localhost:9200",
+            "command_line_password",
+            "d2LkV78zLx!t",
+        );
+        for text in [
+            "curl -H \"Authorization: Bearer $API_KEY\"",
+            "curl -H \"Authorization: Bearer XXXXXXXXXXXX\"",
+            "curl -u username:token",
+            "curl -u \"${username}\":\"${password}\"",
+            "curl --user neo4j:[PASSWORD] http://[IP]:7474/db/data/",
+            "curl -i -u 'test:test'",
+            "docker run -u 1000:1000 image",
+            "\"https://url:8000\";@something else",
+        ] {
+            assert_clean(text);
+        }
     }
 
     #[test]
@@ -471,10 +849,21 @@ mod tests {
             "ghp_short",
             "sk-not-a-key",
             "Visit https://example.com/path for details.",
-            "my password is long but I won't tell you",
+            "Use the key to open the door; the token is in the box.",
         ] {
-            assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
+            assert_clean(text);
         }
+    }
+
+    #[test]
+    fn identifier_parts_split_at_case_and_punctuation() {
+        assert_eq!(identifier_parts("slackToken"), ["slack", "token"]);
+        assert_eq!(identifier_parts("CLIENT_SECRET"), ["client", "secret"]);
+        assert_eq!(identifier_parts("kms-key.id"), ["kms", "key", "id"]);
+        assert!(secret_name("IBMCLOUDIAMAPIKEY"));
+        assert!(secret_name("token1"));
+        assert!(!secret_name("key_name"));
+        assert!(!secret_name("keyPressed"));
     }
 
     #[test]
