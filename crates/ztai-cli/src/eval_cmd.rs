@@ -104,7 +104,7 @@ fn entity_type(kind: &str) -> Option<&'static str> {
         "street_address" => "STREET_ADDRESS",
         "date_of_birth" | "date" => "DATE_TIME",
         "us_driver_license" => "US_DRIVER_LICENSE",
-        "url" | "domain_name" => "DOMAIN_NAME",
+        "url" | "domain_name" | "personal_url" => "DOMAIN_NAME",
         _ => return None,
     })
 }
