@@ -65,6 +65,13 @@ fn bench(c: &mut Criterion) {
                 out
             })
         });
+        g.bench_function(format!("detector_{name}_4k_with_findings"), |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                d.detect(black_box(&text), Channel::Input, &mut out);
+                out
+            })
+        });
     }
     // The classifier tier alone, and the rules tier alone (the two budgets).
     let model = ztai_inspect::InjectionModel::builtin().unwrap();

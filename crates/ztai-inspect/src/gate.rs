@@ -52,78 +52,105 @@ impl Literals {
     }
 }
 
-/// A set of literals per rule, split by how the rule treats case.
+/// The literals of every rule, in searchable sets: case-sensitive literals in sets small enough
+/// for aho-corasick's SIMD (Teddy) prefilter (64 literals of three bytes or more), and the
+/// literals of case-insensitive rules searched in an ASCII-lowercased copy.
 #[derive(Debug)]
 pub(crate) struct LiteralGate {
     rules: usize,
-    exact: Option<Literals>,
+    exact: Vec<Literals>,
     folded: Option<Literals>,
-    /// Rules with at least one case-insensitive literal.
+    /// Rules that match case-insensitively (woken unconditionally by non-ASCII text).
     folded_rules: Vec<usize>,
+    /// Rules without literals, which always run.
+    always: Vec<usize>,
 }
 
+/// The most literals per set that still gets the packed (SIMD) prefilter.
+const PACKED_LIMIT: usize = 64;
+
 impl LiteralGate {
-    /// `rules[i]` = (literals, case_insensitive) for rule `i`; every rule needs one literal.
+    /// `rules[i]` = (literals, case_insensitive) for rule `i`. A rule with no literals has
+    /// nothing to gate on and always runs (its regex's own prefilter is then its gate); a
+    /// literal of one or two bytes would wake it on nearly every text anyway and keep the SIMD
+    /// prefilter from working for every other rule.
     pub(crate) fn new(
         detector: &'static str,
         rules: &[(&[&str], bool)],
     ) -> Result<Self, InspectError> {
-        let mut exact = (Vec::new(), Vec::new());
+        let mut exact: Vec<(String, usize)> = Vec::new();
         let mut folded = (Vec::new(), Vec::new());
         let mut folded_rules = Vec::new();
+        let mut always = Vec::new();
         for (i, (literals, case_insensitive)) in rules.iter().enumerate() {
-            if literals.is_empty() {
+            if let Some(short) = literals.iter().find(|l| l.len() < 3) {
                 return Err(InspectError::Build {
                     detector,
-                    message: format!("rule {i} has no gating literal"),
+                    message: format!(
+                        "rule {i}: gating literal `{short}` is shorter than 3 bytes; give the rule no literals to run it ungated"
+                    ),
                 });
             }
-            let target = if *case_insensitive {
+            if literals.is_empty() {
+                always.push(i);
+            }
+            if *case_insensitive {
                 folded_rules.push(i);
-                &mut folded
+                for l in *literals {
+                    folded.0.push(l.to_ascii_lowercase());
+                    folded.1.push(i);
+                }
             } else {
-                &mut exact
-            };
-            for l in *literals {
-                target.0.push(if *case_insensitive {
-                    l.to_ascii_lowercase()
-                } else {
-                    (*l).to_string()
-                });
-                target.1.push(i);
+                exact.extend(literals.iter().map(|l| ((*l).to_string(), i)));
             }
         }
         let build = |(words, rule_of): (Vec<String>, Vec<usize>)| {
-            if words.is_empty() {
-                return Ok(None);
-            }
-            let automaton = |kind| {
-                AhoCorasick::builder()
-                    .match_kind(kind)
-                    .build(&words)
-                    .map_err(|e| InspectError::Build {
-                        detector,
-                        message: format!("literal gate: {e}"),
-                    })
+            let automaton = |kind, dfa: bool| {
+                let mut b = AhoCorasick::builder();
+                b.match_kind(kind);
+                if dfa {
+                    // The overlapping pass has no prefilter to lean on: a DFA is one table
+                    // lookup per byte.
+                    b.kind(Some(aho_corasick::AhoCorasickKind::DFA));
+                }
+                b.build(&words).map_err(|e| InspectError::Build {
+                    detector,
+                    message: format!("literal gate: {e}"),
+                })
             };
-            Ok(Some(Literals {
-                first: automaton(MatchKind::LeftmostFirst)?,
-                all: automaton(MatchKind::Standard)?,
+            Ok::<_, InspectError>(Literals {
+                first: automaton(MatchKind::LeftmostFirst, false)?,
+                all: automaton(MatchKind::Standard, true)?,
                 rule_of,
-            }))
+            })
+        };
+        let exact = exact
+            .chunks(PACKED_LIMIT)
+            .map(|chunk| build(chunk.iter().cloned().unzip()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let folded = if folded.0.is_empty() {
+            None
+        } else {
+            Some(build(folded)?)
         };
         Ok(LiteralGate {
             rules: rules.len(),
-            exact: build(exact)?,
-            folded: build(folded)?,
+            exact,
+            folded,
             folded_rules,
+            always,
         })
     }
 
     /// Which rules `text` wakes.
     pub(crate) fn wanted(&self, text: &str) -> Wanted {
         let mut wanted = vec![false; self.rules];
-        if let Some(g) = &self.exact {
+        for &r in &self.always {
+            if let Some(w) = wanted.get_mut(r) {
+                *w = true;
+            }
+        }
+        for g in &self.exact {
             g.mark(text.as_bytes(), &mut wanted);
         }
         if let Some(g) = &self.folded {
@@ -179,8 +206,11 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_without_literals_is_refused_at_build() {
-        assert!(LiteralGate::new("test", &[(&[], false)]).is_err());
+    fn a_rule_without_literals_always_runs_and_short_literals_are_refused() {
+        let g = LiteralGate::new("test", &[(&[], false), (&["abc"], false)]).unwrap();
+        let w = g.wanted("nothing here");
+        assert!(w.get(0) && !w.get(1));
+        assert!(LiteralGate::new("test", &[(&["ab"], false)]).is_err());
     }
 
     mod exactness {

@@ -22,7 +22,7 @@ const TRIGGERS: &[&[&str]] = &[
     &["prompt", "instruction", "message"],
     &["you are now", "act as", "pretend", "from now on"],
     &["mode"],
-    &["<|", "inst]", "<<", "system"],
+    &["<|im", "inst]", "sys>>", "system"],
     &["instructions", "system prompt", "rules"],
 ];
 

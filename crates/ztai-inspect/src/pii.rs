@@ -187,8 +187,8 @@ fn number(s: &[u8]) -> u32 {
 
 impl PiiDetector {
     pub fn new() -> Result<Self, InspectError> {
+        // Searched in an ASCII-lowercased copy, case-sensitively, so the SIMD prefilter applies.
         let contexts = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(CONTEXT_WORDS.iter().map(|(w, _)| *w))
             .map_err(|e| InspectError::Build {
@@ -214,7 +214,7 @@ impl PiiDetector {
             ipv4: build(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")?,
             ipv6: build(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}")?,
             mac: build(
-                r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
+                r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
             )?,
             wallet: build(
                 r"0x[0-9a-fA-F]{40}|bc1[02-9ac-hj-np-z]{11,71}|[13][1-9A-HJ-NP-Za-km-z]{25,34}",
@@ -231,10 +231,11 @@ impl PiiDetector {
         })
     }
 
-    fn contexts(&self, text: &str) -> Contexts {
+    /// Context words in `lower`, the text with ASCII letters lower-cased.
+    fn contexts(&self, lower: &str) -> Contexts {
         Contexts(
             self.contexts
-                .find_iter(text)
+                .find_iter(lower)
                 .filter_map(|m| {
                     let (_, kind) = CONTEXT_WORDS.get(m.pattern().as_usize())?;
                     Some((m.end(), *kind))
@@ -251,7 +252,8 @@ impl PiiDetector {
         if !gated || bytes.contains(&b'@') {
             self.detect_emails(text, channel, out);
         }
-        let ctx = self.contexts(text);
+        let lower = text.to_ascii_lowercase();
+        let ctx = self.contexts(&lower);
         let mut numeric: Vec<Finding> = Vec::new();
         if !gated || digits >= 12 {
             self.detect_cards(text, channel, &mut numeric);
@@ -263,9 +265,11 @@ impl PiiDetector {
         if !gated || digits >= 4 {
             self.detect_ips(text, channel, &mut numeric);
         }
-        if !gated || colons >= 2 || bytes.contains(&b'.') {
+        let dashes = bytes.iter().filter(|&&b| b == b'-').count();
+        if !gated || colons >= 5 || dashes >= 5 {
             self.detect_macs(text, channel, &mut numeric);
         }
+        self.detect_dotted_macs(text, channel, &mut numeric);
         if !gated || colons >= 2 {
             self.detect_ipv6(text, channel, &mut numeric);
         }
@@ -289,7 +293,7 @@ impl PiiDetector {
             self.detect_websites(text, channel, &ctx, &mut numeric);
         }
         out.append(&mut numeric);
-        self.people.detect(text, channel, out, gated);
+        self.people.detect(text, &lower, channel, out, gated);
     }
 
     pub(crate) fn detect_emails(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
@@ -468,6 +472,31 @@ impl PiiDetector {
                     m.end(),
                     channel,
                 ));
+            }
+        }
+    }
+
+    /// Cisco-style `0011.2233.4455`, found from each `.` rather than by a regex: prose is full
+    /// of dots and hex letters, and a regex without a literal to anchor on scans every byte.
+    fn detect_dotted_macs(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        let hex4 = |at: usize| {
+            b.get(at..at + 4)
+                .is_some_and(|s| s.iter().all(u8::is_ascii_hexdigit))
+        };
+        for (p, _) in text.match_indices('.') {
+            let Some(start) = p.checked_sub(4) else {
+                continue;
+            };
+            let end = start + 14;
+            if hex4(start)
+                && hex4(p + 1)
+                && b.get(p + 5) == Some(&b'.')
+                && hex4(p + 6)
+                && standalone(text, start, end)
+                && !overlaps_any(out, start, end)
+            {
+                out.push(pii("mac_address", Severity::Low, 0.85, start, end, channel));
             }
         }
     }

@@ -449,11 +449,28 @@ fn user_password(caps: &Captures<'_>) -> Option<(usize, usize)> {
     (strong && password_ok(value) && user_literal).then(|| (m.start(), m.end()))
 }
 
-fn assignment_ok(caps: &Captures<'_>) -> bool {
-    let (Some(name), Some(sep), Some(value)) = (caps.get(1), caps.get(2), caps.get(3)) else {
+/// The identifier that ends at `keyword_end`: the keyword match itself plus up to 40 name
+/// characters before it (`secret_access_` + `key`), with a leading `--` for command-line flags.
+fn assignment_name(text: &str, keyword_start: usize, keyword_end: usize) -> &str {
+    let bytes = text.as_bytes();
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let mut start = keyword_start;
+    while start > 0
+        && keyword_start - start < 40
+        && bytes.get(start - 1).is_some_and(|&b| name_char(b))
+    {
+        start -= 1;
+    }
+    text.get(start..keyword_end).unwrap_or_default()
+}
+
+/// Checks a `name = value` match: group 1 the keyword (with its short suffix), 2 the
+/// separator, 3 the value.
+fn assignment_ok(text: &str, caps: &Captures<'_>) -> bool {
+    let (Some(keyword), Some(sep), Some(value)) = (caps.get(1), caps.get(2), caps.get(3)) else {
         return false;
     };
-    let name = name.as_str();
+    let name = assignment_name(text, keyword.start(), keyword.end());
     if is_placeholder(value.as_str()) {
         return false;
     }
@@ -548,16 +565,28 @@ impl SecretDetector {
 
     /// The span of the secret `caps` holds for `rule`, if its value passes the rule's check.
     fn accept(rule: &Rule, text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
-        let (start, end) = match rule.check {
-            Check::UserPassword => user_password(caps)?,
+        match rule.check {
+            Check::UserPassword => user_password(caps),
+            Check::Assignment => {
+                let m = caps.get(rule.group)?;
+                (assignment_ok(text, caps)
+                    && (!rule.bounded || is_bounded(text, m.start(), m.end())))
+                .then_some((m.start(), m.end()))
+            }
             _ => {
                 let m = caps.get(rule.group)?;
-                (m.start(), m.end())
+                Self::accept_match(rule, text, m.start(), m.end())
             }
-        };
+        }
+    }
+
+    /// Applies the rule's value check to `start..end`.
+    fn accept_match(rule: &Rule, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
         let value = text.get(start..end)?;
         let ok = match rule.check {
-            Check::Format | Check::UserPassword => true,
+            // Both need their capture groups and are settled in `accept`.
+            Check::UserPassword | Check::Assignment => false,
+            Check::Format => true,
             Check::Token => !is_placeholder(value) && looks_random(value),
             Check::MixedToken => {
                 !is_placeholder(value) && looks_random(value) && mixes_classes(value)
@@ -567,7 +596,6 @@ impl SecretDetector {
             Check::PemBody => !value.contains("-----END") || pem_has_body(value),
             Check::Jwt => jwt_valid(value),
             Check::Password => password_ok(value),
-            Check::Assignment => assignment_ok(caps),
         };
         let bounded = !rule.bounded || is_bounded(text, start, end);
         (ok && bounded).then_some((start, end))
@@ -585,12 +613,20 @@ impl SecretDetector {
             if !wanted(i) {
                 continue;
             }
-            // Capturing is costly; most texts have no match, which a plain search settles.
-            if !rule.regex.is_match(text) {
-                continue;
-            }
-            for caps in rule.regex.captures_iter(text) {
-                if let Some((start, end)) = Self::accept(rule, text, &caps) {
+            // Capturing is costly: rules whose value is the whole match never capture, and the
+            // others capture only within each match a plain search found.
+            let needs_captures =
+                rule.group != 0 || matches!(rule.check, Check::UserPassword | Check::Assignment);
+            for m in rule.regex.find_iter(text) {
+                let accepted = if needs_captures {
+                    rule.regex
+                        .captures_at(text, m.start())
+                        .filter(|c| c.get(0).is_some_and(|g| g.start() == m.start()))
+                        .and_then(|caps| Self::accept(rule, text, &caps))
+                } else {
+                    Self::accept_match(rule, text, m.start(), m.end())
+                };
+                if let Some((start, end)) = accepted {
                     out.push(finding(rule, start, end, channel));
                 }
             }

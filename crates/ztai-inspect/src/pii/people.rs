@@ -54,10 +54,9 @@ const LOWER_NAME: &str = r"\p{L}[\p{Ll}'’-]+(?: (?:\p{L}\.? )?\p{L}[\p{Ll}'’
 
 #[derive(Debug)]
 pub(super) struct People {
-    titled: Regex,
     name_at: Regex,
     lower_name_at: Regex,
-    full_name: Regex,
+    full_name_at: Regex,
     introducers: AhoCorasick,
     first_names: HashSet<&'static str>,
     street_en: Regex,
@@ -87,8 +86,8 @@ fn found(kind: &str, severity: Severity, start: usize, end: usize, channel: Chan
 
 impl People {
     pub(super) fn new() -> Result<Self, InspectError> {
+        // Searched in an ASCII-lowercased copy, case-sensitively, so the SIMD prefilter applies.
         let introducers = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(INTRODUCERS.iter().map(|(w, _)| *w))
             .map_err(|e| InspectError::Build {
@@ -101,13 +100,10 @@ impl People {
             .flat_map(str::split_whitespace)
             .collect();
         Ok(People {
-            titled: build(&format!(
-                r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord|Rev|Capt|Sgt|Judge)\.? ({NAME})"
-            ))?,
             name_at: build(&format!(r"\A{NAME}"))?,
             lower_name_at: build(&format!(r"\A{LOWER_NAME}"))?,
-            full_name: build(
-                r"\p{Lu}\p{Ll}+(?: \p{Lu}\.?)? \p{Lu}[\p{Ll}'’-]+(?:-\p{Lu}[\p{Ll}'’-]+)?",
+            full_name_at: build(
+                r"\A\p{Lu}\p{Ll}+(?: \p{Lu}\.?)? \p{Lu}[\p{Ll}'’-]+(?:-\p{Lu}[\p{Ll}'’-]+)?",
             )?,
             introducers,
             first_names,
@@ -126,7 +122,15 @@ impl People {
         })
     }
 
-    pub(super) fn detect(&self, text: &str, channel: Channel, out: &mut Vec<Finding>, gated: bool) {
+    /// `lower` is `text` with ASCII letters lower-cased (same byte offsets).
+    pub(super) fn detect(
+        &self,
+        text: &str,
+        lower: &str,
+        channel: Channel,
+        out: &mut Vec<Finding>,
+        gated: bool,
+    ) {
         // Titles and gazetteer names need a capital letter; addresses need a digit.
         let has_upper = !gated || text.chars().any(char::is_uppercase);
         let start = out.len();
@@ -139,12 +143,13 @@ impl People {
             .iter()
             .map(|f| f.span)
             .collect();
-        self.detect_names(text, channel, out, has_upper, &addresses);
+        self.detect_names(text, lower, channel, out, has_upper, &addresses);
     }
 
     fn detect_names(
         &self,
         text: &str,
+        lower: &str,
         channel: Channel,
         out: &mut Vec<Finding>,
         has_upper: bool,
@@ -152,22 +157,9 @@ impl People {
     ) {
         let mut names: Vec<(usize, usize)> = Vec::new();
         if has_upper {
-            for caps in self.titled.captures_iter(text) {
-                if let Some(m) = caps.get(1) {
-                    names.push((m.start(), m.end()));
-                }
-            }
-            for m in self.full_name.find_iter(text) {
-                let first = m.as_str().split(' ').next().unwrap_or_default();
-                let last = m.as_str().rsplit(' ').next().unwrap_or_default();
-                if self.first_names.contains(first.to_lowercase().as_str())
-                    && !STREET_WORDS.contains(&last)
-                {
-                    names.push((m.start(), m.end()));
-                }
-            }
+            self.capitalised_names(text, lower, &mut names);
         }
-        for m in self.introducers.find_iter(text) {
+        for m in self.introducers.find_iter(lower) {
             let Some(&(_, lower_ok)) = INTRODUCERS.get(m.pattern().as_usize()) else {
                 continue;
             };
@@ -206,6 +198,65 @@ impl People {
         }
     }
 
+    /// Names led by a title (`Dr. Cettina Fanucci`) or by a given name from the gazetteer
+    /// (`Thelma Mitchell`), found by walking the capitalised words: prose has few, and an
+    /// anchored match at each is far cheaper than a Unicode regex over the whole text.
+    /// Whether `word` is in the gazetteer; `lower` is the same bytes ASCII-lower-cased, which
+    /// spares an allocation for the common all-ASCII word.
+    fn is_first_name(&self, word: &str, lower: Option<&str>) -> bool {
+        match lower {
+            Some(l) if word.is_ascii() => self.first_names.contains(l),
+            _ => self.first_names.contains(word.to_lowercase().as_str()),
+        }
+    }
+
+    pub(super) fn capitalised_names(
+        &self,
+        text: &str,
+        lower: &str,
+        names: &mut Vec<(usize, usize)>,
+    ) {
+        let bytes = text.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            // Candidates: ASCII capitals and the lead byte of any non-ASCII character.
+            if !(b.is_ascii_uppercase() || b >= 0xC0) {
+                continue;
+            }
+            let Some(rest) = text.get(i..) else {
+                continue;
+            };
+            let Some(c) = rest.chars().next() else {
+                continue;
+            };
+            let prev = text.get(..i).and_then(|h| h.chars().next_back());
+            if !c.is_uppercase() || prev.is_some_and(char::is_alphanumeric) {
+                continue;
+            }
+            let word_len = rest
+                .find(|ch: char| !ch.is_alphabetic())
+                .unwrap_or(rest.len());
+            let word = rest.get(..word_len).unwrap_or_default();
+            if TITLES.contains(&word) {
+                let after = rest.get(word_len..).unwrap_or_default();
+                let after = after.strip_prefix('.').unwrap_or(after);
+                let skipped = rest.len() - after.len();
+                if let Some(tail) = after.strip_prefix(' ')
+                    && let Some(m) = self.name_at.find(tail)
+                {
+                    let start = i + skipped + 1;
+                    names.push((start + m.start(), start + m.end()));
+                }
+            } else if self.is_first_name(word, lower.get(i..i + word_len))
+                && let Some(m) = self.full_name_at.find(rest)
+            {
+                let last = m.as_str().rsplit(' ').next().unwrap_or_default();
+                if !STREET_WORDS.contains(&last) {
+                    names.push((i, i + m.end()));
+                }
+            }
+        }
+    }
+
     fn detect_addresses(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
         let mut spans: Vec<(usize, usize)> = Vec::new();
         for re in [
@@ -226,6 +277,12 @@ impl People {
         }
     }
 }
+
+/// Titles that precede a name.
+const TITLES: &[&str] = &[
+    "Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Dame", "Lady", "Lord", "Rev", "Capt",
+    "Sgt", "Judge",
+];
 
 /// Words that end street names, so `Kimberly Way` is not read as a person.
 const STREET_WORDS: &[&str] = &[

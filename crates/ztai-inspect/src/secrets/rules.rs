@@ -92,7 +92,7 @@ pub(super) const RULES: &[RuleSpec] = &[
     provider(
         "azure_ad_client_secret",
         r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
-        &["Q~"],
+        &[],
     ),
     provider("google_api_key", r"AIza[0-9A-Za-z_-]{35}", &["AIza"]),
     provider(
@@ -136,11 +136,22 @@ pub(super) const RULES: &[RuleSpec] = &[
     RuleSpec {
         kind: "vault_token",
         severity: Severity::High,
-        pattern: r"hv[sb]\.[A-Za-z0-9_-]{90,300}|s\.[A-Za-z0-9]{24}",
+        pattern: r"hv[sb]\.[A-Za-z0-9_-]{90,300}",
         group: 0,
         check: Check::MixedToken,
         bounded: true,
-        literals: &["hvs.", "hvb.", "s."],
+        literals: &["hvs.", "hvb."],
+        case_insensitive: false,
+    },
+    // Legacy Vault service tokens; `s.` is too short to gate on.
+    RuleSpec {
+        kind: "vault_token",
+        severity: Severity::High,
+        pattern: r"s\.[A-Za-z0-9]{24}",
+        group: 0,
+        check: Check::MixedToken,
+        bounded: true,
+        literals: &[],
         case_insensitive: false,
     },
     provider(
@@ -286,10 +297,11 @@ pub(super) const RULES: &[RuleSpec] = &[
         literals: &["hooks.slack.com/"],
         case_insensitive: false,
     },
+    // No literal to gate on: the regex's own prefilter (the `.` separators) serves.
     provider(
         "discord_bot_token",
         r"[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}",
-        &["M", "N", "O"],
+        &[],
     ),
     provider(
         "telegram_bot_token",
@@ -298,8 +310,13 @@ pub(super) const RULES: &[RuleSpec] = &[
     ),
     provider(
         "facebook_access_token",
-        r"[0-9]{15,16}(?:\||%7C)[A-Za-z0-9_-]{27}|EAA[MC][A-Za-z0-9]{80,500}",
-        &["|", "%7C", "EAAM", "EAAC"],
+        r"EAA[MC][A-Za-z0-9]{80,500}",
+        &["EAAM", "EAAC"],
+    ),
+    provider(
+        "facebook_app_token",
+        r"[0-9]{15,16}(?:\||%7C)[A-Za-z0-9_-]{27}",
+        &[],
     ),
     // Payments and commerce.
     provider(
@@ -345,7 +362,7 @@ pub(super) const RULES: &[RuleSpec] = &[
     ),
     provider("mailgun_api_key", r"key-[a-f0-9]{32}", &["key-"]),
     provider("mailchimp_api_key", r"[0-9a-f]{32}-us[0-9]{1,2}", &["-us"]),
-    provider("twilio_api_key", r"SK[0-9a-f]{32}", &["SK"]),
+    provider("twilio_api_key", r"SK[0-9a-f]{32}", &[]),
     provider(
         "mapbox_token",
         r"sk\.eyJ[A-Za-z0-9_-]{50,300}\.[A-Za-z0-9_-]{20,60}",
@@ -421,19 +438,20 @@ pub(super) const RULES: &[RuleSpec] = &[
         group: 2,
         check: Check::UserPassword,
         bounded: false,
-        literals: &["-u", "--user"],
+        literals: &[],
         case_insensitive: false,
     },
     RuleSpec {
         kind: "generic_secret_assignment",
         severity: Severity::Medium,
-        // Groups: 1 the name, 2 the separator, 3 the value.
-        pattern: r#"(?i)((?:--)?[A-Za-z0-9_.-]{0,40}?(?:passw(?:or)?d|passphrase|pass|pwd|pw|secret|token|key|credentials?|creds|auth)[A-Za-z0-9_-]{0,4})["'\]]?([ \t]*(?::=|=>|=|:|\|\|)[ \t]*|[ \t]+)(?:["'`]|\{[ \t]*["'])?([A-Za-z0-9/+_.~!@#$%^&*=-]{10,200})"#,
+        // Groups: 1 the keyword and its suffix (the rest of the name is found by walking back
+        // from it, which keeps the pattern anchored on a literal), 2 the separator, 3 the value.
+        pattern: r#"(?i)((?:passw(?:or)?d|passphrase|pass|pwd|[_.-]pw|secret|token|key|credentials?|creds|auth)[A-Za-z0-9_-]{0,4})["'\]]?([ \t]*(?::=|=>|=|:|\|\|)[ \t]*|[ \t]+)(?:["'`]|\{[ \t]*["'])?([A-Za-z0-9/+_.~!@#$%^&*=-]{10,200})"#,
         group: 3,
         check: Check::Assignment,
         bounded: false,
         literals: &[
-            "pass", "pwd", "pw", "secret", "token", "key", "cred", "auth",
+            "pass", "pwd", "_pw", "-pw", ".pw", "secret", "token", "key", "cred", "auth",
         ],
         case_insensitive: true,
     },
