@@ -11,7 +11,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ztai_core::{Channel, Finding, FindingCategory, Severity};
-use ztai_inspect::{ClassifierTier, InjectionModel, Inspector};
+use ztai_inspect::{ClassifierTier, CustomDictionaries, Dictionary, InjectionModel, Inspector};
 
 /// Which channel the text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +48,27 @@ pub struct EngineArgs {
     /// built-in one.
     #[arg(long, env = "ZTAI_INJECTION_MODEL")]
     pub model: Option<PathBuf>,
+    /// A custom dictionary, NAME=FILE[:SEVERITY] (repeatable): FILE lists one term per line
+    /// (`#` comments); a term found as a whole word, in any case or obfuscation, is a `custom`
+    /// finding of type NAME at SEVERITY (default high).
+    #[arg(long = "dictionary", value_name = "NAME=FILE[:SEVERITY]")]
+    pub dictionaries: Vec<String>,
+}
+
+/// Loads one `NAME=FILE[:SEVERITY]` dictionary argument.
+fn load_dictionary(arg: &str) -> anyhow::Result<Dictionary> {
+    let (name, rest) = arg.split_once('=').with_context(|| {
+        format!("--dictionary `{arg}` is not NAME=FILE[:SEVERITY] (for example codenames=terms.txt:high)")
+    })?;
+    let (path, severity) = match rest.rsplit_once(':') {
+        Some((p, sev)) if Severity::parse(sev).is_some() => (p, sev),
+        _ => (rest, "high"),
+    };
+    let severity = Severity::parse(severity).unwrap_or(Severity::High);
+    let list = std::fs::read_to_string(path)
+        .with_context(|| format!("reading dictionary `{name}` from {path}"))?;
+    Dictionary::parse(name, severity, &list)
+        .with_context(|| format!("dictionary `{name}` ({path})"))
 }
 
 impl EngineArgs {
@@ -90,6 +111,17 @@ impl EngineArgs {
                 model,
                 max_bytes: ztai_inspect::DEFAULT_CLASSIFIER_MAX_BYTES,
             });
+        }
+        if !self.dictionaries.is_empty() {
+            let dictionaries = self
+                .dictionaries
+                .iter()
+                .map(|a| load_dictionary(a))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            inspector = inspector.with_detector(Box::new(
+                CustomDictionaries::new(&dictionaries)
+                    .context("building the custom dictionaries")?,
+            ));
         }
         inspector.retain_categories(&categories);
         Ok(Engine {

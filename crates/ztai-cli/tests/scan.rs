@@ -205,3 +205,54 @@ fn eval_reports_precision_recall_per_file_source_and_entity() {
     assert_eq!(v[0]["by_source"]["s2"]["false_positive_rate"], 0.0);
     assert_eq!(v[1]["by_entity"]["EMAIL_ADDRESS"]["recall"], 1.0);
 }
+
+#[test]
+fn custom_dictionaries_flag_their_terms_even_obfuscated() {
+    let dir = std::env::temp_dir().join(format!("ztai-dict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("codenames.txt");
+    std::fs::write(&file, "# confidential projects\nBlue Falcon\nNightjar\n").unwrap();
+    let arg = format!("codenames={}:critical", file.display());
+    // Cyrillic і in "Nіghtjar": found through the normalised view, span in the original.
+    let text = "{\"text\": \"status of N\u{0456}ghtjar and BLUE FALCON\"}\n{\"text\": \"nightjars sing\"}\n";
+    let out = ztai(
+        &[
+            "scan",
+            "--jsonl",
+            "--detectors",
+            "custom",
+            "--dictionary",
+            &arg,
+        ],
+        text.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rows = lines(&out);
+    let found: Vec<(String, String, u64, u64)> = rows[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["start"].as_u64().unwrap(),
+                f["end"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("codenames".into(), "critical".into(), 10, 18),
+            ("codenames".into(), "critical".into(), 23, 34)
+        ]
+    );
+    assert_eq!(rows[1]["verdict"], "clean", "a longer word is not the term");
+    let bad = ztai(&["scan", "--dictionary", "codenames"], b"x");
+    assert_eq!(bad.status.code(), Some(2));
+    let missing = ztai(&["scan", "--dictionary", "x=/nonexistent/terms.txt"], b"x");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reading dictionary"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use ztai_core::{FindingCategory, PrincipalKind};
+use ztai_core::{FindingCategory, PrincipalKind, Severity};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,8 +123,21 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawInspect {
     redact_output: Option<Vec<String>>,
+    output_min_severity: Option<String>,
     block_output: Option<Vec<String>>,
     stream_window_bytes: Option<usize>,
+    #[serde(default)]
+    dictionaries: Vec<RawDictionary>,
+}
+
+/// `[[inspect.dictionaries]]`: a custom term list, inline or in a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDictionary {
+    name: String,
+    severity: Option<String>,
+    terms: Option<Vec<String>>,
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -574,6 +587,11 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectConfig {
     pub redact_output: Vec<FindingCategory>,
+    /// Output findings below this severity are recorded but neither redacted nor blocked
+    /// (names and dates are low: removing every date from every answer is rarely wanted).
+    pub output_min_severity: Severity,
+    /// Custom dictionaries added to the rules tier.
+    pub dictionaries: Vec<ztai_inspect::Dictionary>,
     pub block_output: Vec<FindingCategory>,
     pub stream_window_bytes: usize,
 }
@@ -656,6 +674,48 @@ fn categories(
             })
             .collect(),
     }
+}
+
+/// Loads one `[[inspect.dictionaries]]` table: inline `terms` or a `file` (relative paths from
+/// the configuration's directory), never both.
+fn dictionary(
+    i: usize,
+    d: RawDictionary,
+    base: &Path,
+) -> Result<ztai_inspect::Dictionary, ConfigError> {
+    let key = format!("inspect.dictionaries[{i}]");
+    let severity = match d.severity.as_deref() {
+        None => Severity::High,
+        Some(s) => Severity::parse(s).ok_or_else(|| {
+            err(
+                &format!("{key}.severity"),
+                format!("`{s}` is not a severity; use low, medium, high or critical"),
+            )
+        })?,
+    };
+    let list = match (d.terms, d.file) {
+        (Some(terms), None) => terms.join("\n"),
+        (None, Some(file)) => {
+            let path = if file.is_absolute() {
+                file
+            } else {
+                base.join(file)
+            };
+            std::fs::read_to_string(&path).map_err(|e| {
+                err(
+                    &format!("{key}.file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+        }
+        _ => {
+            return Err(err(
+                &key,
+                "give exactly one of `terms` (a list) or `file` (a path)",
+            ));
+        }
+    };
+    ztai_inspect::Dictionary::parse(&d.name, severity, &list).map_err(|e| err(&key, e.to_string()))
 }
 
 /// Validates one `[[audit.export]]` table; fields that belong to another kind of sink are refused
@@ -1066,8 +1126,24 @@ impl Config {
                 raw.inspect.redact_output,
                 &[FindingCategory::Secret, FindingCategory::Pii],
             )?,
+            output_min_severity: match raw.inspect.output_min_severity.as_deref() {
+                None => Severity::Medium,
+                Some(s) => Severity::parse(s).ok_or_else(|| {
+                    err(
+                        "inspect.output_min_severity",
+                        format!("`{s}` is not a severity; use low, medium, high or critical"),
+                    )
+                })?,
+            },
             block_output: categories("inspect.block_output", raw.inspect.block_output, &[])?,
             stream_window_bytes: raw.inspect.stream_window_bytes.unwrap_or(256),
+            dictionaries: raw
+                .inspect
+                .dictionaries
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| dictionary(i, d, base))
+                .collect::<Result<_, _>>()?,
         };
 
         let pseudonymise = raw.audit.pseudonymise.unwrap_or_default();
@@ -1731,6 +1807,26 @@ groups = ["standard"]
                 "inspect.redact_output",
             ),
             (
+                format!("{MINIMAL}\n[inspect]\noutput_min_severity = \"severe\""),
+                "inspect.output_min_severity",
+            ),
+            (
+                format!("{MINIMAL}\n[[inspect.dictionaries]]\nname = \"codes\""),
+                "inspect.dictionaries[0]",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[inspect.dictionaries]]\nname = \"Bad Name\"\nterms = [\"x\"]"
+                ),
+                "inspect.dictionaries[0]",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[[inspect.dictionaries]]\nname = \"codes\"\nfile = \"/nonexistent/terms.txt\""
+                ),
+                "inspect.dictionaries[0].file",
+            ),
+            (
                 format!("{MINIMAL}\n[limits]\nrequests_per_minute = 0"),
                 "limits.requests_per_minute",
             ),
@@ -1988,6 +2084,36 @@ groups = ["standard"]
         assert_eq!(c.upstreams[0].key, UpstreamKey::Env("PATH".into()));
         assert_eq!(c.jwt_issuers[0].mapping.group_map["engineering"], "staff");
         assert_eq!(c.audit.export.len(), 2);
+    }
+
+    #[test]
+    fn dictionaries_come_inline_or_from_files_next_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("codes.txt"),
+            "# projects\nBlue Falcon\nNightjar\n",
+        )
+        .unwrap();
+        let text = format!(
+            "{MINIMAL}\n[inspect]\noutput_min_severity = \"low\"\n[[inspect.dictionaries]]\nname = \"codenames\"\nfile = \"codes.txt\"\n[[inspect.dictionaries]]\nname = \"topics\"\nseverity = \"medium\"\nterms = [\"layoffs\", \"merger\"]\n"
+        );
+        let c = Config::parse(&text, dir.path()).unwrap();
+        assert_eq!(c.inspect.output_min_severity, Severity::Low);
+        let d = &c.inspect.dictionaries;
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].name.as_str(), d[0].severity),
+            ("codenames", Severity::High)
+        );
+        assert_eq!(d[0].terms, vec!["Blue Falcon", "Nightjar"]);
+        assert_eq!(
+            (d[1].name.as_str(), d[1].severity),
+            ("topics", Severity::Medium)
+        );
+        assert_eq!(d[1].terms, vec!["layoffs", "merger"]);
+        let default = Config::parse(MINIMAL, dir.path()).unwrap();
+        assert_eq!(default.inspect.output_min_severity, Severity::Medium);
+        assert!(default.inspect.dictionaries.is_empty());
     }
 
     #[test]

@@ -1122,10 +1122,10 @@ async fn forward(
                         })
                         .inc();
                 }
-                if let Some(blocked) = findings
-                    .iter()
-                    .find(|f| gw.config.inspect.block_output.contains(&f.category))
-                {
+                if let Some(blocked) = findings.iter().find(|f| {
+                    gw.config.inspect.block_output.contains(&f.category)
+                        && f.severity >= gw.config.inspect.output_min_severity
+                }) {
                     let msg = format!(
                         "the answer was blocked because it contains {} ({})",
                         blocked.category, blocked.kind
@@ -1136,7 +1136,10 @@ async fn forward(
                 }
                 let relevant: Vec<Finding> = findings
                     .iter()
-                    .filter(|f| redact_cats.contains(&f.category))
+                    .filter(|f| {
+                        redact_cats.contains(&f.category)
+                            && f.severity >= gw.config.inspect.output_min_severity
+                    })
                     .cloned()
                     .collect();
                 if !relevant.is_empty()
@@ -1410,6 +1413,7 @@ impl StreamTask {
                         let r = redactors.entry(index).or_insert_with(|| {
                             StreamRedactor::new(self.redact_cats.clone(), Channel::Output)
                                 .with_window(window)
+                                .with_min_severity(gw.config.inspect.output_min_severity)
                         });
                         let mut released = match &text {
                             Some(t) => match r.push(&gw.inspector, t) {

@@ -209,7 +209,12 @@ impl Gateway {
             .map(|m| (m.name.clone(), m.clone()))
             .collect();
         let client = build_client(&config).map_err(StartError::Client)?;
-        let inspector = Inspector::with_default_rules()?;
+        let mut inspector = Inspector::with_default_rules()?;
+        if !config.inspect.dictionaries.is_empty() {
+            inspector = inspector.with_detector(Box::new(ztai_inspect::CustomDictionaries::new(
+                &config.inspect.dictionaries,
+            )?));
+        }
         let mcp = crate::mcp::Mcp::new(&config.mcp, &config.data_dir)?;
         Ok(Arc::new(Gateway {
             policy: ArcSwap::from_pointee(engine),

@@ -9,6 +9,7 @@
 //! undone, each reported) and embedded encodings are decoded, so obfuscation hides nothing.
 
 pub mod classifier;
+mod custom;
 mod decode;
 mod gate;
 mod injection;
@@ -18,6 +19,7 @@ mod redact;
 mod secrets;
 
 pub use classifier::InjectionModel;
+pub use custom::{CustomDictionaries, Dictionary};
 pub use decode::{Decoded, Decoders, rot13};
 pub use injection::{InjectionRules, TaskInstructionRule};
 pub use normalize::{NormalizedText, normalize};
@@ -105,6 +107,12 @@ impl Inspector {
             classifier: None,
             max_bytes,
         }
+    }
+
+    /// Adds a rules-tier detector (custom dictionaries, per-deployment checks).
+    pub fn with_detector(mut self, detector: Box<dyn Detector>) -> Self {
+        self.detectors.push(detector);
+        self
     }
 
     /// Adds (or replaces) the decoders.

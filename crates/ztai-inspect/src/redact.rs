@@ -11,7 +11,7 @@
 //! the whole text.
 
 use crate::{InspectError, Inspector};
-use ztai_core::{Channel, Finding, FindingCategory, Span};
+use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
 
 /// The placeholder that replaces a finding of `kind`.
 pub fn placeholder(kind: &str) -> String {
@@ -97,6 +97,8 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
 #[derive(Debug)]
 pub struct StreamRedactor {
     categories: Vec<FindingCategory>,
+    /// Findings below this severity are left in place.
+    min_severity: Severity,
     channel: Channel,
     window: usize,
     max_hold: usize,
@@ -122,6 +124,7 @@ impl StreamRedactor {
     pub fn new(categories: Vec<FindingCategory>, channel: Channel) -> Self {
         StreamRedactor {
             categories,
+            min_severity: Severity::Low,
             channel,
             window: DEFAULT_WINDOW,
             max_hold: DEFAULT_MAX_HOLD,
@@ -131,6 +134,12 @@ impl StreamRedactor {
             released_bytes: 0,
             scratch: Vec::new(),
         }
+    }
+
+    /// Redacts only findings at or above `severity` (default: all).
+    pub fn with_min_severity(mut self, severity: Severity) -> Self {
+        self.min_severity = severity;
+        self
     }
 
     /// Sets the hold-back window (bytes).
@@ -176,7 +185,9 @@ impl StreamRedactor {
         let mut local: Vec<Finding> = self
             .scratch
             .iter()
-            .filter(|f| f.span.end > ctx && selected(f, &self.categories))
+            .filter(|f| {
+                f.span.end > ctx && selected(f, &self.categories) && f.severity >= self.min_severity
+            })
             .map(|f| {
                 let mut f = f.clone();
                 f.span = Span::new(f.span.start.max(ctx) - ctx, f.span.end - ctx);
