@@ -688,7 +688,7 @@ fn dictionary(
         None => Severity::High,
         Some(s) => Severity::parse(s).ok_or_else(|| {
             err(
-                &format!("{key}.severity"),
+                format!("{key}.severity"),
                 format!("`{s}` is not a severity; use low, medium, high or critical"),
             )
         })?,
@@ -703,7 +703,7 @@ fn dictionary(
             };
             std::fs::read_to_string(&path).map_err(|e| {
                 err(
-                    &format!("{key}.file"),
+                    format!("{key}.file"),
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?
