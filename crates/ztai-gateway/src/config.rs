@@ -128,6 +128,8 @@ struct RawInspect {
     stream_window_bytes: Option<usize>,
     #[serde(default)]
     dictionaries: Vec<RawDictionary>,
+    link_allowlist: Option<Vec<String>>,
+    canary: Option<bool>,
 }
 
 /// `[[inspect.dictionaries]]`: a custom term list, inline or in a file.
@@ -592,6 +594,10 @@ pub struct InspectConfig {
     pub output_min_severity: Severity,
     /// Custom dictionaries added to the rules tier.
     pub dictionaries: Vec<ztai_inspect::Dictionary>,
+    /// Hosts (and their subdomains) that images and links in answers may carry data to.
+    pub link_allowlist: Vec<String>,
+    /// Place a per-request canary in chat system prompts and treat its return as a leak.
+    pub canary: bool,
     pub block_output: Vec<FindingCategory>,
     pub stream_window_bytes: usize,
 }
@@ -1124,7 +1130,11 @@ impl Config {
             redact_output: categories(
                 "inspect.redact_output",
                 raw.inspect.redact_output,
-                &[FindingCategory::Secret, FindingCategory::Pii],
+                &[
+                    FindingCategory::Secret,
+                    FindingCategory::Pii,
+                    FindingCategory::Leak,
+                ],
             )?,
             output_min_severity: match raw.inspect.output_min_severity.as_deref() {
                 None => Severity::Medium,
@@ -1144,6 +1154,8 @@ impl Config {
                 .enumerate()
                 .map(|(i, d)| dictionary(i, d, base))
                 .collect::<Result<_, _>>()?,
+            link_allowlist: raw.inspect.link_allowlist.unwrap_or_default(),
+            canary: raw.inspect.canary.unwrap_or(false),
         };
 
         let pseudonymise = raw.audit.pseudonymise.unwrap_or_default();

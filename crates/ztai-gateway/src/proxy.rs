@@ -617,6 +617,47 @@ fn write_text(body: &mut Value, slot: &TextSlot, text: String) {
     }
 }
 
+/// The per-request output leak checks of a chat request: its system and developer text (so an
+/// answer that repeats it is caught), and, when `inspect.canary` is on, a fresh canary placed in
+/// a system message of its own at the start of the conversation.
+fn prompt_leak_checks(gw: &Gateway, body: &mut Value) -> Arc<ztai_inspect::PromptLeakChecks> {
+    let canary = gw.config.inspect.canary.then(|| {
+        let mut random = [0u8; 16];
+        rand::rng().fill_bytes(&mut random);
+        ztai_inspect::Canary::new(random)
+    });
+    let messages = body.get_mut("messages").and_then(Value::as_array_mut);
+    let mut system = String::new();
+    if let Some(messages) = messages {
+        for m in messages.iter() {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+            if matches!(role, "system" | "developer") {
+                match m.get("content") {
+                    Some(Value::String(t)) => system.push_str(t),
+                    Some(Value::Array(parts)) => {
+                        for p in parts
+                            .iter()
+                            .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        {
+                            system.push_str(p);
+                            system.push('\n');
+                        }
+                    }
+                    _ => {}
+                }
+                system.push('\n');
+            }
+        }
+        if let Some(c) = &canary {
+            messages.insert(
+                0,
+                serde_json::json!({"role": "system", "content": c.system_line()}),
+            );
+        }
+    }
+    Arc::new(ztai_inspect::PromptLeakChecks::new(canary, &system))
+}
+
 pub(crate) fn categories_of(names: &[String]) -> Vec<FindingCategory> {
     names
         .iter()
@@ -912,6 +953,7 @@ async fn forward(
     if let Some(obj) = parsed.body.as_object_mut() {
         obj.insert("model".into(), Value::String(model.upstream_model.clone()));
     }
+    let leak_checks = (op == Operation::Chat).then(|| prompt_leak_checks(gw, &mut parsed.body));
     let out_bytes = serde_json::to_vec(&parsed.body).map_err(|e| GatewayError::StageFailed {
         stage: "gateway",
         message: format!("cannot encode the upstream request: {e}"),
@@ -1014,6 +1056,7 @@ async fn forward(
             gw: gw.clone(),
             trace: std::mem::replace(trace, Trace::new(String::new(), "")),
             redact_cats,
+            leak_checks,
             tx,
             idle: upstream.idle_timeout,
             upstream_name: upstream.name.clone(),
@@ -1104,7 +1147,14 @@ async fn forward(
                 else {
                     continue;
                 };
-                let findings = gw.inspector.inspect(&text, Channel::Output).map_err(|e| {
+                let inspected = match &leak_checks {
+                    Some(checks) => {
+                        gw.inspector
+                            .inspect_with(&text, Channel::Output, checks.as_ref())
+                    }
+                    None => gw.inspector.inspect(&text, Channel::Output),
+                };
+                let findings = inspected.map_err(|e| {
                     gw.metrics.fail("inspect");
                     GatewayError::StageFailed {
                         stage: "inspect",
@@ -1218,6 +1268,8 @@ struct StreamTask {
     gw: Arc<Gateway>,
     trace: Trace,
     redact_cats: Vec<FindingCategory>,
+    /// This request's canary and system-prompt echo checks (chat only).
+    leak_checks: Option<Arc<ztai_inspect::PromptLeakChecks>>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     idle: std::time::Duration,
     upstream_name: String,
@@ -1411,9 +1463,13 @@ impl StreamTask {
                             .and_then(Value::as_str)
                             .map(str::to_string);
                         let r = redactors.entry(index).or_insert_with(|| {
-                            StreamRedactor::new(self.redact_cats.clone(), Channel::Output)
+                            let r = StreamRedactor::new(self.redact_cats.clone(), Channel::Output)
                                 .with_window(window)
-                                .with_min_severity(gw.config.inspect.output_min_severity)
+                                .with_min_severity(gw.config.inspect.output_min_severity);
+                            match &self.leak_checks {
+                                Some(c) => r.with_extra(c.clone()),
+                                None => r,
+                            }
                         });
                         let mut released = match &text {
                             Some(t) => match r.push(&gw.inspector, t) {

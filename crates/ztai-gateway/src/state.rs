@@ -209,7 +209,8 @@ impl Gateway {
             .map(|m| (m.name.clone(), m.clone()))
             .collect();
         let client = build_client(&config).map_err(StartError::Client)?;
-        let mut inspector = Inspector::with_default_rules()?;
+        let mut inspector =
+            Inspector::with_default_rules()?.with_link_allowlist(&config.inspect.link_allowlist)?;
         if !config.inspect.dictionaries.is_empty() {
             inspector = inspector.with_detector(Box::new(ztai_inspect::CustomDictionaries::new(
                 &config.inspect.dictionaries,

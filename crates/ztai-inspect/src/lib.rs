@@ -13,6 +13,7 @@ mod custom;
 mod decode;
 mod gate;
 mod injection;
+mod leak;
 mod normalize;
 mod pii;
 mod redact;
@@ -22,6 +23,7 @@ pub use classifier::InjectionModel;
 pub use custom::{CustomDictionaries, Dictionary};
 pub use decode::{Decoded, Decoders, rot13};
 pub use injection::{InjectionRules, TaskInstructionRule};
+pub use leak::{Canary, ECHO_WORDS, ExfiltrationLinks, PromptLeakChecks};
 pub use normalize::{NormalizedText, normalize};
 pub use pii::{PiiDetector, luhn_valid};
 pub use redact::{StreamRedactor, placeholder, redact};
@@ -89,6 +91,7 @@ impl Inspector {
                 Box::new(PiiDetector::new()?),
                 Box::new(InjectionRules::new()?),
                 Box::new(TaskInstructionRule::new()?),
+                Box::new(ExfiltrationLinks::new(&[])?),
             ],
             decoders: Some(Decoders::new()?),
             classifier: Some(ClassifierTier {
@@ -113,6 +116,15 @@ impl Inspector {
     pub fn with_detector(mut self, detector: Box<dyn Detector>) -> Self {
         self.detectors.push(detector);
         self
+    }
+
+    /// Replaces the output link check with one that lets data go to `hosts` (and their
+    /// subdomains).
+    pub fn with_link_allowlist(mut self, hosts: &[String]) -> Result<Self, InspectError> {
+        self.detectors.retain(|d| d.id() != "leak");
+        self.detectors
+            .push(Box::new(ExfiltrationLinks::new(hosts)?));
+        Ok(self)
     }
 
     /// Adds (or replaces) the decoders.
@@ -154,6 +166,31 @@ impl Inspector {
         channel: Channel,
         out: &mut Vec<Finding>,
     ) -> Result<(), InspectError> {
+        self.inspect_with_into(text, channel, None, out)
+    }
+
+    /// `inspect`, plus one more detector built for this text alone (the per-request leak checks,
+    /// which know that request's system prompt and canary).
+    pub fn inspect_with(
+        &self,
+        text: &str,
+        channel: Channel,
+        extra: &dyn Detector,
+    ) -> Result<Vec<Finding>, InspectError> {
+        let mut out = Vec::new();
+        self.inspect_with_into(text, channel, Some(extra), &mut out)?;
+        out.sort_by_key(|f| f.span);
+        Ok(out)
+    }
+
+    /// `inspect_into` with an optional per-text detector.
+    pub fn inspect_with_into(
+        &self,
+        text: &str,
+        channel: Channel,
+        extra: Option<&dyn Detector>,
+        out: &mut Vec<Finding>,
+    ) -> Result<(), InspectError> {
         if text.len() > self.max_bytes {
             return Err(InspectError::TooLarge {
                 size: text.len(),
@@ -163,7 +200,7 @@ impl Inspector {
         let start = out.len();
         let norm = normalize(text, channel, out);
         let mut scratch = Vec::new();
-        for d in &self.detectors {
+        for d in self.detectors.iter().map(|d| d.as_ref()).chain(extra) {
             if d.on_normalized() && norm.changed() {
                 scratch.clear();
                 d.detect(norm.as_str(), channel, &mut scratch);

@@ -99,6 +99,8 @@ pub struct StreamRedactor {
     categories: Vec<FindingCategory>,
     /// Findings below this severity are left in place.
     min_severity: Severity,
+    /// A detector for this stream alone (the request's leak checks).
+    extra: Option<std::sync::Arc<dyn crate::Detector>>,
     channel: Channel,
     window: usize,
     max_hold: usize,
@@ -125,6 +127,7 @@ impl StreamRedactor {
         StreamRedactor {
             categories,
             min_severity: Severity::Low,
+            extra: None,
             channel,
             window: DEFAULT_WINDOW,
             max_hold: DEFAULT_MAX_HOLD,
@@ -134,6 +137,12 @@ impl StreamRedactor {
             released_bytes: 0,
             scratch: Vec::new(),
         }
+    }
+
+    /// Runs `detector` on this stream as well as the inspector's own.
+    pub fn with_extra(mut self, detector: std::sync::Arc<dyn crate::Detector>) -> Self {
+        self.extra = Some(detector);
+        self
     }
 
     /// Redacts only findings at or above `severity` (default: all).
@@ -179,7 +188,12 @@ impl StreamRedactor {
         text.push_str(&self.pending);
         let ctx = self.context.len();
         self.scratch.clear();
-        inspector.inspect_into(&text, self.channel, &mut self.scratch)?;
+        inspector.inspect_with_into(
+            &text,
+            self.channel,
+            self.extra.as_deref(),
+            &mut self.scratch,
+        )?;
         // Findings relative to `pending`, clipped to it (a match reaching back into context was
         // already released; clipping over-redacts, never under-redacts).
         let mut local: Vec<Finding> = self

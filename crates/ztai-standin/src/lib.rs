@@ -2,7 +2,9 @@
 //!
 //! It is what the quick start and the tests put behind the gateway in place of a real model server
 //! (vLLM, Ollama, OpenAI…). It echoes the last user message back, so redaction and blocking by the
-//! gateway are visible in the answer, and it streams that echo in small fixed-size chunks, so values
+//! gateway are visible in the answer (a last message of `/echo-conversation` echoes every message,
+//! system prompt included, like a model leaking its context), and it streams that echo in small
+//! fixed-size chunks, so values
 //! split across chunks are exercised. A few upstream model names make it misbehave on purpose
 //! (`fault-500`, `fault-slow`, `fault-bad-sse`, `fault-stall`, `fault-garbage`), so the gateway's
 //! handling of broken upstreams can be tested against a real socket. It is not a model and is never
@@ -192,6 +194,13 @@ async fn chat(State(cfg): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         .and_then(|m| m.get("content"))
         .map(content_text)
         .unwrap_or_default();
+    // A model that leaks its whole context (system prompt included), on request: what the
+    // gateway's canary and echo checks exist to catch.
+    let answer = if answer.trim() == "/echo-conversation" {
+        prompt.clone()
+    } else {
+        answer
+    };
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if stream {
         return sse(&cfg, &model, &answer, "chat.completion.chunk", true);
