@@ -47,6 +47,16 @@ fn merged_spans<'a>(
 /// Returns `text` with the findings of `categories` (all when empty) replaced by placeholders.
 /// Spans that do not fall on char boundaries are widened to the enclosing chars.
 pub fn redact(text: &str, findings: &[Finding], categories: &[FindingCategory]) -> String {
+    redact_by(text, findings, categories, |kind, _| placeholder(kind))
+}
+
+/// `redact` with the replacement for each (kind, value) chosen by `replace`.
+fn redact_by(
+    text: &str,
+    findings: &[Finding],
+    categories: &[FindingCategory],
+    mut replace: impl FnMut(&str, &str) -> String,
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
     for (span, kind) in merged_spans(findings, categories) {
@@ -56,11 +66,143 @@ pub fn redact(text: &str, findings: &[Finding], categories: &[FindingCategory]) 
             continue;
         }
         out.push_str(text.get(pos..start).unwrap_or_default());
-        out.push_str(&placeholder(kind));
+        out.push_str(&replace(kind, text.get(start..end).unwrap_or_default()));
         pos = end;
     }
     out.push_str(text.get(pos..).unwrap_or_default());
     out
+}
+
+/// How a redacted value is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// `[EMAIL]`.
+    Placeholder,
+    /// `[EMAIL_1]`, `[EMAIL_2]`: the same value keeps its number for the session, so an answer
+    /// can still say which of two addresses it means.
+    Numbered,
+    /// One `*` per character: the shape stays, nothing of the value does.
+    Mask,
+    /// `[EMAIL:1a2b3c4d]`, a keyed hash (HMAC-SHA-256 under the session key): equal values match
+    /// across records, and without the key nobody can test a guess against it.
+    Hash,
+    /// `[EMAIL:tok_…]`, a token the session's `Redactor` (and only it) turns back into the value
+    /// with `reveal`.
+    Token,
+}
+
+impl Replacement {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "placeholder" => Replacement::Placeholder,
+            "numbered" => Replacement::Numbered,
+            "mask" => Replacement::Mask,
+            "hash" => Replacement::Hash,
+            "token" => Replacement::Token,
+            _ => return None,
+        })
+    }
+}
+
+/// Redaction for one session: the replacement mode, the session key, and what numbering and
+/// tokens the session has handed out.
+pub struct Redactor {
+    mode: Replacement,
+    key: ring::hmac::Key,
+    numbers: std::collections::HashMap<(String, String), usize>,
+    counters: std::collections::HashMap<String, usize>,
+    vault: std::collections::HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    // Never prints the key or the vault: they are the values redaction exists to hide.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("mode", &self.mode)
+            .field("tokens", &self.vault.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// `session_key` must be random and kept for the session only (the caller owns I/O and
+    /// randomness); another session's key yields other hashes and tokens.
+    pub fn new(mode: Replacement, session_key: [u8; 32]) -> Self {
+        Redactor {
+            mode,
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session_key),
+            numbers: Default::default(),
+            counters: Default::default(),
+            vault: Default::default(),
+        }
+    }
+
+    fn digest(&self, kind: &str, value: &str) -> String {
+        let mut ctx = ring::hmac::Context::with_key(&self.key);
+        ctx.update(kind.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value.as_bytes());
+        hex::encode(ctx.sign().as_ref())
+    }
+
+    /// The replacement for one value of `kind`.
+    pub fn replacement(&mut self, kind: &str, value: &str) -> String {
+        let upper = kind.to_ascii_uppercase();
+        match self.mode {
+            Replacement::Placeholder => placeholder(kind),
+            Replacement::Numbered => {
+                let next = self.counters.get(kind).copied().unwrap_or(0) + 1;
+                let n = *self
+                    .numbers
+                    .entry((kind.to_string(), value.to_string()))
+                    .or_insert(next);
+                if n == next {
+                    self.counters.insert(kind.to_string(), next);
+                }
+                format!("[{upper}_{n}]")
+            }
+            Replacement::Mask => "*".repeat(value.chars().count()),
+            Replacement::Hash => {
+                format!(
+                    "[{upper}:{}]",
+                    self.digest(kind, value).get(..8).unwrap_or_default()
+                )
+            }
+            Replacement::Token => {
+                let token = format!(
+                    "[{upper}:tok_{}]",
+                    self.digest(kind, value).get(..20).unwrap_or_default()
+                );
+                self.vault.insert(token.clone(), value.to_string());
+                token
+            }
+        }
+    }
+
+    /// `redact`, replacing values the session's way.
+    pub fn redact(
+        &mut self,
+        text: &str,
+        findings: &[Finding],
+        categories: &[FindingCategory],
+    ) -> String {
+        redact_by(text, findings, categories, |kind, value| {
+            self.replacement(kind, value)
+        })
+    }
+
+    /// Puts back the values behind this session's tokens (for a caller authorised to see
+    /// them); tokens from another session, and text redacted in any other mode, stay as they
+    /// are.
+    pub fn reveal(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (token, value) in &self.vault {
+            if out.contains(token.as_str()) {
+                out = out.replace(token.as_str(), value);
+            }
+        }
+        out
+    }
 }
 
 /// The start of the run of non-whitespace characters that `cut` falls inside (or `cut` itself

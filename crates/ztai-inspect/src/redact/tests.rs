@@ -176,3 +176,85 @@ fn cards_side_by_side_are_found_wherever_a_stream_window_starts() {
         assert!(!stream(&text, &[], window).contains("4111"));
     }
 }
+
+mod replacement_modes {
+    use crate::{Inspector, Redactor, Replacement};
+    use ztai_core::Channel;
+
+    const TEXT: &str = "mail jane@example.com, then bob@example.org, then jane@example.com again";
+
+    fn redacted(r: &mut Redactor, text: &str) -> String {
+        let inspector = Inspector::with_default_rules().unwrap();
+        let findings = inspector.inspect(text, Channel::Output).unwrap();
+        r.redact(text, &findings, &[ztai_core::FindingCategory::Pii])
+    }
+
+    #[test]
+    fn numbered_placeholders_keep_one_number_per_value() {
+        let mut r = Redactor::new(Replacement::Numbered, [1; 32]);
+        assert_eq!(
+            redacted(&mut r, TEXT),
+            "mail [EMAIL_1], then [EMAIL_2], then [EMAIL_1] again"
+        );
+    }
+
+    #[test]
+    fn masks_keep_the_shape_and_nothing_else() {
+        let mut r = Redactor::new(Replacement::Mask, [1; 32]);
+        let out = redacted(&mut r, "mail jane@example.com now");
+        assert_eq!(
+            out,
+            format!("mail {} now", "*".repeat("jane@example.com".len()))
+        );
+    }
+
+    #[test]
+    fn hashes_are_keyed_per_session() {
+        let mut a = Redactor::new(Replacement::Hash, [1; 32]);
+        let mut b = Redactor::new(Replacement::Hash, [2; 32]);
+        let (ra, rb) = (redacted(&mut a, TEXT), redacted(&mut b, TEXT));
+        assert!(!ra.contains("jane") && !ra.contains("example"), "{ra}");
+        // Equal values hash equally within a session, differently across sessions.
+        let first = ra.split(", ").next().unwrap().to_string();
+        assert!(
+            ra.ends_with(&format!("{} again", first.trim_start_matches("mail "))),
+            "{ra}"
+        );
+        assert_ne!(ra, rb);
+    }
+
+    #[test]
+    fn tokens_come_back_only_through_their_own_session() {
+        let mut mine = Redactor::new(Replacement::Token, [3; 32]);
+        let other = Redactor::new(Replacement::Token, [4; 32]);
+        let out = redacted(&mut mine, TEXT);
+        assert!(!out.contains("jane@") && out.contains(":tok_"), "{out}");
+        assert_eq!(mine.reveal(&out), TEXT);
+        assert_eq!(
+            other.reveal(&out),
+            out,
+            "another session cannot reverse them"
+        );
+        // Redacting the redacted text changes nothing: tokens are not personal data.
+        let again = redacted(&mut mine, &out);
+        assert_eq!(again, out);
+        assert!(
+            !format!("{mine:?}").contains("jane"),
+            "Debug never prints the vault"
+        );
+    }
+
+    #[test]
+    fn modes_parse_by_name() {
+        for (name, mode) in [
+            ("placeholder", Replacement::Placeholder),
+            ("numbered", Replacement::Numbered),
+            ("mask", Replacement::Mask),
+            ("hash", Replacement::Hash),
+            ("token", Replacement::Token),
+        ] {
+            assert_eq!(Replacement::parse(name), Some(mode));
+        }
+        assert_eq!(Replacement::parse("shred"), None);
+    }
+}
