@@ -745,7 +745,7 @@ fn tool_calls_are_decided_with_their_arguments() {
     );
     // The catalogue puts the refund tool in `payments`: once the caller's risk is high (a
     // private key in a prompt is critical), payment tools are refused outright.
-    let leak = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx\n-----END RSA PRIVATE KEY-----";
+    let leak = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAxq3Vd8mK2pL9wR4tY7nB1cF6gH0jZ5sX\n-----END RSA PRIVATE KEY-----";
     // Twice: one finding's 40 points decay below 40 within a second.
     for _ in 0..2 {
         assert_eq!(

@@ -1780,8 +1780,14 @@ groups = ["standard"]
         assert_eq!(c.policy_dir, PathBuf::from("/etc/ztai/policies"));
         assert_eq!(
             c.inspect.redact_output,
-            vec![FindingCategory::Secret, FindingCategory::Pii]
+            vec![
+                FindingCategory::Secret,
+                FindingCategory::Pii,
+                FindingCategory::Leak
+            ]
         );
+        assert_eq!(c.inspect.output_min_severity, Severity::Medium);
+        assert!(!c.inspect.canary && c.inspect.link_allowlist.is_empty());
     }
 
     fn error_of(text: &str) -> ConfigError {
