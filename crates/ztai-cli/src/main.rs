@@ -11,6 +11,7 @@ mod delegation_cmd;
 mod documents_cmd;
 mod eval_cmd;
 mod mcp_cmd;
+mod model_cmd;
 mod policy_cmd;
 mod quickstart;
 mod scan_cmd;
@@ -90,6 +91,11 @@ enum Command {
     Mcp {
         #[command(subcommand)]
         command: mcp_cmd::McpCommand,
+    },
+    /// The model supply chain: scan model files for code that runs on load.
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
     },
     /// Policy tools.
     Policy {
@@ -545,6 +551,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals { command } => approvals_cmd::run(command),
         Command::Documents { command } => documents_cmd::run(command),
         Command::Scan(args) => scan_cmd::run(args),
+        Command::Model { command } => model_cmd::run(command),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Classifier { command } => {
             classifier_cmd::run(command)?;
