@@ -12,6 +12,7 @@
 //! been checked, and it reports whatever it found up to there. Resource limits bound the stack,
 //! the marks and the memo; hitting one is reported as an incomplete scan, never as clean.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -62,13 +63,54 @@ pub(crate) enum PickleEnd {
     Limit(String),
 }
 
+/// A string on the stack. Most are spans of the input, decoded only when an import needs them,
+/// so plain data costs no allocation.
+#[derive(Debug, Clone)]
+enum Text {
+    Utf8(usize, usize),
+    Latin1(usize, usize),
+    Owned(Rc<str>),
+}
+
+/// Imports whose results the machine follows further: joblib writes array bytes inline after
+/// a `NumpyArrayWrapper` is built, sized by the wrapper's shape and `numpy.dtype`, so those two
+/// must be understood to find where the pickle resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callable {
+    Other,
+    NumpyDtype,
+    JoblibArray,
+}
+
+/// What a numpy dtype built in the pickle holds, as far as it is known.
+#[derive(Debug, Clone, Copy, Default)]
+struct Dtype {
+    itemsize: Option<u64>,
+    object: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+enum Made {
+    Other,
+    Dtype(Rc<RefCell<Dtype>>),
+    JoblibArray,
+}
+
+/// Dictionaries keep their first entries so a joblib wrapper's state can be read; Python
+/// dictionaries are shared and mutated in place, hence the shared cell.
+const DICT_TRACKED: usize = 32;
+const TUPLE_TRACKED: usize = 32;
+
 #[derive(Debug, Clone)]
 enum Value {
-    Str(Rc<str>),
+    Str(Text),
+    Int(i64),
+    Tuple(Rc<[Value]>),
+    Dict(Rc<RefCell<Vec<(Text, Value)>>>),
     /// An imported object: a class, function or module (resolved or not).
-    Global,
+    Global(Callable),
     /// What a call (`REDUCE`, `NEWOBJ`, `OBJ`, `INST`) returned.
-    Called,
+    Called(Made),
     /// Any other data: numbers, bytes, containers, persistent references.
     Data,
 }
@@ -78,11 +120,19 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Value>,
+    /// Memo entries by index: dense indices in a vector, scattered ones in a map.
+    memo: Vec<Option<Value>>,
+    sparse_memo: HashMap<u64, Value>,
+    memo_len: usize,
     allow: &'a Allowlist,
     out: PickleOutcome,
     reported: HashMap<(FindingKind, String), ()>,
+    /// How many pickles deep this one is (joblib object arrays nest pickles).
+    depth: usize,
 }
+
+/// Pickles nested inside joblib object arrays, at most.
+const MAX_NESTED: usize = 16;
 
 enum Step {
     Continue,
@@ -91,12 +141,19 @@ enum Step {
 
 /// Runs one pickle from the start of `data`.
 pub(crate) fn run(data: &[u8], allow: &Allowlist) -> PickleOutcome {
+    run_nested(data, allow, 0)
+}
+
+fn run_nested(data: &[u8], allow: &Allowlist, depth: usize) -> PickleOutcome {
     let mut machine = Machine {
+        depth,
         data,
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: HashMap::new(),
+        memo: Vec::new(),
+        sparse_memo: HashMap::new(),
+        memo_len: 0,
         allow,
         out: PickleOutcome::default(),
         reported: HashMap::new(),
@@ -194,6 +251,16 @@ impl Machine<'_> {
     }
 
     /// Pops everything above the last mark, and the mark.
+    /// Pops everything above the last mark, and the mark, discarding the values.
+    fn drop_mark(&mut self) -> Res<()> {
+        let mark = self
+            .marks
+            .pop()
+            .map_or_else(|| invalid("could not find MARK"), Ok)?;
+        self.stack.truncate(mark);
+        Ok(())
+    }
+
     fn pop_mark(&mut self) -> Res<Vec<Value>> {
         let mark = self
             .marks
@@ -204,21 +271,70 @@ impl Machine<'_> {
 
     fn memo_put(&mut self, index: u64) -> Res<()> {
         let value = self.top()?.clone();
-        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&index) {
-            return Err(PickleEnd::Limit(format!(
-                "the memo grew past {MAX_MEMO} entries"
-            )));
+        let dense = usize::try_from(index)
+            .ok()
+            .filter(|i| *i <= self.memo.len() + 1024);
+        let fresh = match dense {
+            Some(i) => {
+                if i >= self.memo.len() {
+                    self.memo.resize(i + 1, None);
+                }
+                self.memo
+                    .get_mut(i)
+                    .and_then(|slot| slot.replace(value))
+                    .is_none()
+            }
+            None => self.sparse_memo.insert(index, value).is_none(),
+        };
+        if fresh {
+            self.memo_len += 1;
+            if self.memo_len > MAX_MEMO {
+                return Err(PickleEnd::Limit(format!(
+                    "the memo grew past {MAX_MEMO} entries"
+                )));
+            }
         }
-        self.memo.insert(index, value);
         Ok(())
     }
 
     fn memo_get(&mut self, index: u64) -> Res<()> {
-        let value = self.memo.get(&index).cloned().map_or_else(
+        let found = match usize::try_from(index).ok().and_then(|i| self.memo.get(i)) {
+            Some(slot) => slot.clone(),
+            None => self.sparse_memo.get(&index).cloned(),
+        };
+        let value = found.map_or_else(
             || invalid(format!("memo value not found at index {index}")),
             Ok,
         )?;
         self.push(value)
+    }
+
+    fn string(&self, text: &Text) -> String {
+        match text {
+            Text::Utf8(start, len) => {
+                String::from_utf8_lossy(self.data.get(*start..start + len).unwrap_or_default())
+                    .into_owned()
+            }
+            Text::Latin1(start, len) => self
+                .data
+                .get(*start..start + len)
+                .unwrap_or_default()
+                .iter()
+                .map(|b| char::from(*b))
+                .collect(),
+            Text::Owned(s) => s.to_string(),
+        }
+    }
+
+    /// Takes `n` bytes and pushes them as a string of the given encoding.
+    fn push_text(&mut self, n: u64, latin1: bool) -> Res<()> {
+        let start = self.pos;
+        let len = self.take(n)?.len();
+        self.push(Value::Str(if latin1 {
+            Text::Latin1(start, len)
+        } else {
+            Text::Utf8(start, len)
+        }))
     }
 
     fn report(&mut self, offset: usize, kind: FindingKind, severity: Severity, detail: String) {
@@ -250,17 +366,114 @@ impl Machine<'_> {
             };
             self.report(offset, kind, severity, detail);
         }
+        let callable = match (resolved.module.as_str(), resolved.name.as_str()) {
+            ("numpy", "dtype") => Callable::NumpyDtype,
+            ("joblib.numpy_pickle", "NumpyArrayWrapper") => Callable::JoblibArray,
+            _ => Callable::Other,
+        };
         if !self.out.imports.contains(&resolved) && self.out.imports.len() < MAX_REPORTED {
             self.out.imports.push(resolved);
         }
-        Value::Global
+        Value::Global(callable)
+    }
+
+    /// What calling `callee` with `args` makes, as far as the machine follows it.
+    fn made(&self, callee: &Value, args: &Value) -> Made {
+        match callee {
+            Value::Global(Callable::JoblibArray) => Made::JoblibArray,
+            Value::Global(Callable::NumpyDtype) => {
+                let descr = match args {
+                    Value::Tuple(items) => match items.first() {
+                        Some(Value::Str(t)) => Some(self.string(t)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Made::Dtype(Rc::new(RefCell::new(
+                    descr.as_deref().map(dtype_of).unwrap_or_default(),
+                )))
+            }
+            _ => Made::Other,
+        }
+    }
+
+    /// `BUILD` on a joblib array wrapper: the array's bytes follow in the stream (after an
+    /// optional alignment pad), or, for object arrays, a whole pickle of their own.
+    fn joblib_array(&mut self, at: usize, state: &Value) -> Res<()> {
+        let unknown = |what: &str| {
+            Err(PickleEnd::Limit(format!(
+                "joblib array at offset {at} has {what}; its inline data cannot be skipped, so the rest of the pickle was not examined"
+            )))
+        };
+        let Value::Dict(entries) = state else {
+            return unknown("a state that is not a dictionary");
+        };
+        let entries = entries.borrow().clone();
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| self.string(k) == key)
+                .map(|(_, v)| v.clone())
+        };
+        let count = match get("shape") {
+            Some(Value::Tuple(dims)) => dims.iter().try_fold(1u64, |acc, d| match d {
+                Value::Int(n) => u64::try_from(*n).ok().and_then(|n| acc.checked_mul(n)),
+                _ => None,
+            }),
+            Some(Value::Int(n)) => u64::try_from(n).ok(),
+            _ => None,
+        };
+        let Some(count) = count else {
+            return unknown("a shape that is not a tuple of sizes");
+        };
+        let dtype = match get("dtype") {
+            Some(Value::Called(Made::Dtype(d))) => *d.borrow(),
+            _ => return unknown("no numpy dtype"),
+        };
+        match dtype.object {
+            Some(true) => {
+                if self.depth >= MAX_NESTED {
+                    return Err(PickleEnd::Limit(format!(
+                        "pickles nested more than {MAX_NESTED} deep"
+                    )));
+                }
+                let rest = self.data.get(self.pos..).unwrap_or_default();
+                let inner = run_nested(rest, self.allow, self.depth + 1);
+                let base = self.pos;
+                for f in inner.findings {
+                    self.report(base + f.offset, f.kind, f.severity, f.detail);
+                }
+                for import in inner.imports {
+                    if !self.out.imports.contains(&import) && self.out.imports.len() < MAX_REPORTED
+                    {
+                        self.out.imports.push(import);
+                    }
+                }
+                self.pos = base + inner.consumed;
+                if inner.end != PickleEnd::Stop {
+                    return Err(inner.end);
+                }
+            }
+            Some(false) => {
+                let Some(bytes) = dtype.itemsize.and_then(|size| size.checked_mul(count)) else {
+                    return unknown("a dtype of unknown size");
+                };
+                if get("numpy_array_alignment_bytes").is_some() {
+                    let pad = self.byte()?;
+                    self.take(u64::from(pad))?;
+                }
+                self.take(bytes)?;
+            }
+            None => return unknown("a dtype that may hold objects"),
+        }
+        Ok(())
     }
 
     /// Checks what a call opcode is about to call.
     fn call(&mut self, offset: usize, callee: &Value, opcode: &str) -> Res<()> {
         match callee {
-            Value::Global => Ok(()),
-            Value::Called => {
+            Value::Global(_) => Ok(()),
+            Value::Called(_) => {
                 self.report(
                     offset,
                     FindingKind::DynamicCall,
@@ -269,7 +482,7 @@ impl Machine<'_> {
                 );
                 Ok(())
             }
-            Value::Str(_) | Value::Data => {
+            Value::Str(_) | Value::Int(_) | Value::Tuple(_) | Value::Dict(_) | Value::Data => {
                 invalid(format!("{opcode} of an object that is not callable"))
             }
         }
@@ -297,28 +510,36 @@ impl Machine<'_> {
                 }
             }
             b'1' => {
-                self.pop_mark()?;
+                self.drop_mark()?;
             }
             b'2' => {
                 let top = self.top()?.clone();
                 self.push(top)?;
             }
             // Numbers and constants: text, fixed width, or length-prefixed.
-            b'F' | b'I' | b'L' => {
+            b'I' | b'L' => {
+                let line = self.line()?;
+                let text = std::str::from_utf8(line)
+                    .unwrap_or_default()
+                    .trim_end_matches('L');
+                let value = text.parse::<i64>().map_or(Value::Data, Value::Int);
+                self.push(value)?;
+            }
+            b'F' => {
                 self.line()?;
                 self.push(Value::Data)?;
             }
             b'J' => {
-                self.take(4)?;
-                self.push(Value::Data)?;
+                let n = self.le(4)?;
+                self.push(Value::Int(i64::from(n as u32 as i32)))?;
             }
             b'K' => {
-                self.take(1)?;
-                self.push(Value::Data)?;
+                let n = self.le(1)?;
+                self.push(Value::Int(n as i64))?;
             }
             b'M' => {
-                self.take(2)?;
-                self.push(Value::Data)?;
+                let n = self.le(2)?;
+                self.push(Value::Int(n as i64))?;
             }
             b'G' => {
                 self.take(8)?;
@@ -326,8 +547,9 @@ impl Machine<'_> {
             }
             0x8a => {
                 let n = self.le(1)?;
-                self.take(n)?;
-                self.push(Value::Data)?;
+                let bytes = self.take(n)?;
+                let value = long1(bytes).map_or(Value::Data, Value::Int);
+                self.push(value)?;
             }
             0x8b => {
                 let n = self.le(4)?;
@@ -337,52 +559,50 @@ impl Machine<'_> {
                 self.take(n)?;
                 self.push(Value::Data)?;
             }
-            b'N' | 0x88 | 0x89 | b')' | b']' | b'}' | 0x8f => self.push(Value::Data)?,
+            b')' => self.push(Value::Tuple(Rc::from(Vec::new())))?,
+            b'}' => self.push(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?,
+            b'N' | 0x88 | 0x89 | b']' | 0x8f => self.push(Value::Data)?,
             // Strings become str on load: these can name a STACK_GLOBAL import.
             b'S' => {
                 let line = self.line()?.to_vec();
                 let value = python_quoted(&line)
                     .map_or_else(|| invalid("the STRING opcode argument must be quoted"), Ok)?;
-                self.push(Value::Str(Rc::from(value.as_str())))?;
+                self.push(Value::Str(Text::Owned(Rc::from(value.as_str()))))?;
             }
             b'T' => {
                 let n = self.le(4)?;
                 if n > i32::MAX as u64 {
                     return invalid("BINSTRING pickle has negative byte count");
                 }
-                let bytes = self.take(n)?;
-                let value = latin1(bytes);
-                self.push(value)?;
+                self.push_text(n, true)?;
             }
             b'U' => {
                 let n = self.le(1)?;
-                let bytes = self.take(n)?;
-                let value = latin1(bytes);
-                self.push(value)?;
+                self.push_text(n, true)?;
             }
             b'V' => {
-                let line = self.line()?.to_vec();
-                let value = raw_unicode_escape(&line)
-                    .map_or_else(|| invalid("truncated \\uXXXX escape in UNICODE"), Ok)?;
-                self.push(Value::Str(Rc::from(value.as_str())))?;
+                let start = self.pos;
+                let line = self.line()?;
+                let value = if line.contains(&b'\\') {
+                    let decoded = raw_unicode_escape(line)
+                        .map_or_else(|| invalid("truncated \\uXXXX escape in UNICODE"), Ok)?;
+                    Text::Owned(Rc::from(decoded.as_str()))
+                } else {
+                    Text::Latin1(start, line.len())
+                };
+                self.push(Value::Str(value))?;
             }
             b'X' => {
                 let n = self.le(4)?;
-                let bytes = self.take(n)?;
-                let value = text(bytes);
-                self.push(value)?;
+                self.push_text(n, false)?;
             }
             0x8c => {
                 let n = self.le(1)?;
-                let bytes = self.take(n)?;
-                let value = text(bytes);
-                self.push(value)?;
+                self.push_text(n, false)?;
             }
             0x8d => {
                 let n = self.le(8)?;
-                let bytes = self.take(n)?;
-                let value = text(bytes);
-                self.push(value)?;
+                self.push_text(n, false)?;
             }
             b'B' => {
                 let n = self.le(4)?;
@@ -404,23 +624,26 @@ impl Machine<'_> {
                 self.top()?;
             }
             // Containers.
-            0x85 => {
-                self.pop()?;
-                self.push(Value::Data)?;
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(Value::Tuple(Rc::from(items)))?;
             }
-            0x86 => {
-                self.pop()?;
-                self.pop()?;
-                self.push(Value::Data)?;
+            b't' => {
+                let items = self.pop_mark()?;
+                let value = if items.len() <= TUPLE_TRACKED {
+                    Value::Tuple(Rc::from(items))
+                } else {
+                    Value::Data
+                };
+                self.push(value)?;
             }
-            0x87 => {
-                self.pop()?;
-                self.pop()?;
-                self.pop()?;
-                self.push(Value::Data)?;
-            }
-            b't' | b'l' | b'd' | 0x91 => {
-                self.pop_mark()?;
+            b'l' | b'd' | 0x91 => {
+                self.drop_mark()?;
                 self.push(Value::Data)?;
             }
             b'a' => {
@@ -428,13 +651,36 @@ impl Machine<'_> {
                 self.top()?;
             }
             b's' => {
-                self.pop()?;
-                self.pop()?;
-                self.top()?;
+                let value = self.pop()?;
+                let key = self.pop()?;
+                if let (Value::Dict(entries), Value::Str(key)) = (self.top()?, key) {
+                    let mut entries = entries.borrow_mut();
+                    if entries.len() < DICT_TRACKED {
+                        entries.push((key, value));
+                    }
+                }
             }
-            b'e' | b'u' | 0x90 => {
+            b'u' => {
                 let mark = self.marks.last().copied();
-                self.pop_mark()?;
+                let items = self.pop_mark()?;
+                if mark == Some(0) || self.stack.is_empty() {
+                    return invalid("unpickling stack underflow");
+                }
+                if let Value::Dict(entries) = self.top()? {
+                    let mut entries = entries.borrow_mut();
+                    for pair in items.chunks_exact(2) {
+                        if entries.len() >= DICT_TRACKED {
+                            break;
+                        }
+                        if let [Value::Str(key), value] = pair {
+                            entries.push((key.clone(), value.clone()));
+                        }
+                    }
+                }
+            }
+            b'e' | 0x90 => {
+                let mark = self.marks.last().copied();
+                self.drop_mark()?;
                 if mark == Some(0) || self.stack.is_empty() {
                     return invalid("unpickling stack underflow");
                 }
@@ -453,7 +699,7 @@ impl Machine<'_> {
                 self.memo_put(index)?;
             }
             0x94 => {
-                let index = self.memo.len() as u64;
+                let index = self.memo_len as u64;
                 self.memo_put(index)?;
             }
             b'g' => {
@@ -480,12 +726,12 @@ impl Machine<'_> {
                 let module = self.pop()?;
                 let value = match (&module, &name) {
                     (Value::Str(m), Value::Str(n)) => {
-                        let (m, n) = (m.clone(), n.clone());
+                        let (m, n) = (self.string(m), self.string(n));
                         self.import(at, &m, &n)
                     }
                     (
-                        Value::Str(_) | Value::Called | Value::Global,
-                        Value::Str(_) | Value::Called | Value::Global,
+                        Value::Str(_) | Value::Called(_) | Value::Global(_),
+                        Value::Str(_) | Value::Called(_) | Value::Global(_),
                     ) => {
                         self.report(
                             at,
@@ -493,7 +739,7 @@ impl Machine<'_> {
                             Severity::Critical,
                             "STACK_GLOBAL imports a name computed at load time".into(),
                         );
-                        Value::Global
+                        Value::Global(Callable::Other)
                     }
                     _ => return invalid("STACK_GLOBAL requires str"),
                 };
@@ -515,27 +761,29 @@ impl Machine<'_> {
                     Severity::High,
                     format!("EXT imports extension code {code} from the copyreg registry"),
                 );
-                self.push(Value::Global)?;
+                self.push(Value::Global(Callable::Other))?;
             }
             // Calls.
             b'R' => {
-                self.pop()?;
+                let args = self.pop()?;
                 let callee = self.pop()?;
                 self.call(at, &callee, "REDUCE")?;
-                self.push(Value::Called)?;
+                let made = self.made(&callee, &args);
+                self.push(Value::Called(made))?;
             }
             0x81 => {
-                self.pop()?;
+                let args = self.pop()?;
                 let class = self.pop()?;
                 self.call(at, &class, "NEWOBJ")?;
-                self.push(Value::Called)?;
+                let made = self.made(&class, &args);
+                self.push(Value::Called(made))?;
             }
             0x92 => {
                 self.pop()?;
                 self.pop()?;
                 let class = self.pop()?;
                 self.call(at, &class, "NEWOBJ_EX")?;
-                self.push(Value::Called)?;
+                self.push(Value::Called(Made::Other))?;
             }
             b'o' => {
                 let items = self.pop_mark()?;
@@ -544,24 +792,47 @@ impl Machine<'_> {
                     .cloned()
                     .map_or_else(|| invalid("unpickling stack underflow"), Ok)?;
                 self.call(at, &class, "OBJ")?;
-                self.push(Value::Called)?;
+                self.push(Value::Called(Made::Other))?;
             }
             b'i' => {
                 let module = utf8_name(self.line()?)?;
                 let name = utf8_name(self.line()?)?;
                 self.import(at, &module, &name);
-                self.pop_mark()?;
-                self.push(Value::Called)?;
+                self.drop_mark()?;
+                self.push(Value::Called(Made::Other))?;
             }
             b'b' => {
-                self.pop()?;
-                if let Value::Global = self.top()? {
-                    self.report(
+                let state = self.pop()?;
+                match self.top()?.clone() {
+                    Value::Global(_) => self.report(
                         at,
                         FindingKind::AttributeOverwrite,
                         Severity::Critical,
                         "BUILD sets attributes on an imported class or module".into(),
-                    );
+                    ),
+                    Value::Called(Made::JoblibArray) => {
+                        self.joblib_array(at, &state)?;
+                        self.pop()?;
+                        self.push(Value::Data)?;
+                    }
+                    Value::Called(Made::Dtype(dtype)) => {
+                        // numpy's dtype state: (version, byteorder, subarray, names, fields,
+                        // elsize, alignment, flags); flag 1 is "holds objects".
+                        if let Value::Tuple(items) = &state {
+                            let mut d = dtype.borrow_mut();
+                            if let Some(Value::Int(size)) =
+                                items.get(5).filter(|_| items.len() >= 8)
+                                && *size > 0
+                            {
+                                d.itemsize = u64::try_from(*size).ok();
+                            }
+                            d.object = match items.get(7) {
+                                Some(Value::Int(flags)) => Some(flags & 1 == 1),
+                                _ => None,
+                            };
+                        }
+                    }
+                    _ => {}
                 }
             }
             // Persistent references resolve through the loader (torch storages); data here.
@@ -589,6 +860,36 @@ impl Machine<'_> {
     }
 }
 
+/// A `LONG1` integer (little-endian two's complement), when it fits in 64 bits.
+fn long1(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = [if negative { 0xff } else { 0 }; 8];
+    buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some(i64::from_le_bytes(buf))
+}
+
+/// Item size and whether it holds objects, from a dtype string as `numpy.dtype` pickles it
+/// (`f4`, `<i8`, `U3`, `O8`, `V16`, `M8`). Flexible types without a size get theirs from the
+/// `BUILD` that follows.
+fn dtype_of(descr: &str) -> Dtype {
+    let d = descr.trim_start_matches(['<', '>', '|', '=']);
+    let split = d.find(|c: char| c.is_ascii_digit()).unwrap_or(d.len());
+    let (kind, digits) = d.split_at(split);
+    let n = digits.parse::<u64>().ok();
+    let (itemsize, object) = match kind {
+        "O" => (Some(8), Some(true)),
+        "b" | "i" | "u" | "f" | "c" | "S" | "a" | "V" => (n, Some(false)),
+        "U" => (n.and_then(|n| n.checked_mul(4)), Some(false)),
+        "M" | "m" => (Some(8), Some(false)),
+        "?" => (Some(1), Some(false)),
+        _ => (None, None),
+    };
+    Dtype { itemsize, object }
+}
+
 fn decimal(line: &[u8]) -> Res<u64> {
     std::str::from_utf8(line)
         .ok()
@@ -602,15 +903,6 @@ fn utf8_name(line: &[u8]) -> Res<String> {
         Ok(s) => Ok(s.to_string()),
         Err(_) => invalid("GLOBAL names are not UTF-8"),
     }
-}
-
-fn text(bytes: &[u8]) -> Value {
-    Value::Str(Rc::from(String::from_utf8_lossy(bytes).as_ref()))
-}
-
-fn latin1(bytes: &[u8]) -> Value {
-    let s: String = bytes.iter().map(|b| char::from(*b)).collect();
-    Value::Str(Rc::from(s.as_str()))
 }
 
 /// The argument of `STRING`: a Python quoted literal with backslash escapes.

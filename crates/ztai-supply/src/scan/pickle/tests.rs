@@ -243,3 +243,67 @@ proptest::proptest! {
         proptest::prop_assert_eq!(out.findings.len(), 1);
     }
 }
+
+#[test]
+fn dtype_strings_give_item_sizes() {
+    let size = |d: &str| dtype_of(d).itemsize;
+    assert_eq!(size("f4"), Some(4));
+    assert_eq!(size("<i8"), Some(8));
+    assert_eq!(size("U3"), Some(12));
+    assert_eq!(size("c16"), Some(16));
+    assert_eq!(size("M8"), Some(8));
+    assert_eq!(size("V"), None);
+    assert_eq!(dtype_of("O8").object, Some(true));
+    assert_eq!(dtype_of("zz").object, None);
+    assert_eq!(long1(&[0xff]), Some(-1));
+    assert_eq!(long1(&[0x00, 0x01]), Some(256));
+    assert_eq!(long1(&[1; 9]), None);
+}
+
+/// A joblib wrapper for an array of `shape` and `descr`, then `tail` after its BUILD.
+fn joblib(shape: &[u8], descr: &str, data: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut p =
+        b"\x80\x04\x8c\x13joblib.numpy_pickle\x8c\x11NumpyArrayWrapper\x93)\x81}(\x8c\x05shape("
+            .to_vec();
+    for d in shape {
+        p.extend_from_slice(&[b'K', *d]);
+    }
+    p.extend_from_slice(b"t\x8c\x05dtype\x8c\x05numpy\x8c\x05dtype\x93");
+    p.push(0x8c);
+    p.push(descr.len() as u8);
+    p.extend_from_slice(descr.as_bytes());
+    p.extend_from_slice(
+        b"\x89\x88\x87R(K\x03\x8c\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+    );
+    p.extend_from_slice(b"\x8c\x1bnumpy_array_alignment_bytesK\x10ub");
+    p.extend_from_slice(data);
+    p.extend_from_slice(tail);
+    p
+}
+
+#[test]
+fn joblib_inline_arrays_are_skipped_exactly() {
+    // 2x3 float32 = 24 bytes, after a pad-length byte of 3 and 3 pad bytes.
+    let mut data = vec![3, 0, 0, 0];
+    data.extend_from_slice(&[0x2e; 24]);
+    let clean = joblib(&[2, 3], "f4", &data, b".");
+    let out = scan(&clean);
+    assert_eq!(out.end, PickleEnd::Stop, "{:?}", out.findings);
+    assert!(out.findings.is_empty());
+    assert_eq!(out.consumed, clean.len());
+    // What follows the array bytes is scanned: here an os.system import.
+    let evil = joblib(&[2, 3], "f4", &data, b"0\x8c\x02os\x8c\x06system\x93.");
+    assert_eq!(
+        kinds(&scan(&evil)),
+        vec![(FindingKind::DangerousImport, "os.system".to_string())]
+    );
+    // Array bytes that run past the end, and a dtype whose size is unknown.
+    assert_eq!(
+        scan(&joblib(&[200, 200], "f8", &data, b".")).end,
+        PickleEnd::Truncated
+    );
+    assert!(matches!(
+        scan(&joblib(&[2], "zz", &data, b".")).end,
+        PickleEnd::Limit(_)
+    ));
+}
