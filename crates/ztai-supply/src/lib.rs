@@ -1,7 +1,15 @@
 //! Model and dataset integrity: the checks that decide whether a model file may be loaded.
 //!
-//! Today this holds the malicious model file scanner ([`scan`]); hashing, manifests and
-//! OpenSSF model signing build on the same [`scan::Blob`] seam. Engines here take bytes or a
-//! [`scan::Blob`] and return reports; walking directories and printing stay in the CLI.
+//! - [`scan`]: malicious model file scanning (pickles and everything that wraps them, headers
+//!   of data-only formats).
+//! - [`manifest`]: hashing a model directory into the manifest the OpenSSF model-signing format
+//!   signs, in parallel.
+//! - [`signing`]: signing and verifying those manifests (elliptic-curve key, certificate chain,
+//!   Sigstore bundles verified offline).
+//!
+//! Engines here take bytes, a [`scan::Blob`] or a model path and return reports; printing,
+//! progress bars and exit codes stay in the CLI.
 
+pub mod manifest;
 pub mod scan;
+pub mod signing;
