@@ -9,6 +9,7 @@ pub mod approval;
 pub mod audit;
 pub mod decision;
 pub mod finding;
+pub mod model_lifecycle;
 pub mod principal;
 pub mod resource;
 
@@ -16,5 +17,6 @@ pub use approval::DecisionStatement;
 pub use audit::{AuditRecord, CredentialEvent, CredentialOperation, FindingSummary, StageTimings};
 pub use decision::{Decision, Obligation, PolicyDecision};
 pub use finding::{Channel, Finding, FindingCategory, Severity, Span};
+pub use model_lifecycle::{IllegalTransition, ModelState, Transition};
 pub use principal::{Principal, PrincipalKind, PrincipalRef};
 pub use resource::{Action, Resource};

@@ -7,9 +7,13 @@
 //! audit writer.
 
 mod mcp;
+mod registry;
 mod sqlite;
 
 pub use mcp::{McpSessionRow, McpToolRow};
+pub use registry::{
+    ModelRow, ModelVersionRow, RevokedSignerRow, VerificationEvidence, VersionMove,
+};
 
 pub use sqlite::{
     AgentRow, ApprovalRow, ApproverKeyRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow,

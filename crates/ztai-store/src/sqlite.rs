@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -145,6 +145,42 @@ CREATE TABLE IF NOT EXISTS mcp_tools (
     approved_by TEXT,
     approved_at INTEGER,
     PRIMARY KEY (server, tool)
+);
+CREATE TABLE IF NOT EXISTS registry_models (
+    name TEXT PRIMARY KEY,
+    owners_json TEXT NOT NULL,
+    approved_uses_json TEXT NOT NULL,
+    risk_tier TEXT NOT NULL,
+    description TEXT NOT NULL,
+    fallback INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registry_versions (
+    model TEXT NOT NULL REFERENCES registry_models(name),
+    version TEXT NOT NULL,
+    state TEXT NOT NULL,
+    path TEXT NOT NULL,
+    signature_path TEXT NOT NULL,
+    upstream_model TEXT NOT NULL,
+    lineage_json TEXT NOT NULL,
+    root_digest TEXT,
+    signer_json TEXT,
+    signer_fingerprints_json TEXT NOT NULL,
+    scan_json TEXT,
+    state_reason TEXT NOT NULL,
+    registered_by TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deployed_at INTEGER,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS registry_revoked_signers (
+    fingerprint TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    revoked_by TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mcp_sessions (
     session_hash TEXT PRIMARY KEY,
