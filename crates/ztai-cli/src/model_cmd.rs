@@ -66,6 +66,15 @@ pub enum ModelCommand {
         #[command(subcommand)]
         method: VerifyMethod,
     },
+    /// The model registry on a running gateway (its admin API): models and versions, their
+    /// lineage and evidence, and the lifecycle that decides which version takes traffic
+    /// (registered → verified → approved → deployed; quarantine, revoke, retire).
+    Registry {
+        #[command(flatten)]
+        admin: crate::admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// Hash a model as signing does and print its manifest (JSON): every file's digest and the
     /// root digest. Files are hashed on every core, large files in shards with --shard-size.
     Hash {
@@ -101,6 +110,119 @@ pub struct HashingArgs {
     /// Hash files in shards of this many bytes (the format's `shards` method) instead of whole.
     #[arg(long = "shard-size")]
     pub shard_size: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Every registered model with its versions and their states.
+    List,
+    /// One model: versions, evidence, and where its traffic goes now.
+    Show { name: String },
+    /// Register a version (creating the model on first use). The paths are on the gateway's
+    /// host: the gateway reads, verifies and scans the files itself.
+    Register {
+        name: String,
+        version: String,
+        /// The model directory (or single file).
+        #[arg(long)]
+        path: String,
+        /// Its signature (Sigstore bundle from `ztai model sign` or `model_signing sign`).
+        #[arg(long)]
+        signature: String,
+        /// The model name sent upstream while this version is deployed.
+        #[arg(long = "upstream-model")]
+        upstream_model: String,
+        /// Lineage as JSON, or @FILE: datasets (manifest digests), base_model, parameters,
+        /// seeds, commit, trained_by, trained_at.
+        #[arg(long)]
+        lineage: Option<String>,
+        /// For a new model: its owners, `kind:id` (repeatable).
+        #[arg(long = "owner")]
+        owners: Vec<String>,
+        /// For a new model: what it is approved for (repeatable).
+        #[arg(long = "use")]
+        uses: Vec<String>,
+        /// For a new model: minimal, limited, high or unacceptable.
+        #[arg(long = "risk-tier", default_value = "limited")]
+        risk_tier: String,
+        /// For a new model: refuse traffic rather than fall back to the last known-good version
+        /// when the deployed one is quarantined or revoked.
+        #[arg(long = "no-fallback")]
+        no_fallback: bool,
+    },
+    /// Have the gateway verify the version's signature and scan its files: `verified` when both
+    /// pass, `quarantined` when a file is unsafe.
+    Verify {
+        name: String,
+        version: String,
+        #[command(subcommand)]
+        method: RegistryVerifyMethod,
+    },
+    /// Approve a verified version for its uses.
+    Approve {
+        name: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Route the model's traffic to this approved version (the deployed one steps back to
+    /// approved and becomes the fallback).
+    Deploy {
+        name: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Take a version out of routing at once.
+    Quarantine {
+        name: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke a version for good.
+    Revoke {
+        name: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Retire a version.
+    Retire {
+        name: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke a signing key (its hint) or certificate (its SHA-256): every version it signed is
+    /// revoked, and nothing it signs verifies again.
+    RevokeSigner {
+        fingerprint: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoked signers.
+    Signers,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryVerifyMethod {
+    Key {
+        #[arg(long = "public-key", value_name = "PEM")]
+        public_key: PathBuf,
+    },
+    Certificate {
+        #[arg(long = "certificate-chain", value_name = "PEM", required = true)]
+        certificate_chain: Vec<PathBuf>,
+    },
+    Sigstore {
+        #[arg(long = "trust-config", value_name = "JSON")]
+        trust_config: PathBuf,
+        #[arg(long)]
+        identity: String,
+        #[arg(long = "identity-provider", value_name = "URL")]
+        identity_provider: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,7 +348,161 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Sign { method } => sign(method),
         ModelCommand::Verify { method } => verify(method),
         ModelCommand::Hash { model, hashing } => hash(model, hashing),
+        ModelCommand::Registry { admin, command } => registry(&admin, command),
     }
+}
+
+fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} `{}`", path.display()))
+}
+
+#[allow(clippy::print_stdout)]
+fn registry(
+    admin: &crate::admin_client::AdminArgs,
+    command: RegistryCommand,
+) -> anyhow::Result<ExitCode> {
+    let base = "/api/v1/registry";
+    let version_path = |name: &str, version: &str, action: &str| {
+        format!("{base}/models/{name}/versions/{version}/{action}")
+    };
+    let answer = match command {
+        RegistryCommand::List => admin.call("GET", &format!("{base}/models"), None)?,
+        RegistryCommand::Show { name } => {
+            admin.call("GET", &format!("{base}/models/{name}"), None)?
+        }
+        RegistryCommand::Register {
+            name,
+            version,
+            path,
+            signature,
+            upstream_model,
+            lineage,
+            owners,
+            uses,
+            risk_tier,
+            no_fallback,
+        } => {
+            let lineage: serde_json::Value = match lineage {
+                None => json!({}),
+                Some(l) => {
+                    let text = match l.strip_prefix('@') {
+                        Some(file) => read_text(Path::new(file), "lineage file")?,
+                        None => l,
+                    };
+                    serde_json::from_str(&text)
+                        .context("--lineage must be a JSON object (or @FILE holding one)")?
+                }
+            };
+            let exists = admin
+                .call("GET", &format!("{base}/models/{name}"), None)
+                .is_ok();
+            if !exists {
+                if owners.is_empty() {
+                    anyhow::bail!("model `{name}` is new: give its owners with --owner kind:id");
+                }
+                admin.call(
+                    "POST",
+                    &format!("{base}/models"),
+                    Some(&json!({"name": name, "owners": owners, "approved_uses": uses, "risk_tier": risk_tier, "fallback": !no_fallback})),
+                )?;
+            }
+            admin.call(
+                "POST",
+                &format!("{base}/models/{name}/versions"),
+                Some(&json!({"version": version, "path": path, "signature": signature, "upstream_model": upstream_model, "lineage": lineage})),
+            )?
+        }
+        RegistryCommand::Verify {
+            name,
+            version,
+            method,
+        } => {
+            let body = match method {
+                RegistryVerifyMethod::Key { public_key } => {
+                    json!({"method": "key", "public_key": read_text(&public_key, "public key")?})
+                }
+                RegistryVerifyMethod::Certificate { certificate_chain } => {
+                    let pems = certificate_chain
+                        .iter()
+                        .map(|p| read_text(p, "certificate chain"))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    json!({"method": "certificate", "certificate_chain": pems})
+                }
+                RegistryVerifyMethod::Sigstore {
+                    trust_config,
+                    identity,
+                    identity_provider,
+                } => {
+                    let trust: serde_json::Value =
+                        serde_json::from_str(&read_text(&trust_config, "trust configuration")?)
+                            .context("the trust configuration is not JSON")?;
+                    json!({"method": "sigstore", "trust_config": trust, "identity": identity, "identity_provider": identity_provider})
+                }
+            };
+            admin.call(
+                "POST",
+                &version_path(&name, &version, "verify"),
+                Some(&body),
+            )?
+        }
+        RegistryCommand::Approve {
+            name,
+            version,
+            reason,
+        } => admin.call(
+            "POST",
+            &version_path(&name, &version, "approve"),
+            Some(&json!({"reason": reason})),
+        )?,
+        RegistryCommand::Deploy {
+            name,
+            version,
+            reason,
+        } => admin.call(
+            "POST",
+            &version_path(&name, &version, "deploy"),
+            Some(&json!({"reason": reason})),
+        )?,
+        RegistryCommand::Quarantine {
+            name,
+            version,
+            reason,
+        } => admin.call(
+            "POST",
+            &version_path(&name, &version, "quarantine"),
+            Some(&json!({"reason": reason})),
+        )?,
+        RegistryCommand::Revoke {
+            name,
+            version,
+            reason,
+        } => admin.call(
+            "POST",
+            &version_path(&name, &version, "revoke"),
+            Some(&json!({"reason": reason})),
+        )?,
+        RegistryCommand::Retire {
+            name,
+            version,
+            reason,
+        } => admin.call(
+            "POST",
+            &version_path(&name, &version, "retire"),
+            Some(&json!({"reason": reason})),
+        )?,
+        RegistryCommand::RevokeSigner {
+            fingerprint,
+            reason,
+        } => admin.call(
+            "POST",
+            &format!("{base}/signers/revoke"),
+            Some(&json!({"fingerprint": fingerprint, "reason": reason})),
+        )?,
+        RegistryCommand::Signers => admin.call("GET", &format!("{base}/signers"), None)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--ignore-paths` as the reference tool reads them: relative to the current directory,

@@ -25,6 +25,7 @@ mod approvals;
 mod approver_keys;
 mod documents;
 mod mcp_tools;
+mod registry;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -66,6 +67,28 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/documents/{document_id}",
             get(documents::show).delete(documents::delete),
+        )
+        .route(
+            "/api/v1/registry/models",
+            get(registry::list).post(registry::create),
+        )
+        .route("/api/v1/registry/models/{name}", get(registry::show))
+        .route(
+            "/api/v1/registry/models/{name}/versions",
+            post(registry::register_version),
+        )
+        .route(
+            "/api/v1/registry/models/{name}/versions/{version}/verify",
+            post(registry::verify),
+        )
+        .route(
+            "/api/v1/registry/models/{name}/versions/{version}/{action}",
+            post(registry::transition),
+        )
+        .route("/api/v1/registry/signers", get(registry::revoked_signers))
+        .route(
+            "/api/v1/registry/signers/revoke",
+            post(registry::revoke_signer),
         )
         .route("/api/v1/mcp/tools", get(mcp_tools::list))
         .route(

@@ -327,6 +327,8 @@ struct RawModel {
     requests_per_minute: Option<u32>,
     tokens_per_minute: Option<u32>,
     classification: Option<String>,
+    #[serde(default)]
+    registry: bool,
 }
 
 /// `[[network_zones]]`: a named set of address ranges policy sees as `context.network_zone`.
@@ -577,6 +579,9 @@ pub struct ModelConfig {
     pub tokens_per_minute: Option<u32>,
     /// What the model may see, as policy reads it (`context.data_classification`); "" if unset.
     pub classification: String,
+    /// Routed through the model registry: traffic goes only to the registered version that is
+    /// deployed (verified, scan-clean, approved), and `upstream_model` comes from that version.
+    pub registry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1666,6 +1671,7 @@ impl Config {
                 groups: m.groups,
                 requests_per_minute: m.requests_per_minute,
                 tokens_per_minute: m.tokens_per_minute,
+                registry: m.registry,
             });
         }
         if models.is_empty() {

@@ -32,6 +32,8 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     NotFound(String),
     Conflict(String),
+    /// A registry-gated model has no version that may take traffic (quarantined, revoked…).
+    ModelUnavailable(String),
 }
 
 impl GatewayError {
@@ -46,7 +48,9 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::StageFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::AuditUnavailable(_) | GatewayError::ModelUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
@@ -66,7 +70,9 @@ impl GatewayError {
             | GatewayError::RequestTimeout(_)
             | GatewayError::Conflict(_) => "invalid_request_error",
             GatewayError::RateLimited { .. } => "rate_limit_error",
-            GatewayError::StageFailed { .. } | GatewayError::AuditUnavailable(_) => "server_error",
+            GatewayError::StageFailed { .. }
+            | GatewayError::AuditUnavailable(_)
+            | GatewayError::ModelUnavailable(_) => "server_error",
             GatewayError::UpstreamFailed(_) | GatewayError::UpstreamTimeout(_) => "upstream_error",
         }
     }
@@ -93,6 +99,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed(_) => "upstream_failed",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::Conflict(_) => "conflict",
+            GatewayError::ModelUnavailable(_) => "model_unavailable",
         }
     }
 
@@ -109,7 +116,8 @@ impl GatewayError {
             | GatewayError::AuditUnavailable(m)
             | GatewayError::UpstreamFailed(m)
             | GatewayError::UpstreamTimeout(m)
-            | GatewayError::Conflict(m) => m,
+            | GatewayError::Conflict(m)
+            | GatewayError::ModelUnavailable(m) => m,
             GatewayError::RateLimited { message, .. } => message,
             GatewayError::StageFailed { message, .. } => message,
         }

@@ -19,6 +19,7 @@ mod jwt;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+mod model_gate;
 pub mod proxy;
 mod record;
 mod retrieval;

@@ -950,8 +950,30 @@ async fn forward(
             stage: "gateway",
             message: format!("model `{}` names a missing upstream", model.name),
         })?;
+    // The deployment gate: a registry-gated model goes only to its deployed version.
+    let upstream_model = if model.registry {
+        match gw.model_routes.load().route(&model.name) {
+            crate::model_gate::Route::To {
+                version,
+                upstream_model,
+                fallback,
+            } => {
+                trace.obligations_done.push(if fallback {
+                    format!("model_version:{version}:fallback")
+                } else {
+                    format!("model_version:{version}")
+                });
+                upstream_model
+            }
+            crate::model_gate::Route::Refused(why) => {
+                return Err(GatewayError::ModelUnavailable(why));
+            }
+        }
+    } else {
+        model.upstream_model.clone()
+    };
     if let Some(obj) = parsed.body.as_object_mut() {
-        obj.insert("model".into(), Value::String(model.upstream_model.clone()));
+        obj.insert("model".into(), Value::String(upstream_model));
     }
     let leak_checks = (op == Operation::Chat).then(|| prompt_leak_checks(gw, &mut parsed.body));
     let out_bytes = serde_json::to_vec(&parsed.body).map_err(|e| GatewayError::StageFailed {

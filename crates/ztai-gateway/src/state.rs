@@ -92,6 +92,8 @@ pub struct Gateway {
     pub(crate) client: HttpClient,
     pub(crate) upstream_auth: HashMap<String, Option<HeaderValue>>,
     pub(crate) models: HashMap<String, ModelConfig>,
+    /// Where registry-gated models' traffic goes (the deployment gate).
+    pub(crate) model_routes: ArcSwap<crate::model_gate::ModelRoutes>,
     /// Control-plane store connection (keys, policy versions, audit queries).
     pub(crate) store: Mutex<Store>,
     /// The MCP servers fronted at `/mcp/{server}` and the session key.
@@ -149,6 +151,7 @@ impl Gateway {
         }
         let delegation = crate::delegation::Delegation::load(&config.data_dir, &store)?;
         let (documents, documents_version) = crate::documents::load(&config, &store)?;
+        let model_routes = crate::model_gate::ModelRoutes::load(&store)?;
         let signature = dir_signature(&config.policy_dir);
         let engine =
             PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
@@ -221,6 +224,7 @@ impl Gateway {
             policy: ArcSwap::from_pointee(engine),
             policy_version: std::sync::atomic::AtomicI64::new(version),
             documents: ArcSwap::from_pointee(documents),
+            model_routes: ArcSwap::from_pointee(model_routes),
             documents_version: std::sync::atomic::AtomicI64::new(documents_version),
             keys: RwLock::new(keys),
             jwt,
@@ -256,6 +260,16 @@ impl Gateway {
         let (documents, version) = crate::documents::load(&self.config, store)?;
         self.documents.store(Arc::new(documents));
         self.documents_version.store(version, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rebuilds the deployment gate's routes from the registry.
+    pub(crate) fn refresh_model_routes(
+        &self,
+        store: &ztai_store::Store,
+    ) -> Result<(), ztai_store::StoreError> {
+        let routes = crate::model_gate::ModelRoutes::load(store)?;
+        self.model_routes.store(Arc::new(routes));
         Ok(())
     }
 
@@ -356,6 +370,10 @@ impl Gateway {
                 if let Err(e) = gw.refresh_documents(&store, false) {
                     gw.metrics.fail("documents");
                     tracing::error!(error = %e, "cannot re-read the documents registry; the last known catalogue stays in force");
+                }
+                if let Err(e) = gw.refresh_model_routes(&store) {
+                    gw.metrics.fail("model_registry");
+                    tracing::error!(error = %e, "cannot re-read the model registry; the last known routes stay in force");
                 }
                 gw.delegation.refresh(&store)
             })

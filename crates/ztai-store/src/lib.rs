@@ -39,4 +39,7 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// A change the rules do not allow in the current state (the message says why).
+    #[error("{0}")]
+    Refused(String),
 }
