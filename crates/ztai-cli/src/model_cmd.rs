@@ -75,6 +75,17 @@ pub enum ModelCommand {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Make an elliptic-curve key pair for `sign key` (PKCS#8 private key, SubjectPublicKeyInfo
+    /// public key, both PEM). Existing files are never overwritten.
+    Keygen {
+        #[arg(long = "private-key", value_name = "PEM")]
+        private_key: PathBuf,
+        #[arg(long = "public-key", value_name = "PEM")]
+        public_key: PathBuf,
+        /// p256 or p384.
+        #[arg(long, default_value = "p256")]
+        curve: String,
+    },
     /// Hash a model as signing does and print its manifest (JSON): every file's digest and the
     /// root digest. Files are hashed on every core, large files in shards with --shard-size.
     Hash {
@@ -348,8 +359,56 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Sign { method } => sign(method),
         ModelCommand::Verify { method } => verify(method),
         ModelCommand::Hash { model, hashing } => hash(model, hashing),
+        ModelCommand::Keygen {
+            private_key,
+            public_key,
+            curve,
+        } => keygen(&private_key, &public_key, &curve),
         ModelCommand::Registry { admin, command } => registry(&admin, command),
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn keygen(private_key: &Path, public_key: &Path, curve: &str) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let alg = match curve {
+        "p256" => &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        "p384" => &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        other => anyhow::bail!("unknown curve `{other}`; use p256 or p384"),
+    };
+    for p in [private_key, public_key] {
+        if p.exists() {
+            anyhow::bail!("`{}` exists; keygen never overwrites a key", p.display());
+        }
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
+        .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    let key = SigningKey::from_pem(pem.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(private_key)
+        .with_context(|| format!("cannot create `{}`", private_key.display()))?;
+    file.write_all(pem.as_bytes())?;
+    std::fs::write(public_key, key.public_key().to_pem())
+        .with_context(|| format!("cannot write `{}`", public_key.display()))?;
+    println!(
+        "wrote {} (private, mode 600) and {}; key hint {}",
+        private_key.display(),
+        public_key.display(),
+        key.public_key().hint()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {

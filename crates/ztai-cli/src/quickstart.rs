@@ -257,6 +257,15 @@ upstream_model = "standin-echo"
 groups = ["standard"]
 requests_per_minute = 3
 
+# Routed through the model registry: only a version the gateway verified (signature and
+# malicious-file scan), that was approved and deployed, takes traffic; quarantining it moves
+# traffic to the last known-good version at once (README: "Models you can trust").
+[[models]]
+name = "echo-gated"
+upstream = "standin"
+groups = ["standard"]
+registry = true
+
 # Every request to this model waits for an approver (policies/approvals.cedar).
 [[models]]
 name = "echo-sensitive"

@@ -81,7 +81,10 @@ fn requests_are_allowed_redacted_refused_and_recorded() {
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids, vec!["echo-limited", "echo-sensitive", "echo-small"]);
+    assert_eq!(
+        ids,
+        vec!["echo-gated", "echo-limited", "echo-sensitive", "echo-small"]
+    );
 
     // The demo key cannot use the admin API; the admin token can.
     assert_eq!(
