@@ -346,29 +346,6 @@ impl Scan<'_> {
         }
     }
 
-    /// Reads a whole blob into memory, within the member limit.
-    fn whole(&mut self, location: &str, blob: &dyn Blob) -> Option<Vec<u8>> {
-        if blob.len() > self.options.max_member_bytes {
-            self.incomplete(
-                location,
-                format!(
-                    "{} bytes is over the {}-byte limit for a member read into memory",
-                    blob.len(),
-                    self.options.max_member_bytes
-                ),
-            );
-            return None;
-        }
-        let mut all = vec![0; usize::try_from(blob.len()).unwrap_or(0)];
-        match blob.read_at(0, &mut all) {
-            Ok(()) => Some(all),
-            Err(e) => {
-                self.incomplete(location, format!("could not be read: {e}"));
-                None
-            }
-        }
-    }
-
     /// Decompresses a stream within the member and total limits.
     fn inflate(&mut self, location: &str, reader: &mut dyn Read) -> Option<Vec<u8>> {
         let room = self.options.max_member_bytes.min(
@@ -481,37 +458,51 @@ impl Scan<'_> {
         head: &[u8],
         depth: usize,
     ) -> &'static str {
-        let first = pickle::run(head, &self.options.allowlist);
-        let whole_in_head = head.len() as u64 == blob.len();
-        let owned;
-        let bytes: &[u8] = if first.end == pickle::PickleEnd::Truncated
-            && !whole_in_head
-            && looks_like_pickle(head, &first)
-        {
-            match self.whole(location, blob) {
-                Some(all) => {
-                    owned = all;
-                    &owned
-                }
-                None => return "pickle",
-            }
-        } else if first.end == pickle::PickleEnd::Stop && !whole_in_head {
-            // More pickles may follow the first one.
-            match self.whole(location, blob) {
-                Some(all) => {
-                    owned = all;
-                    &owned
-                }
-                None => return "pickle",
-            }
-        } else {
-            head
-        };
+        // The bytes are read in a window that grows only while a pickle runs past its end, so
+        // a legacy checkpoint's gigabytes of tensor data after its pickles are never read.
+        let mut window: Vec<u8> = head.to_vec();
         let mut offset = 0usize;
         let mut runs = 0usize;
         loop {
-            let rest = bytes.get(offset..).unwrap_or_default();
+            let rest = window.get(offset..).unwrap_or_default();
             let outcome = pickle::run(rest, &self.options.allowlist);
+            let more = (window.len() as u64) < blob.len();
+            // A first pickle is followed wherever it goes; later ones only when they start like
+            // a pickle, so tensor bytes that happen to parse for a while are not chased.
+            let candidate = if runs == 0 {
+                outcome.opcodes > 0 || looks_like_pickle(rest, &outcome)
+            } else {
+                matches!(rest, [0x80, 0..=5, ..])
+            };
+            let wants_more = rest.len() < 2
+                || (outcome.end == pickle::PickleEnd::Truncated && candidate)
+                || (outcome.end == pickle::PickleEnd::Stop
+                    && offset + outcome.consumed == window.len());
+            if more && wants_more {
+                let target = (window.len() as u64)
+                    .saturating_mul(4)
+                    .max(1 << 20)
+                    .min(blob.len());
+                if target > self.options.max_member_bytes {
+                    self.incomplete(
+                        location,
+                        format!(
+                            "a pickle runs past {} bytes, the limit for a member read into memory",
+                            self.options.max_member_bytes
+                        ),
+                    );
+                    return "pickle";
+                }
+                let start = window.len();
+                window.resize(usize::try_from(target).unwrap_or(start), 0);
+                if let Err(e) =
+                    blob.read_at(start as u64, window.get_mut(start..).unwrap_or_default())
+                {
+                    self.incomplete(location, format!("could not be read: {e}"));
+                    return "pickle";
+                }
+                continue;
+            }
             let is_pickle = !outcome.findings.is_empty()
                 || outcome.end == pickle::PickleEnd::Stop
                 || (runs == 0 && looks_like_pickle(rest, &outcome));
@@ -525,12 +516,12 @@ impl Scan<'_> {
                     }
                     return "data";
                 }
-                if !rest.is_empty() {
+                let trailing = blob.len().saturating_sub(offset as u64);
+                if trailing > 0 {
                     self.note(
                         location,
                         format!(
-                            "{} bytes after the last pickle are not a pickle (tensor data)",
-                            rest.len()
+                            "{trailing} bytes after the last pickle are not a pickle (tensor data)"
                         ),
                     );
                 }
@@ -583,7 +574,7 @@ impl Scan<'_> {
                 }
             }
             offset += outcome.consumed;
-            if offset >= bytes.len() {
+            if offset as u64 >= blob.len() {
                 return "pickle";
             }
         }

@@ -508,3 +508,34 @@ proptest::proptest! {
         let _ = scan("fuzz.onnx", &bytes);
     }
 }
+
+#[test]
+fn a_legacy_checkpoint_reads_its_pickles_not_its_tensor_bytes() {
+    /// Counts the bytes read, to show the tensor data is never touched.
+    struct Counting<'a>(&'a [u8], std::cell::Cell<u64>);
+    impl Blob for Counting<'_> {
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.1.set(self.1.get() + buf.len() as u64);
+            (&self.0).read_at(offset, buf)
+        }
+    }
+    let mut legacy = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.".to_vec();
+    legacy.extend_from_slice(BENIGN);
+    // 64 MiB of "tensor data" that starts with bytes no pickle starts with.
+    legacy.extend(std::iter::repeat_n(0u8, 64 << 20));
+    let blob = Counting(&legacy, std::cell::Cell::new(0));
+    let report = scan_blob("old.bin", &blob, &ScanOptions::default());
+    assert_eq!((report.verdict, report.pickles), (Verdict::Clean, 2));
+    assert!(blob.1.get() < 8 << 20, "read {} bytes", blob.1.get());
+    // A payload in a later pickle deep in the file is still reached.
+    let mut late = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.".to_vec();
+    late.extend_from_slice(b"\x80\x02B\x00\x00\x10\x00");
+    late.extend(std::iter::repeat_n(7u8, 1 << 20));
+    late.extend_from_slice(b"0.");
+    late.extend_from_slice(EVIL);
+    let report = scan("late.bin", &late);
+    assert_eq!(report.verdict, Verdict::Unsafe, "{report:?}");
+}
