@@ -112,3 +112,18 @@ def test_both_tools_refuse_every_tampering(method, signer, model, tmp_path):
     # Back to the original: both accept again.
     assert ztai_verify(method, model, sig).returncode == 0
     assert ref_verify(method, model, sig).returncode == 0
+
+
+def test_single_file_models_interoperate(tmp_path):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(os.urandom(100_000))
+    for signer, verifier in [(ztai_sign, ref_verify), (ref_sign, ztai_verify)]:
+        sig = tmp_path / f"{signer.__name__}.sig"
+        assert signer("key", model, sig).returncode == 0
+        out = verifier("key", model, sig)
+        assert out.returncode == 0, out.stdout + out.stderr
+    with model.open("ab") as f:
+        f.write(b"x")
+    ours = ztai_verify("key", model, tmp_path / "ref_sign.sig")
+    assert ours.returncode == 1 and "changed: the model file" in ours.stderr, ours.stderr
+    assert ref_verify("key", model, tmp_path / "ztai_sign.sig").returncode != 0

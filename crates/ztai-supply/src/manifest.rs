@@ -407,16 +407,23 @@ impl Manifest {
 
     /// What differs from `expected`, one line per file: extra, missing, changed.
     pub fn differences(&self, expected: &Manifest) -> Vec<String> {
+        let name = |k: &ItemKey| {
+            if k.parts.is_empty() && k.shard.is_none() {
+                "the model file".to_string()
+            } else {
+                k.name()
+            }
+        };
         let mut out = Vec::new();
         for (k, d) in &self.items {
             match expected.items.get(k) {
                 None => out.push(format!(
                     "extra file not covered by the signature: {}",
-                    k.name()
+                    name(k)
                 )),
                 Some(e) if e != d => out.push(format!(
                     "changed: {} (signed {} {}, found {})",
-                    k.name(),
+                    name(k),
                     e.algorithm.name(),
                     hex::encode(&e.value),
                     hex::encode(&d.value)
@@ -426,7 +433,7 @@ impl Manifest {
         }
         for k in expected.items.keys() {
             if !self.items.contains_key(k) {
-                out.push(format!("missing file the signature covers: {}", k.name()));
+                out.push(format!("missing file the signature covers: {}", name(k)));
             }
         }
         out
