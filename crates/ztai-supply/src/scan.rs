@@ -347,7 +347,17 @@ impl Scan<'_> {
     }
 
     /// Decompresses a stream within the member and total limits.
-    fn inflate(&mut self, location: &str, reader: &mut dyn Read) -> Option<Vec<u8>> {
+    ///
+    /// A stream that breaks part-way is reported incomplete, and what came out before the break
+    /// is still scanned: a loader reading through the decompressor would have run it. With
+    /// `quiet_if_nothing`, a stream that yields nothing at all is not reported (the bytes only
+    /// looked like a compressed stream).
+    fn inflate(
+        &mut self,
+        location: &str,
+        reader: &mut dyn Read,
+        quiet_if_nothing: bool,
+    ) -> Option<Vec<u8>> {
         let room = self.options.max_member_bytes.min(
             self.options
                 .max_total_bytes
@@ -368,9 +378,14 @@ impl Scan<'_> {
                 self.decompressed += out.len() as u64;
                 Some(out)
             }
+            Err(_) if out.is_empty() && quiet_if_nothing => None,
             Err(e) => {
-                self.incomplete(location, format!("could not be decompressed: {e}"));
-                None
+                self.incomplete(
+                    location,
+                    format!("could not be decompressed past byte {}: {e}", out.len()),
+                );
+                self.decompressed += out.len() as u64;
+                (!out.is_empty()).then_some(out)
             }
         }
     }
@@ -411,23 +426,33 @@ impl Scan<'_> {
                         self.inflate(
                             location,
                             &mut flate2::read::MultiGzDecoder::new(&mut reader),
+                            false,
                         ),
                         "gzip",
                     ),
                     Kind::Zlib => (
-                        self.inflate(location, &mut flate2::read::ZlibDecoder::new(&mut reader)),
+                        self.inflate(
+                            location,
+                            &mut flate2::read::ZlibDecoder::new(&mut reader),
+                            true,
+                        ),
                         "zlib",
                     ),
                     _ => (
-                        self.inflate(location, &mut bzip2_reader(&mut reader)),
+                        self.inflate(location, &mut bzip2_reader(&mut reader), false),
                         "bzip2",
                     ),
                 };
-                if let Some(inner) = inner {
-                    let inner_location = format!("{location}!{name}");
-                    self.blob(&inner_location, &inner, depth + 1);
+                match inner {
+                    Some(inner) => {
+                        let inner_location = format!("{location}!{name}");
+                        self.blob(&inner_location, &inner, depth + 1);
+                        name
+                    }
+                    // Two bytes that look like a zlib header are not enough to call it one.
+                    None if kind == Kind::Zlib => self.pickles(location, blob, &head, depth),
+                    None => name,
                 }
-                name
             }
             Kind::Npy => {
                 formats::npy(self, location, blob, &head);
@@ -651,7 +676,7 @@ impl Scan<'_> {
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "?".into());
             let inner = format!("{location}!{name}");
-            if let Some(bytes) = self.inflate(&inner, &mut entry) {
+            if let Some(bytes) = self.inflate(&inner, &mut entry, false) {
                 self.blob(&inner, &bytes, depth + 1);
             }
         }

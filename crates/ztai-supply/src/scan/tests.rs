@@ -539,3 +539,30 @@ fn a_legacy_checkpoint_reads_its_pickles_not_its_tensor_bytes() {
     let report = scan("late.bin", &late);
     assert_eq!(report.verdict, Verdict::Unsafe, "{report:?}");
 }
+
+#[test]
+fn a_broken_stream_is_incomplete_but_what_came_out_is_scanned() {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(EVIL).unwrap_or_default();
+    z.write_all(&[0u8; 4096]).unwrap_or_default();
+    let mut stream = z.finish().unwrap_or_default();
+    let cut = stream.len() - 6;
+    stream.truncate(cut);
+    stream.extend_from_slice(&[0xff; 6]);
+    let report = scan("model.joblib", &stream);
+    assert_eq!(report.verdict, Verdict::Unsafe, "{report:?}");
+    assert!(
+        report
+            .incomplete
+            .iter()
+            .any(|i| i.contains("could not be decompressed")),
+        "{report:?}"
+    );
+    // Text that merely starts like a zlib header ("x^") is data, not a broken stream.
+    let report = scan("notes.txt", b"x^2 + y^2 = r^2\n");
+    assert_eq!(
+        (report.verdict, report.format),
+        (Verdict::Clean, "data"),
+        "{report:?}"
+    );
+}

@@ -348,7 +348,7 @@ pub(super) fn scan(scan: &mut Scan<'_>, location: &str, blob: &dyn Blob, depth: 
                     pos: 0,
                 };
                 let mut inflater = flate2::read::DeflateDecoder::new(&mut reader);
-                if let Some(bytes) = scan.inflate(&member, &mut inflater) {
+                if let Some(bytes) = scan.inflate(&member, &mut inflater, false) {
                     scan.blob(&member, &bytes, depth + 1);
                 }
             }
