@@ -708,8 +708,10 @@ fn sniff(head: &[u8], len: u64, location: &str) -> Kind {
     if starts(b"BZh") && head.get(3).is_some_and(|d| (b'1'..=b'9').contains(d)) {
         return Kind::Bzip2;
     }
+    // A zlib header: deflate with a 32 KiB window, a valid check value, no preset dictionary.
     if let [0x78, flag, ..] = head
         && (u16::from(0x78u8) << 8 | u16::from(*flag)) % 31 == 0
+        && *flag & 0x20 == 0
     {
         return Kind::Zlib;
     }
