@@ -218,14 +218,18 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryVerifyMethod {
+    /// Signed with an elliptic-curve key: this is its public key.
     Key {
         #[arg(long = "public-key", value_name = "PEM")]
         public_key: PathBuf,
     },
+    /// Signed with a certificate: these are the trusted roots (and intermediates).
     Certificate {
         #[arg(long = "certificate-chain", value_name = "PEM", required = true)]
         certificate_chain: Vec<PathBuf>,
     },
+    /// Signed with Sigstore: verified offline against this trust configuration, for this
+    /// identity and OIDC issuer.
     Sigstore {
         #[arg(long = "trust-config", value_name = "JSON")]
         trust_config: PathBuf,
