@@ -429,6 +429,14 @@ fn registry(
     let version_path = |name: &str, version: &str, action: &str| {
         format!("{base}/models/{name}/versions/{version}/{action}")
     };
+    // A lifecycle move: `approve`, `deploy`, `quarantine`, `revoke` or `retire`, with its reason.
+    let lifecycle = |name: &str, version: &str, action: &str, reason: &str| {
+        admin.call(
+            "POST",
+            &version_path(name, version, action),
+            Some(&json!({"reason": reason})),
+        )
+    };
     let answer = match command {
         RegistryCommand::List => admin.call("GET", &format!("{base}/models"), None)?,
         RegistryCommand::Show { name } => {
@@ -513,47 +521,27 @@ fn registry(
             name,
             version,
             reason,
-        } => admin.call(
-            "POST",
-            &version_path(&name, &version, "approve"),
-            Some(&json!({"reason": reason})),
-        )?,
+        } => lifecycle(&name, &version, "approve", &reason)?,
         RegistryCommand::Deploy {
             name,
             version,
             reason,
-        } => admin.call(
-            "POST",
-            &version_path(&name, &version, "deploy"),
-            Some(&json!({"reason": reason})),
-        )?,
+        } => lifecycle(&name, &version, "deploy", &reason)?,
         RegistryCommand::Quarantine {
             name,
             version,
             reason,
-        } => admin.call(
-            "POST",
-            &version_path(&name, &version, "quarantine"),
-            Some(&json!({"reason": reason})),
-        )?,
+        } => lifecycle(&name, &version, "quarantine", &reason)?,
         RegistryCommand::Revoke {
             name,
             version,
             reason,
-        } => admin.call(
-            "POST",
-            &version_path(&name, &version, "revoke"),
-            Some(&json!({"reason": reason})),
-        )?,
+        } => lifecycle(&name, &version, "revoke", &reason)?,
         RegistryCommand::Retire {
             name,
             version,
             reason,
-        } => admin.call(
-            "POST",
-            &version_path(&name, &version, "retire"),
-            Some(&json!({"reason": reason})),
-        )?,
+        } => lifecycle(&name, &version, "retire", &reason)?,
         RegistryCommand::RevokeSigner {
             fingerprint,
             reason,
