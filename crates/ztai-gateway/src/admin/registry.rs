@@ -333,13 +333,16 @@ fn verifier(req: VerifyRequest) -> Result<ztai_supply::signing::Verifier, Gatewa
     })
 }
 
-/// Every regular file under `root` (or `root` itself).
+/// Every regular file under `root` (or `root` itself). Links to files are followed (what a
+/// loader would read is what gets scanned); links to directories are not, so a loop cannot trap
+/// the walk.
 fn files_under(root: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&p)?;
-        if meta.is_dir() {
+        let link = std::fs::symlink_metadata(&p)?.file_type().is_symlink();
+        let meta = std::fs::metadata(&p)?;
+        if meta.is_dir() && !(link && p != root) {
             for e in std::fs::read_dir(&p)? {
                 stack.push(e?.path());
             }
