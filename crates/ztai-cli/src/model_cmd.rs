@@ -374,7 +374,6 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
 
 #[allow(clippy::print_stdout)]
 fn keygen(private_key: &Path, public_key: &Path, curve: &str) -> anyhow::Result<ExitCode> {
-    use base64::Engine;
     let alg = match curve {
         "p256" => &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
         "p384" => &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
@@ -388,13 +387,7 @@ fn keygen(private_key: &Path, public_key: &Path, curve: &str) -> anyhow::Result<
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
         .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let pem = ztai_supply::signing::pem_encode("PRIVATE KEY", pkcs8.as_ref());
     let key = SigningKey::from_pem(pem.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

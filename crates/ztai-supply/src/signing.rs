@@ -274,7 +274,8 @@ impl PublicKey {
     }
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
+/// PEM text with 64-character lines, as OpenSSL and Python's `cryptography` write it.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = B64.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {

@@ -90,24 +90,10 @@ pub struct SigstoreVerifier {
     issuer: String,
 }
 
+/// Unix seconds of an RFC 3339 time (`validFor` bounds in the trusted root).
 fn timestamp(v: Option<&Value>) -> Option<i64> {
-    let s = v?.as_str()?;
-    // RFC 3339 without external crates: YYYY-MM-DDTHH:MM:SS[.fff]Z
-    let date = s.get(..10)?;
-    let time = s.get(11..19)?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let t = humantime::parse_rfc3339(v?.as_str()?).ok()?;
+    i64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 fn b64(v: Option<&Value>) -> Option<Vec<u8>> {
