@@ -59,8 +59,13 @@ enum Command {
         /// quickstart.env has it as ZTAI_EGRESS_PROXY).
         #[arg(long, default_value = "127.0.0.1:0")]
         egress_listen: String,
+        /// How redacted values are replaced: `[EMAIL]` (placeholder), `[EMAIL_1]` (numbered),
+        /// `****` (mask), `[EMAIL:1a2b3c4d]` (hash) or `[EMAIL:tok_…]` (token: the session's
+        /// own user can get it back with `POST /v1/reveal`, as far as policy allows).
+        #[arg(long, default_value = "placeholder", value_parser = ["placeholder", "numbered", "mask", "hash", "token"])]
+        redaction: String,
     },
-    /// Run the gateway from a configuration file (see docs/configuration.md).
+    /// Run the gateway from a configuration file (every key, commented: examples/ztai.toml).
     Serve {
         #[arg(long, short, default_value = "ztai.toml")]
         config: PathBuf,
@@ -480,6 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin_listen,
             standin_listen,
             egress_listen,
+            redaction,
         } => {
             init_logging();
             runtime()?.block_on(quickstart::up(quickstart::UpArgs {
@@ -488,6 +494,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin_listen,
                 standin_listen,
                 egress_listen,
+                redaction,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -75,7 +75,8 @@ pub struct QuestionArgs {
     /// Who the principal acts for, outermost first, e.g. `user:alice`.
     #[arg(long, value_delimiter = ',')]
     on_behalf_of: Vec<String>,
-    /// A Cedar action id: invoke, list_model, call_tool, read_document, egress, delegate, admin.
+    /// A Cedar action id: invoke, list_model, call_tool, read_document, egress, delegate, approve,
+    /// admin, reveal.
     #[arg(long)]
     action: String,
     /// The resource as kind:id, e.g. `model:echo-small`, `tool:orders.lookup`.

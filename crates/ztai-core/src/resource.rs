@@ -22,6 +22,8 @@ pub enum Action {
     Delegate,
     /// Any control-plane change or read through the admin API.
     Admin,
+    /// See back the values behind a redaction session's tokens (`POST /v1/reveal`).
+    Reveal,
 }
 
 impl Action {
@@ -36,13 +38,14 @@ impl Action {
             Action::Approve => "approve",
             Action::Delegate => "delegate",
             Action::Admin => "admin",
+            Action::Reveal => "reveal",
         }
     }
 }
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Invoke,
         Action::ListModel,
         Action::CallTool,
@@ -51,6 +54,7 @@ impl Action {
         Action::Approve,
         Action::Delegate,
         Action::Admin,
+        Action::Reveal,
     ];
 
     /// The action with this Cedar id.

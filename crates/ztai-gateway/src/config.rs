@@ -130,6 +130,9 @@ struct RawInspect {
     dictionaries: Vec<RawDictionary>,
     link_allowlist: Option<Vec<String>>,
     canary: Option<bool>,
+    redaction: Option<String>,
+    redaction_session_ttl_secs: Option<u64>,
+    redaction_max_sessions: Option<usize>,
 }
 
 /// `[[inspect.dictionaries]]`: a custom term list, inline or in a file.
@@ -605,6 +608,13 @@ pub struct InspectConfig {
     pub canary: bool,
     pub block_output: Vec<FindingCategory>,
     pub stream_window_bytes: usize,
+    /// How redacted values are replaced (input obligations and output redaction alike).
+    pub redaction: ztai_inspect::Replacement,
+    /// A redaction session (numbering, hash key, token vault) is forgotten this long after its
+    /// last use...
+    pub redaction_session_ttl: Duration,
+    /// ...or when this many newer sessions exist.
+    pub redaction_max_sessions: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1161,6 +1171,35 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             link_allowlist: raw.inspect.link_allowlist.unwrap_or_default(),
             canary: raw.inspect.canary.unwrap_or(false),
+            redaction: match raw.inspect.redaction.as_deref() {
+                None => ztai_inspect::Replacement::Placeholder,
+                Some(s) => ztai_inspect::Replacement::parse(s).ok_or_else(|| {
+                    err(
+                        "inspect.redaction",
+                        format!(
+                            "`{s}` is not a redaction mode; use {}",
+                            ztai_inspect::Replacement::NAMES
+                        ),
+                    )
+                })?,
+            },
+            redaction_session_ttl: match raw.inspect.redaction_session_ttl_secs {
+                None => Duration::from_secs(3600),
+                Some(0) => {
+                    return Err(err(
+                        "inspect.redaction_session_ttl_secs",
+                        "must be at least 1 second",
+                    ));
+                }
+                Some(s) => Duration::from_secs(s),
+            },
+            redaction_max_sessions: match raw.inspect.redaction_max_sessions {
+                None => 10_000,
+                Some(0) => {
+                    return Err(err("inspect.redaction_max_sessions", "must be at least 1"));
+                }
+                Some(n) => n,
+            },
         };
 
         let pseudonymise = raw.audit.pseudonymise.unwrap_or_default();
@@ -1794,6 +1833,8 @@ groups = ["standard"]
         );
         assert_eq!(c.inspect.output_min_severity, Severity::Medium);
         assert!(!c.inspect.canary && c.inspect.link_allowlist.is_empty());
+        assert_eq!(c.inspect.redaction, ztai_inspect::Replacement::Placeholder);
+        assert_eq!(c.inspect.redaction_session_ttl, Duration::from_secs(3600));
     }
 
     fn error_of(text: &str) -> ConfigError {
@@ -1803,6 +1844,18 @@ groups = ["standard"]
     #[test]
     fn every_error_names_its_key() {
         let cases = [
+            (
+                format!("{MINIMAL}\n[inspect]\nredaction = \"shred\""),
+                "inspect.redaction",
+            ),
+            (
+                format!("{MINIMAL}\n[inspect]\nredaction_session_ttl_secs = 0"),
+                "inspect.redaction_session_ttl_secs",
+            ),
+            (
+                format!("{MINIMAL}\n[inspect]\nredaction_max_sessions = 0"),
+                "inspect.redaction_max_sessions",
+            ),
             (
                 format!("{MINIMAL}\n[server]\nlisten = \"nowhere\""),
                 "server.listen",

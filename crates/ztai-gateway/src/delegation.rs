@@ -518,6 +518,12 @@ fn right_of<'r>(
         Resource::Tool(_) => "tool",
         Resource::Document(_) | Resource::Dataset(_) => "document",
         Resource::Destination(_) => "destination",
+        Resource::Api(_) if action == Action::Reveal => {
+            return Err(deny(
+                policy,
+                "an agent never sees back redacted values; the user it acts for can, with their own credential (`POST /v1/reveal`)".into(),
+            ));
+        }
         Resource::Api(_) => {
             return Err(deny(
                 policy,

@@ -22,6 +22,7 @@ pub mod metrics;
 mod model_gate;
 pub mod proxy;
 mod record;
+pub mod redaction;
 mod retrieval;
 pub mod server;
 pub mod sse;

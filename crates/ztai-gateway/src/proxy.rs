@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
 use ztai_core::{Action, Channel, Finding, FindingCategory, Obligation, Principal, Resource};
-use ztai_inspect::{StreamRedactor, redact};
+use ztai_inspect::StreamRedactor;
 use ztai_policy::{Permit, RequestContext, Verdict};
 
 /// Which OpenAI endpoint.
@@ -695,6 +695,11 @@ async fn pipeline(
         .headers()
         .get(crate::approvals::TICKET_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let session = gw.redaction.open(
+        &crate::redaction::owner_of(principal),
+        req.headers().get(crate::redaction::SESSION_HEADER),
+        now,
+    )?;
     let bytes = read_body(gw, req).await?;
     trace.request_digest = hex::encode(Sha256::digest(&bytes));
     let mut parsed = parse_request(op, &bytes)?;
@@ -834,7 +839,12 @@ async fn pipeline(
                     if f.iter()
                         .any(|x| cats.is_empty() || cats.contains(&x.category))
                     {
-                        write_text(&mut parsed.body, slot, redact(text, f, &cats));
+                        let redacted = session
+                            .redactor
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .redact(text, f, &cats);
+                        write_text(&mut parsed.body, slot, redacted);
                     }
                 }
                 trace.obligations_done.push(o.label());
@@ -870,10 +880,24 @@ async fn pipeline(
     }
 
     // 5. forward
-    forward(
-        gw, op, &permit, &model, parsed, trace, token_key, token_rate, token_cost, log_full,
+    let mut answer = forward(
+        gw,
+        op,
+        &permit,
+        &model,
+        parsed,
+        trace,
+        token_key,
+        token_rate,
+        token_cost,
+        log_full,
+        &session.redactor,
     )
-    .await
+    .await?;
+    match &mut answer {
+        Answer::Buffered(resp, _) | Answer::Streaming(resp) => session.tag(resp),
+    }
+    Ok(answer)
 }
 
 /// The facts every decision gets: the operation, the client's address and its network zone,
@@ -940,6 +964,7 @@ async fn forward(
     token_rate: Rate,
     token_cost: f64,
     log_full: bool,
+    redactor: &crate::redaction::SharedRedactor,
 ) -> Result<Answer, GatewayError> {
     let upstream = gw
         .config
@@ -1086,6 +1111,7 @@ async fn forward(
             token_rate,
             token_cost,
             log_full,
+            redactor: redactor.clone(),
         };
         tokio::spawn(task.run(resp.into_body()));
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -1217,7 +1243,12 @@ async fn forward(
                 if !relevant.is_empty()
                     && let Some(target) = choice.pointer_mut(slot)
                 {
-                    *target = Value::String(redact(&text, &relevant, &redact_cats));
+                    let redacted = redactor.lock().unwrap_or_else(|p| p.into_inner()).redact(
+                        &text,
+                        &relevant,
+                        &redact_cats,
+                    );
+                    *target = Value::String(redacted);
                     changed = true;
                 }
                 trace.findings.extend(findings);
@@ -1299,6 +1330,8 @@ struct StreamTask {
     token_rate: Rate,
     token_cost: f64,
     log_full: bool,
+    /// The request's redaction session, shared with its other requests.
+    redactor: crate::redaction::SharedRedactor,
 }
 
 /// Decrements the active-stream gauge however the task ends.
@@ -1487,7 +1520,8 @@ impl StreamTask {
                         let r = redactors.entry(index).or_insert_with(|| {
                             let r = StreamRedactor::new(self.redact_cats.clone(), Channel::Output)
                                 .with_window(window)
-                                .with_min_severity(gw.config.inspect.output_min_severity);
+                                .with_min_severity(gw.config.inspect.output_min_severity)
+                                .with_redactor(self.redactor.clone());
                             match &self.leak_checks {
                                 Some(c) => r.with_extra(c.clone()),
                                 None => r,

@@ -133,6 +133,7 @@ pub fn data_router(gw: Arc<Gateway>) -> Router {
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/models", get(proxy::list_models))
         .route("/v1/tokens", post(crate::tokens::delegate))
+        .route("/v1/reveal", post(crate::redaction::reveal))
         .route("/v1/approvals/{approval_id}", get(crate::approvals::poll))
         .route("/v1/authorize", post(crate::decision_api::authorize))
         .route("/v1/retrieval/authorize", post(crate::retrieval::authorize))

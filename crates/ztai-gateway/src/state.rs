@@ -98,6 +98,8 @@ pub struct Gateway {
     pub(crate) store: Mutex<Store>,
     /// The MCP servers fronted at `/mcp/{server}` and the session key.
     pub(crate) mcp: crate::mcp::Mcp,
+    /// Open redaction sessions (numbering, hash keys, token vaults), in memory only.
+    pub(crate) redaction: crate::redaction::RedactionSessions,
     /// The policy directory as it was when the running set was read, so a change made at any
     /// moment after that — even before the watcher first runs — is seen.
     /// The policy directory as last applied, and a change seen once but not yet settled.
@@ -242,6 +244,11 @@ impl Gateway {
             models,
             store: Mutex::new(store),
             mcp,
+            redaction: crate::redaction::RedactionSessions::new(
+                config.inspect.redaction,
+                config.inspect.redaction_session_ttl,
+                config.inspect.redaction_max_sessions,
+            ),
             policy_signature: Mutex::new((signature, None)),
             config,
         }))

@@ -26,7 +26,9 @@ pub use injection::{InjectionRules, TaskInstructionRule};
 pub use leak::{Canary, ECHO_WORDS, ExfiltrationLinks, PromptLeakChecks};
 pub use normalize::{NormalizedText, normalize};
 pub use pii::{PiiDetector, luhn_valid};
-pub use redact::{Redactor, Replacement, StreamRedactor, placeholder, redact};
+pub use redact::{
+    DEFAULT_MAX_VALUES, Redactor, Replacement, StreamRedactor, TokenRef, placeholder, redact,
+};
 pub use secrets::{SecretDetector, shannon_entropy};
 
 use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};

@@ -22,23 +22,23 @@ fn selected(f: &Finding, categories: &[FindingCategory]) -> bool {
     categories.is_empty() || categories.contains(&f.category)
 }
 
-/// Merges the spans of the selected findings: sorted, non-overlapping, each with the kind of its
-/// first finding.
+/// Merges the spans of the selected findings: sorted, non-overlapping, each with the kind and
+/// category of its first finding.
 fn merged_spans<'a>(
     findings: &'a [Finding],
     categories: &[FindingCategory],
-) -> Vec<(Span, &'a str)> {
-    let mut spans: Vec<(Span, &str)> = findings
+) -> Vec<(Span, &'a str, FindingCategory)> {
+    let mut spans: Vec<(Span, &str, FindingCategory)> = findings
         .iter()
         .filter(|f| selected(f, categories) && !f.span.is_empty())
-        .map(|f| (f.span, f.kind.as_str()))
+        .map(|f| (f.span, f.kind.as_str(), f.category))
         .collect();
-    spans.sort_by_key(|(s, _)| (s.start, std::cmp::Reverse(s.end)));
-    let mut out: Vec<(Span, &str)> = Vec::with_capacity(spans.len());
-    for (span, kind) in spans {
+    spans.sort_by_key(|(s, _, _)| (s.start, std::cmp::Reverse(s.end)));
+    let mut out: Vec<(Span, &str, FindingCategory)> = Vec::with_capacity(spans.len());
+    for (span, kind, category) in spans {
         match out.last_mut() {
-            Some((last, _)) if span.start < last.end => last.end = last.end.max(span.end),
-            _ => out.push((span, kind)),
+            Some((last, _, _)) if span.start < last.end => last.end = last.end.max(span.end),
+            _ => out.push((span, kind, category)),
         }
     }
     out
@@ -47,7 +47,7 @@ fn merged_spans<'a>(
 /// Returns `text` with the findings of `categories` (all when empty) replaced by placeholders.
 /// Spans that do not fall on char boundaries are widened to the enclosing chars.
 pub fn redact(text: &str, findings: &[Finding], categories: &[FindingCategory]) -> String {
-    redact_by(text, findings, categories, |kind, _| placeholder(kind))
+    redact_by(text, findings, categories, |kind, _, _| placeholder(kind))
 }
 
 /// `redact` with the replacement for each (kind, value) chosen by `replace`.
@@ -55,18 +55,22 @@ fn redact_by(
     text: &str,
     findings: &[Finding],
     categories: &[FindingCategory],
-    mut replace: impl FnMut(&str, &str) -> String,
+    mut replace: impl FnMut(&str, FindingCategory, &str) -> String,
 ) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
-    for (span, kind) in merged_spans(findings, categories) {
+    for (span, kind, category) in merged_spans(findings, categories) {
         let start = floor_char_boundary(text, span.start.max(pos));
         let end = ceil_char_boundary(text, span.end);
         if start < pos || end <= start {
             continue;
         }
         out.push_str(text.get(pos..start).unwrap_or_default());
-        out.push_str(&replace(kind, text.get(start..end).unwrap_or_default()));
+        out.push_str(&replace(
+            kind,
+            category,
+            text.get(start..end).unwrap_or_default(),
+        ));
         pos = end;
     }
     out.push_str(text.get(pos..).unwrap_or_default());
@@ -92,6 +96,28 @@ pub enum Replacement {
 }
 
 impl Replacement {
+    /// Every mode, by name, for help texts and error messages.
+    pub const NAMES: &'static str = "placeholder, numbered, mask, hash or token";
+
+    /// Whether the mode needs a session's state (its key, numbers or vault): placeholders and
+    /// masks are the same whoever asks.
+    pub fn is_stateful(self) -> bool {
+        matches!(
+            self,
+            Replacement::Numbered | Replacement::Hash | Replacement::Token
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replacement::Placeholder => "placeholder",
+            Replacement::Numbered => "numbered",
+            Replacement::Mask => "mask",
+            Replacement::Hash => "hash",
+            Replacement::Token => "token",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "placeholder" => Replacement::Placeholder,
@@ -104,14 +130,35 @@ impl Replacement {
     }
 }
 
+/// What a token stands for.
+struct Vaulted {
+    kind: String,
+    category: FindingCategory,
+    value: String,
+}
+
+/// How many distinct values one session numbers or tokenises by default. Past it, values are
+/// still redacted (as plain placeholders or hashes) but no longer remembered, so a caller cannot
+/// grow a session's memory without bound.
+pub const DEFAULT_MAX_VALUES: usize = 4096;
+
 /// Redaction for one session: the replacement mode, the session key, and what numbering and
 /// tokens the session has handed out.
 pub struct Redactor {
     mode: Replacement,
     key: ring::hmac::Key,
+    max_values: usize,
     numbers: std::collections::HashMap<(String, String), usize>,
     counters: std::collections::HashMap<String, usize>,
-    vault: std::collections::HashMap<String, String>,
+    vault: std::collections::HashMap<String, Vaulted>,
+}
+
+/// A token found in a text and what it stands for (never the value: that is only in `reveal`'s
+/// output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRef {
+    pub kind: String,
+    pub category: FindingCategory,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -131,10 +178,26 @@ impl Redactor {
         Redactor {
             mode,
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session_key),
+            max_values: DEFAULT_MAX_VALUES,
             numbers: Default::default(),
             counters: Default::default(),
             vault: Default::default(),
         }
+    }
+
+    /// Caps the distinct values the session numbers or tokenises (default `DEFAULT_MAX_VALUES`).
+    pub fn with_max_values(mut self, max: usize) -> Self {
+        self.max_values = max;
+        self
+    }
+
+    pub fn mode(&self) -> Replacement {
+        self.mode
+    }
+
+    /// How many values the session can give back.
+    pub fn tokens(&self) -> usize {
+        self.vault.len()
     }
 
     fn digest(&self, kind: &str, value: &str) -> String {
@@ -146,10 +209,19 @@ impl Redactor {
     }
 
     /// The replacement for one value of `kind`.
-    pub fn replacement(&mut self, kind: &str, value: &str) -> String {
+    pub fn replacement(&mut self, kind: &str, category: FindingCategory, value: &str) -> String {
         let upper = kind.to_ascii_uppercase();
+        let full = self.numbers.len().max(self.vault.len()) >= self.max_values;
         match self.mode {
             Replacement::Placeholder => placeholder(kind),
+            Replacement::Numbered
+                if full
+                    && !self
+                        .numbers
+                        .contains_key(&(kind.to_string(), value.to_string())) =>
+            {
+                placeholder(kind)
+            }
             Replacement::Numbered => {
                 let next = self.counters.get(kind).copied().unwrap_or(0) + 1;
                 let n = *self
@@ -162,21 +234,38 @@ impl Redactor {
                 format!("[{upper}_{n}]")
             }
             Replacement::Mask => "*".repeat(value.chars().count()),
-            Replacement::Hash => {
-                format!(
-                    "[{upper}:{}]",
-                    self.digest(kind, value).get(..8).unwrap_or_default()
-                )
-            }
+            Replacement::Hash => self.hashed(kind, value),
             Replacement::Token => {
                 let token = format!(
                     "[{upper}:tok_{}]",
                     self.digest(kind, value).get(..20).unwrap_or_default()
                 );
-                self.vault.insert(token.clone(), value.to_string());
+                if self.vault.contains_key(&token) {
+                    return token;
+                }
+                if full {
+                    // Still redacted, no longer revealable.
+                    return self.hashed(kind, value);
+                }
+                self.vault.insert(
+                    token.clone(),
+                    Vaulted {
+                        kind: kind.to_string(),
+                        category,
+                        value: value.to_string(),
+                    },
+                );
                 token
             }
         }
+    }
+
+    fn hashed(&self, kind: &str, value: &str) -> String {
+        format!(
+            "[{}:{}]",
+            kind.to_ascii_uppercase(),
+            self.digest(kind, value).get(..8).unwrap_or_default()
+        )
     }
 
     /// `redact`, replacing values the session's way.
@@ -186,22 +275,69 @@ impl Redactor {
         findings: &[Finding],
         categories: &[FindingCategory],
     ) -> String {
-        redact_by(text, findings, categories, |kind, value| {
-            self.replacement(kind, value)
+        redact_by(text, findings, categories, |kind, category, value| {
+            self.replacement(kind, category, value)
         })
+    }
+
+    /// This session's tokens in `text`, in order of appearance: what `reveal` would put back
+    /// (for policy to decide on before it does).
+    pub fn tokens_in(&self, text: &str) -> Vec<TokenRef> {
+        let mut out = Vec::new();
+        self.each_token(text, |_, v| {
+            out.push(TokenRef {
+                kind: v.kind.clone(),
+                category: v.category,
+            })
+        });
+        out
     }
 
     /// Puts back the values behind this session's tokens (for a caller authorised to see
     /// them); tokens from another session, and text redacted in any other mode, stay as they
     /// are.
     pub fn reveal(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (token, value) in &self.vault {
-            if out.contains(token.as_str()) {
-                out = out.replace(token.as_str(), value);
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0;
+        self.each_token(text, |span, v| {
+            out.push_str(text.get(pos..span.start).unwrap_or_default());
+            out.push_str(&v.value);
+            pos = span.end;
+        });
+        out.push_str(text.get(pos..).unwrap_or_default());
+        out
+    }
+
+    /// Calls `f` for each of this session's tokens in `text`, left to right, without overlap.
+    /// A token is `[KIND:tok_` + 20 hex digits + `]`, so only bracketed runs that short are
+    /// looked up.
+    fn each_token(&self, text: &str, mut f: impl FnMut(Span, &Vaulted)) {
+        const LONGEST: usize = 96;
+        if self.vault.is_empty() {
+            return;
+        }
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while let Some(open) = text.get(i..).and_then(|t| t.find('[')) {
+            let start = i + open;
+            let end = bytes
+                .iter()
+                .skip(start + 1)
+                .take(LONGEST)
+                .position(|&b| b == b']' || b == b'[')
+                .map(|p| start + 1 + p)
+                .filter(|&e| bytes.get(e) == Some(&b']'));
+            match end.and_then(|e| text.get(start..=e).map(|t| (e, t))) {
+                Some((e, candidate)) => match self.vault.get(candidate) {
+                    Some(v) => {
+                        f(Span::new(start, e + 1), v);
+                        i = e + 1;
+                    }
+                    None => i = start + 1,
+                },
+                None => i = start + 1,
             }
         }
-        out
     }
 }
 
@@ -255,6 +391,9 @@ pub struct StreamRedactor {
     findings: Vec<Finding>,
     released_bytes: usize,
     scratch: Vec<Finding>,
+    /// The session's redactor when values are numbered, hashed or tokenised; placeholders when
+    /// none.
+    redactor: Option<std::sync::Arc<std::sync::Mutex<Redactor>>>,
 }
 
 /// The default hold-back window: larger than any bounded detector pattern except private keys,
@@ -278,7 +417,15 @@ impl StreamRedactor {
             findings: Vec::new(),
             released_bytes: 0,
             scratch: Vec::new(),
+            redactor: None,
         }
+    }
+
+    /// Replaces values the session's way (shared with the session's other requests) instead of
+    /// with plain placeholders.
+    pub fn with_redactor(mut self, redactor: std::sync::Arc<std::sync::Mutex<Redactor>>) -> Self {
+        self.redactor = Some(redactor);
+        self
     }
 
     /// Runs `detector` on this stream as well as the inspector's own.
@@ -387,7 +534,16 @@ impl StreamRedactor {
             f.span.end = f.span.end.min(cut);
         }
         let released_text = self.pending.get(..cut).unwrap_or_default();
-        let out = redact(released_text, &local, &self.categories);
+        let out = match &self.redactor {
+            // A poisoned lock only means another request panicked mid-redaction; the maps it
+            // holds stay valid, and every value is still replaced.
+            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()).redact(
+                released_text,
+                &local,
+                &self.categories,
+            ),
+            None => redact(released_text, &local, &self.categories),
+        };
         for f in &local {
             let mut g = f.clone();
             g.span = Span::new(

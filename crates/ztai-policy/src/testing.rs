@@ -135,7 +135,7 @@ pub enum QuestionError {
     )]
     Resource(String),
     #[error(
-        "`{0}` is not an action: use invoke, list_model, call_tool, read_document, egress, delegate, approve or admin"
+        "`{0}` is not an action: use invoke, list_model, call_tool, read_document, egress, delegate, approve, admin or reveal"
     )]
     Action(String),
     #[error("{0}")]

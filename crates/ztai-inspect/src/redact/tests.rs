@@ -154,6 +154,42 @@ proptest! {
         }
     }
 
+    // A stream redacted through a session's redactor gives the same text as the whole answer
+    // redacted by a fresh redactor with the same key, for any chunking, and its tokens come back.
+    #[test]
+    fn session_redaction_of_a_stream_equals_whole_text_redaction(
+        tokens in proptest::collection::vec(token(), 0..20),
+        cuts in proptest::collection::vec(0usize..1500, 0..30),
+        numbered in any::<bool>(),
+    ) {
+        let mode = if numbered { Replacement::Numbered } else { Replacement::Token };
+        let text = tokens.join(" ");
+        let mut cuts = cuts;
+        cuts.sort();
+        let i = inspector();
+        let cats = vec![FindingCategory::Secret, FindingCategory::Pii];
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Redactor::new(mode, [9; 32])));
+        let mut r = StreamRedactor::new(cats.clone(), Channel::Output).with_redactor(shared.clone());
+        let mut out = String::new();
+        let mut pos = 0;
+        for c in cuts {
+            let c = c.min(text.len());
+            if c <= pos || !text.is_char_boundary(c) {
+                continue;
+            }
+            out.push_str(&r.push(&i, &text[pos..c]).unwrap());
+            pos = c;
+        }
+        out.push_str(&r.push(&i, &text[pos..]).unwrap());
+        out.push_str(&r.finish(&i).unwrap());
+        let mut whole = Redactor::new(mode, [9; 32]);
+        let f = i.inspect(&text, Channel::Output).unwrap();
+        prop_assert_eq!(&out, &whole.redact(&text, &f, &cats));
+        if mode == Replacement::Token {
+            prop_assert_eq!(shared.lock().unwrap().reveal(&out), text);
+        }
+    }
+
     #[test]
     fn redaction_never_panics_and_is_idempotent(text in "\\PC{0,200}") {
         let once = redact_all(&text);
@@ -241,6 +277,50 @@ mod replacement_modes {
         assert!(
             !format!("{mine:?}").contains("jane"),
             "Debug never prints the vault"
+        );
+    }
+
+    #[test]
+    fn tokens_are_listed_by_kind_and_only_this_sessions_are_put_back() {
+        let mut mine = Redactor::new(Replacement::Token, [5; 32]);
+        let out = redacted(
+            &mut mine,
+            "write to jane@example.com or 4111 1111 1111 1111",
+        );
+        let kinds: Vec<String> = mine.tokens_in(&out).into_iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, ["email", "credit_card"], "{out}");
+        // Brackets that are not tokens, a forged token, and a token of another session are left
+        // as they are; overlapping brackets do not hide a real token.
+        let other = {
+            let mut o = Redactor::new(Replacement::Token, [6; 32]);
+            redacted(&mut o, "jane@example.com")
+        };
+        let mixed = format!("[note] [[{out}] [EMAIL:tok_00000000000000000000] {other} [");
+        let back = mine.reveal(&mixed);
+        assert!(
+            back.contains("jane@example.com or 4111 1111 1111 1111"),
+            "{back}"
+        );
+        assert!(back.contains("[EMAIL:tok_00000000000000000000]"), "{back}");
+        assert!(back.contains(&other), "{back}");
+        assert!(back.starts_with("[note] [["), "{back}");
+        assert_eq!(mine.tokens_in(&mixed).len(), 2);
+    }
+
+    #[test]
+    fn a_full_session_still_redacts_but_remembers_nothing_more() {
+        let mut r = Redactor::new(Replacement::Token, [7; 32]).with_max_values(1);
+        let out = redacted(&mut r, TEXT);
+        assert!(!out.contains("jane@") && !out.contains("bob@"), "{out}");
+        assert_eq!(r.tokens(), 1);
+        // The first value keeps its token; the second is hashed, not revealable.
+        let back = r.reveal(&out);
+        assert_eq!(back.matches("jane@example.com").count(), 2, "{back}");
+        assert!(!back.contains("bob@"), "{back}");
+        let mut n = Redactor::new(Replacement::Numbered, [7; 32]).with_max_values(1);
+        assert_eq!(
+            redacted(&mut n, TEXT),
+            "mail [EMAIL_1], then [EMAIL], then [EMAIL_1] again"
         );
     }
 

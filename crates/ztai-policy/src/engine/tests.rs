@@ -499,6 +499,7 @@ fn the_built_context_matches_the_schema_for_every_action() {
             ("delegate", "User", "Agent"),
             ("admin", "User", "Api"),
             ("approve", "User", "Approval"),
+            ("reveal", "User", "Api"),
         ] {
             Request::new(
                 uid(principal, "p").unwrap(),
@@ -725,6 +726,11 @@ fn every_action_is_allowed_by_a_permit_and_denied_without_one() {
             Action::Admin,
             PrincipalKind::Service,
             Resource::Api("keys".into()),
+        ),
+        (
+            Action::Reveal,
+            PrincipalKind::User,
+            Resource::Api("redaction".into()),
         ),
     ];
     let text: String = cases

@@ -1,0 +1,418 @@
+//! Redaction sessions, and `POST /v1/reveal` for getting tokenised values back.
+//!
+//! With `inspect.redaction` set to `numbered`, `hash` or `token`, what replaces a redacted value
+//! depends on the session it was redacted in: the same address keeps its number, hashes are
+//! keyed per session, and tokens can be given back. A session belongs to one owner — the user a
+//! delegated request acts for, else the principal itself — and is named by the caller with the
+//! `x-ztai-session` header or minted by the gateway and returned in it. Two owners using the same
+//! name get two sessions, so a session name is not a capability: guessing one reveals nothing.
+//!
+//! Session state lives in this gateway's memory only, never in the store or the audit log, which
+//! must not hold the values redaction exists to hide. It is forgotten after
+//! `inspect.redaction_session_ttl_secs` without use or when `inspect.redaction_max_sessions`
+//! newer sessions exist, and on restart; tokens of a forgotten session stay tokens for good
+//! (nothing is revealed that cannot be checked).
+//!
+//! Revealing is `Action::"reveal"` on `Api::"redaction"`, decided by policy with the kinds of the
+//! values asked for in `context.finding_types` and `context.finding_categories`, and recorded
+//! with those kinds and counts, never the values. Agents never reveal: the user an agent acts for
+//! can, with their own credential.
+
+use crate::error::GatewayError;
+use crate::proxy::{
+    Answer, authenticate, finish, json_answer, new_request_id, principal_limit, read_body,
+    with_request_id,
+};
+use crate::record::{Trace, micros};
+use crate::state::Gateway;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderValue, Request};
+use rand::RngCore;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use ztai_core::{Action, Principal, PrincipalKind, Resource};
+use ztai_inspect::{Redactor, Replacement};
+use ztai_policy::Verdict;
+
+/// The request and response header that names a redaction session.
+pub const SESSION_HEADER: &str = "x-ztai-session";
+
+/// The longest session name a caller may choose.
+const MAX_SESSION_NAME: usize = 128;
+
+/// One session's redactor, shared by the requests (and streams) that use it.
+pub(crate) type SharedRedactor = Arc<Mutex<Redactor>>;
+
+/// The redactor a request uses, and the session it belongs to (none for placeholder and mask
+/// redaction, which need no state).
+pub(crate) struct RedactionSession {
+    pub id: Option<String>,
+    pub redactor: SharedRedactor,
+}
+
+impl RedactionSession {
+    /// Names the session in a response, so the caller can continue it or reveal from it.
+    pub fn tag(&self, resp: &mut Response) {
+        if let Some(v) = self
+            .id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            resp.headers_mut().insert(SESSION_HEADER, v);
+        }
+    }
+}
+
+struct Entry {
+    redactor: SharedRedactor,
+    last_used: Instant,
+}
+
+/// Every open redaction session of this gateway, by (owner, name).
+pub(crate) struct RedactionSessions {
+    mode: Replacement,
+    ttl: Duration,
+    max: usize,
+    sessions: Mutex<HashMap<(String, String), Entry>>,
+}
+
+impl std::fmt::Debug for RedactionSessions {
+    // Counts only: the sessions hold the values redaction hides.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self
+            .sessions
+            .lock()
+            .map(|s| s.len())
+            .unwrap_or_else(|p| p.into_inner().len());
+        f.debug_struct("RedactionSessions")
+            .field("mode", &self.mode)
+            .field("ttl", &self.ttl)
+            .field("open", &open)
+            .finish()
+    }
+}
+
+/// Whose session a request belongs to: the user at the root of a delegation chain, else the
+/// principal itself, as `kind:id`.
+pub(crate) fn owner_of(principal: &Principal) -> String {
+    match principal.on_behalf_of.first() {
+        Some(root) => format!("{}:{}", root.kind, root.id),
+        None => format!("{}:{}", principal.kind, principal.id),
+    }
+}
+
+fn session_name(value: &HeaderValue) -> Result<String, GatewayError> {
+    let bad = || {
+        GatewayError::BadRequest(format!(
+            "the `{SESSION_HEADER}` header must be 1 to {MAX_SESSION_NAME} letters, digits, `.`, `_`, `:` or `-`; omit it and the gateway names a session for you"
+        ))
+    };
+    let s = value.to_str().map_err(|_| bad())?;
+    let ok = !s.is_empty()
+        && s.len() <= MAX_SESSION_NAME
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok { Ok(s.to_string()) } else { Err(bad()) }
+}
+
+fn fresh_redactor(mode: Replacement) -> Redactor {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    Redactor::new(mode, key)
+}
+
+impl RedactionSessions {
+    pub fn new(mode: Replacement, ttl: Duration, max: usize) -> Self {
+        RedactionSessions {
+            mode,
+            ttl,
+            max: max.max(1),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The redactor for a request of `owner` that named `requested` (or none). Stateful modes
+    /// continue the named session or open one (minting a name when none was given); stateless
+    /// modes get a redactor of their own.
+    pub fn open(
+        &self,
+        owner: &str,
+        requested: Option<&HeaderValue>,
+        now: Instant,
+    ) -> Result<RedactionSession, GatewayError> {
+        let requested = requested.map(session_name).transpose()?;
+        if !self.mode.is_stateful() {
+            return Ok(RedactionSession {
+                id: None,
+                redactor: Arc::new(Mutex::new(fresh_redactor(self.mode))),
+            });
+        }
+        let id = requested.unwrap_or_else(|| {
+            let mut b = [0u8; 16];
+            rand::rng().fill_bytes(&mut b);
+            format!("rs_{}", hex::encode(b))
+        });
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (owner.to_string(), id.clone());
+        if let Some(e) = sessions.get_mut(&key)
+            && now.saturating_duration_since(e.last_used) < self.ttl
+        {
+            e.last_used = now;
+            return Ok(RedactionSession {
+                id: Some(id),
+                redactor: e.redactor.clone(),
+            });
+        }
+        // A new session (or an expired one under the same name, which starts over: its tokens
+        // are not carried into the new one).
+        sessions.remove(&key);
+        if sessions.len() >= self.max {
+            let ttl = self.ttl;
+            sessions.retain(|_, e| now.saturating_duration_since(e.last_used) < ttl);
+        }
+        if sessions.len() >= self.max
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        let redactor = Arc::new(Mutex::new(fresh_redactor(self.mode)));
+        sessions.insert(
+            key,
+            Entry {
+                redactor: redactor.clone(),
+                last_used: now,
+            },
+        );
+        Ok(RedactionSession {
+            id: Some(id),
+            redactor,
+        })
+    }
+
+    /// `owner`'s open session named `id`, if it has not expired.
+    pub fn find(&self, owner: &str, id: &str, now: Instant) -> Option<SharedRedactor> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (owner.to_string(), id.to_string());
+        let e = sessions.get_mut(&key)?;
+        if now.saturating_duration_since(e.last_used) >= self.ttl {
+            sessions.remove(&key);
+            return None;
+        }
+        e.last_used = now;
+        Some(e.redactor.clone())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevealRequest {
+    text: String,
+}
+
+pub async fn reveal(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
+    let request_id = new_request_id();
+    let mut trace = Trace::new(request_id.clone(), Action::Reveal.cedar_id());
+    trace.client = crate::server::ClientAddr::of(req.extensions());
+    let result = reveal_values(&gw, req, &mut trace).await;
+    let resp = finish(&gw, "/v1/reveal", trace, result).await;
+    with_request_id(resp, &request_id)
+}
+
+async fn reveal_values(
+    gw: &Arc<Gateway>,
+    req: Request<Body>,
+    trace: &mut Trace,
+) -> Result<Answer, GatewayError> {
+    let t = Instant::now();
+    let who = authenticate(
+        gw,
+        req.headers(),
+        req.extensions().get::<crate::server::PeerIdentity>(),
+    )?;
+    trace.timings.authenticate_us = micros(t);
+    trace.principal = Some(who.principal.clone());
+    let resource = Resource::Api("redaction".into());
+    trace.resource = resource.to_string();
+    if who.principal.kind == PrincipalKind::Agent || who.task.is_some() {
+        return Err(GatewayError::Forbidden(
+            "an agent never sees back redacted values; the user it acts for can, with their own credential".into(),
+        ));
+    }
+    principal_limit(gw, &who.principal)?;
+    let id = match req.headers().get(SESSION_HEADER) {
+        Some(v) => session_name(v)?,
+        None => {
+            return Err(GatewayError::BadRequest(format!(
+                "name the session whose values you want back in the `{SESSION_HEADER}` header (answers carry it when `inspect.redaction` is `token`)"
+            )));
+        }
+    };
+    let bytes = read_body(gw, req).await?;
+    let body: RevealRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        GatewayError::Unprocessable(format!(
+            "expected {{\"text\": \"…\"}} holding the tokens to put back: {e}"
+        ))
+    })?;
+    let owner = owner_of(&who.principal);
+    let redactor = gw
+        .redaction
+        .find(&owner, &id, Instant::now())
+        .ok_or_else(|| {
+            GatewayError::NotFound(format!(
+                "you have no open redaction session `{id}` on this gateway: sessions are kept in memory for {} s after their last use, are forgotten on restart, and belong to the user who opened them",
+                gw.redaction.ttl().as_secs()
+            ))
+        })?;
+    let refs = redactor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .tokens_in(&body.text);
+
+    let t = Instant::now();
+    let mut ctx = crate::proxy::request_context(gw, "reveal", &trace.client);
+    for r in &refs {
+        ctx.finding_types.insert(r.kind.clone());
+        ctx.finding_categories
+            .insert(r.category.as_str().to_string());
+    }
+    let verdict = gw.authorize(&who, Action::Reveal, &resource, &[], &ctx)?;
+    trace.timings.authorize_us = micros(t);
+    match verdict {
+        Verdict::Permit(p) => trace.decision = Some(p.decision().clone()),
+        Verdict::Deny(d) => {
+            let msg = d.denial_message();
+            trace.reason = msg.clone();
+            trace.decision = Some(d);
+            return Err(GatewayError::Forbidden(msg));
+        }
+    }
+    let text = redactor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .reveal(&body.text);
+    let types: std::collections::BTreeSet<&str> = refs.iter().map(|r| r.kind.as_str()).collect();
+    // The record says what kinds of values were given back and how many, never the values.
+    trace.reason = format!(
+        "revealed {} value(s) of session `{id}`: {}",
+        refs.len(),
+        types.iter().copied().collect::<Vec<_>>().join(", ")
+    );
+    let out = serde_json::to_vec(&serde_json::json!({
+        "text": text,
+        "revealed": refs.len(),
+        "types": types,
+    }))
+    .map_err(|e| GatewayError::StageFailed {
+        stage: "gateway",
+        message: e.to_string(),
+    })?;
+    Ok(match json_answer(out)? {
+        Answer::Buffered(mut resp, digest) => {
+            resp.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            Answer::Buffered(resp, digest)
+        }
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions(mode: Replacement, max: usize) -> RedactionSessions {
+        RedactionSessions::new(mode, Duration::from_secs(60), max)
+    }
+
+    #[test]
+    fn a_named_session_is_continued_only_by_its_owner() {
+        let s = sessions(Replacement::Token, 10);
+        let now = Instant::now();
+        let name = HeaderValue::from_static("case-42");
+        let a = s.open("user:alice", Some(&name), now).unwrap();
+        let again = s.open("user:alice", Some(&name), now).unwrap();
+        assert!(Arc::ptr_eq(&a.redactor, &again.redactor));
+        let bob = s.open("user:bob", Some(&name), now).unwrap();
+        assert!(!Arc::ptr_eq(&a.redactor, &bob.redactor));
+        assert!(s.find("user:alice", "case-42", now).is_some());
+        assert!(s.find("user:mallory", "case-42", now).is_none());
+    }
+
+    #[test]
+    fn unnamed_requests_get_a_minted_session_and_stateless_modes_none() {
+        let s = sessions(Replacement::Numbered, 10);
+        let a = s.open("user:alice", None, Instant::now()).unwrap();
+        let id = a.id.unwrap();
+        assert!(id.starts_with("rs_") && id.len() == 35, "{id}");
+        let p = sessions(Replacement::Placeholder, 10);
+        assert!(
+            p.open("user:alice", None, Instant::now())
+                .unwrap()
+                .id
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn sessions_expire_and_the_oldest_is_dropped_when_full() {
+        let s = sessions(Replacement::Token, 2);
+        let t0 = Instant::now();
+        let n = |x: &'static str| HeaderValue::from_static(x);
+        s.open("user:a", Some(&n("one")), t0).unwrap();
+        s.open("user:a", Some(&n("two")), t0 + Duration::from_secs(1))
+            .unwrap();
+        s.open("user:a", Some(&n("three")), t0 + Duration::from_secs(2))
+            .unwrap();
+        let later = t0 + Duration::from_secs(3);
+        assert!(s.find("user:a", "one", later).is_none(), "oldest dropped");
+        assert!(s.find("user:a", "three", later).is_some());
+        let expired = later + Duration::from_secs(61);
+        assert!(s.find("user:a", "three", expired).is_none());
+    }
+
+    #[test]
+    fn bad_session_names_are_refused() {
+        let s = sessions(Replacement::Token, 2);
+        for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            assert!(
+                matches!(
+                    s.open("user:a", Some(&v), Instant::now()),
+                    Err(GatewayError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let non_utf8 = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert!(s.open("user:a", Some(&non_utf8), Instant::now()).is_err());
+    }
+
+    #[test]
+    fn a_delegated_request_belongs_to_the_user_it_acts_for() {
+        let p = Principal {
+            kind: PrincipalKind::Agent,
+            id: "support-bot".into(),
+            groups: vec![],
+            on_behalf_of: vec![ztai_core::PrincipalRef {
+                kind: PrincipalKind::User,
+                id: "alice".into(),
+            }],
+            credential_id: "t".into(),
+            device_posture: vec![],
+        };
+        assert_eq!(owner_of(&p), "user:alice");
+    }
+}
