@@ -11,7 +11,10 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ztai_core::{Channel, Finding, FindingCategory, Severity};
-use ztai_inspect::{ClassifierTier, CustomDictionaries, Dictionary, InjectionModel, Inspector};
+use ztai_inspect::{
+    ClassifierTier, CustomDictionaries, Dictionary, InjectionModel, Inspector, Redactor,
+    Replacement,
+};
 
 /// Which channel the text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,6 +35,59 @@ impl Source {
             Source::Output => Channel::Output,
         }
     }
+}
+
+/// How `ztai scan --redact` replaces values (token mode needs a gateway session to give values
+/// back, so it is not offered here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedactMode {
+    /// `[EMAIL]`.
+    Placeholder,
+    /// `[EMAIL_1]`, one number per distinct value across the whole run.
+    Numbered,
+    /// One `*` per character.
+    Mask,
+    /// `[EMAIL:1a2b3c4d]`, HMAC-SHA-256 under a key random per run: equal values match within
+    /// the run's output, and nobody can test a guess against it.
+    Hash,
+}
+
+impl RedactMode {
+    fn redactor(self) -> anyhow::Result<Redactor> {
+        use ring::rand::SecureRandom;
+        let mut key = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+        let mode = match self {
+            RedactMode::Placeholder => Replacement::Placeholder,
+            RedactMode::Numbered => Replacement::Numbered,
+            RedactMode::Mask => Replacement::Mask,
+            RedactMode::Hash => Replacement::Hash,
+        };
+        // A run may see any number of distinct values: numbering never stops.
+        Ok(Redactor::new(mode, key).with_max_values(usize::MAX))
+    }
+}
+
+/// The categories whose values `--redact` replaces: injection and obfuscation findings are
+/// instructions and tricks, reported but not values to hide.
+const REDACTED: [FindingCategory; 4] = [
+    FindingCategory::Pii,
+    FindingCategory::Secret,
+    FindingCategory::Custom,
+    FindingCategory::Leak,
+];
+
+/// `text` with the values of findings at or above `fail_on` replaced.
+fn redacted(r: &mut Redactor, text: &str, scanned: &Scanned, fail_on: Severity) -> String {
+    let chosen: Vec<Finding> = scanned
+        .findings
+        .iter()
+        .filter(|f| f.severity >= fail_on)
+        .cloned()
+        .collect();
+    r.redact(text, &chosen, &REDACTED)
 }
 
 /// Options shared by `scan` and `eval`: which detectors, and when a text counts as flagged.
@@ -202,6 +258,11 @@ pub struct ScanArgs {
     /// Where the text came from: user, untrusted (retrieved documents, tool results) or output.
     #[arg(long, value_enum, default_value = "user")]
     pub source: Source,
+    /// Also write the text with the values of findings at or above --fail-on replaced (personal
+    /// data, secrets, custom terms, leaks): the text itself on stdout (the findings go to stderr),
+    /// or a `redacted` field with --json and --jsonl.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub redact: Option<RedactMode>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -226,11 +287,20 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.files.clone()
     };
+    let mut redactor = args.redact.map(RedactMode::redactor).transpose()?;
     if args.jsonl {
-        return scan_jsonl(&engine, channel, &files);
+        return scan_jsonl(&engine, channel, &files, redactor.as_mut());
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    // With --redact and no --json, stdout carries the redacted text and the report goes to
+    // stderr, so `ztai scan --redact mask < in > out` is a filter.
+    let stderr = std::io::stderr();
+    let mut report: Box<dyn Write> = if redactor.is_some() && !args.json {
+        Box::new(stderr.lock())
+    } else {
+        Box::new(std::io::stdout())
+    };
     let mut flagged = false;
     let mut errors = false;
     for path in &files {
@@ -267,25 +337,31 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         };
         flagged |= scanned.flagged;
         let cp = CodePoints::new(&text);
+        let redacted_text = redactor
+            .as_mut()
+            .map(|r| redacted(r, &text, &scanned, engine.fail_on));
         if args.json {
             let findings: Vec<Value> = scanned
                 .findings
                 .iter()
                 .map(|f| finding_json(f, &cp))
                 .collect();
-            writeln!(
-                out,
-                "{}",
-                json!({"path": name, "verdict": verdict(&scanned), "findings": findings})
-            )?;
+            let mut v = json!({"path": name, "verdict": verdict(&scanned), "findings": findings});
+            if let (Some(r), Some(o)) = (redacted_text, v.as_object_mut()) {
+                o.insert("redacted".into(), Value::String(r));
+            }
+            writeln!(out, "{v}")?;
             continue;
         }
+        if let Some(r) = &redacted_text {
+            out.write_all(r.as_bytes())?;
+        }
         if scanned.findings.is_empty() {
-            writeln!(out, "{name}: clean")?;
+            writeln!(report, "{name}: clean")?;
             continue;
         }
         writeln!(
-            out,
+            report,
             "{name}: {} ({} finding{})",
             verdict(&scanned),
             scanned.findings.len(),
@@ -294,7 +370,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         for f in &scanned.findings {
             // Never the matched value: a scan log must not become a copy of the secrets.
             writeln!(
-                out,
+                report,
                 "  {:>6}-{:<6} {:8} {:16} {:28} score {:.2}  ({})",
                 cp.at(f.span.start),
                 cp.at(f.span.end),
@@ -333,7 +409,12 @@ pub fn row_text(line: &str) -> anyhow::Result<(Value, String)> {
     Ok((v, text))
 }
 
-fn scan_jsonl(engine: &Engine, channel: Channel, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn scan_jsonl(
+    engine: &Engine,
+    channel: Channel,
+    files: &[PathBuf],
+    mut redactor: Option<&mut Redactor>,
+) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut flagged = false;
@@ -364,11 +445,12 @@ fn scan_jsonl(engine: &Engine, channel: Channel, files: &[PathBuf]) -> anyhow::R
                         .iter()
                         .map(|f| finding_json(f, &cp))
                         .collect();
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"verdict": verdict(&scanned), "findings": findings})
-                    )?;
+                    let mut v = json!({"verdict": verdict(&scanned), "findings": findings});
+                    if let (Some(r), Some(o)) = (redactor.as_deref_mut(), v.as_object_mut()) {
+                        let text = redacted(r, &text, &scanned, engine.fail_on);
+                        o.insert("redacted".into(), Value::String(text));
+                    }
+                    writeln!(out, "{v}")?;
                 }
                 Err(e) => {
                     // Keep the output aligned with the input: one object per line, always.

@@ -444,7 +444,15 @@ impl PiiDetector {
                 continue;
             }
             if let Ok(ip) = m.as_str().parse::<Ipv6Addr>() {
-                let severity = if ip.is_loopback() || ip.is_unspecified() {
+                // As for IPv4: loopback, unique-local (fc00::/7), link-local (fe80::/10) and
+                // documentation (2001:db8::/32) addresses locate a network, not a person.
+                let seg = ip.segments();
+                let internal = ip.is_loopback()
+                    || ip.is_unspecified()
+                    || seg[0] & 0xfe00 == 0xfc00
+                    || seg[0] & 0xffc0 == 0xfe80
+                    || (seg[0] == 0x2001 && seg[1] == 0x0db8);
+                let severity = if internal {
                     Severity::Low
                 } else {
                     Severity::Medium

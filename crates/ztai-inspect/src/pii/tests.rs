@@ -120,7 +120,7 @@ fn ip_addresses_are_validated_and_internal_ones_are_low() {
     let d = PiiDetector::new().unwrap();
     let mut out = vec![];
     d.detect(
-        "from 133.133.133.133 and 10.0.0.1, v6 2001:db8:85a3::8a2e:370:7334",
+        "from 133.133.133.133 and 10.0.0.1, v6 2a02:6b8:85a3::8a2e:370:7334 fd12:3456:789a::1 fe80::1ff:fe23:4567:890a 2001:db8:85a3::7334",
         Channel::Input,
         &mut out,
     );
@@ -129,7 +129,7 @@ fn ip_addresses_are_validated_and_internal_ones_are_low() {
         .filter(|f| f.kind == "ip_address")
         .map(|f| {
             (
-                &"from 133.133.133.133 and 10.0.0.1, v6 2001:db8:85a3::8a2e:370:7334"
+                &"from 133.133.133.133 and 10.0.0.1, v6 2a02:6b8:85a3::8a2e:370:7334 fd12:3456:789a::1 fe80::1ff:fe23:4567:890a 2001:db8:85a3::7334"
                     [f.span.start..f.span.end],
                 f.severity,
             )
@@ -140,7 +140,10 @@ fn ip_addresses_are_validated_and_internal_ones_are_low() {
         vec![
             ("133.133.133.133", Severity::Medium),
             ("10.0.0.1", Severity::Low),
-            ("2001:db8:85a3::8a2e:370:7334", Severity::Medium)
+            ("2a02:6b8:85a3::8a2e:370:7334", Severity::Medium),
+            ("fd12:3456:789a::1", Severity::Low),
+            ("fe80::1ff:fe23:4567:890a", Severity::Low),
+            ("2001:db8:85a3::7334", Severity::Low),
         ]
     );
     for text in [
