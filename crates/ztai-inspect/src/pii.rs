@@ -247,8 +247,8 @@ impl PiiDetector {
     /// Runs every detector; with `gated`, the cheap exact gates skip those that cannot match.
     fn detect_all(&self, text: &str, channel: Channel, out: &mut Vec<Finding>, gated: bool) {
         let bytes = text.as_bytes();
-        let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
-        let colons = bytes.iter().filter(|&&b| b == b':').count();
+        let digits = crate::gate::count_bytes(bytes, |b| b.is_ascii_digit());
+        let colons = crate::gate::count_bytes(bytes, |b| b == b':');
         if !gated || bytes.contains(&b'@') {
             self.detect_emails(text, channel, out);
         }
@@ -265,7 +265,7 @@ impl PiiDetector {
         if !gated || digits >= 4 {
             self.detect_ips(text, channel, &mut numeric);
         }
-        let dashes = bytes.iter().filter(|&&b| b == b'-').count();
+        let dashes = crate::gate::count_bytes(bytes, |b| b == b'-');
         if !gated || colons >= 5 || dashes >= 5 {
             self.detect_macs(text, channel, &mut numeric);
         }
