@@ -19,6 +19,7 @@ Usage: scripts/synth-injection-data.py OUT.jsonl [--seed N] [--per-family N]
 import argparse
 import json
 import random
+import sys
 
 TOPICS = [
     "the quarterly budget", "our migration to the new billing system", "the office move",
@@ -319,36 +320,47 @@ def plant(r, carrier):
     return (carrier[:at] + " " + attack_line(r) + " " + carrier[at:]).strip()
 
 
+def inserted_text(poisoned, clean):
+    """What was inserted into `clean` to make `poisoned` (one contiguous insertion), or None."""
+    if len(poisoned) <= len(clean):
+        return None
+    i = 0
+    while i < len(clean) and poisoned[i] == clean[i]:
+        i += 1
+    j = 0
+    while j < len(clean) - i and poisoned[-1 - j] == clean[-1 - j]:
+        j += 1
+    if i + j != len(clean):
+        return None
+    return poisoned[i:len(poisoned) - j].strip() or None
+
+
 def derive_indirect(path, out_path):
     """Rewrites an indirect-injection corpus for training: a poisoned document whose clean twin
-    (same `orig_id`) is in the corpus becomes just the text that was inserted into it, so the
-    model learns the attack rather than memorising the document around it (the clean twin stays,
-    as benign); poisoned documents without a twin are left out. Rows keep their ids, so folds are
-    unchanged."""
+    (the benign row it was made from by one insertion, found by content: `orig_id` numbers rows
+    per source and does not pair them) is in the corpus becomes just the text that was inserted
+    into it, so the model learns the attack rather than memorising the document around it (the
+    clean twin stays, as benign); poisoned documents without a twin are left out. Rows keep their
+    ids, so folds are unchanged."""
     rows = [json.loads(line) for line in open(path, encoding="utf-8")]
-    clean = {}
-    for row in rows:
-        if row.get("label") == "benign":
-            clean.setdefault(row.get("orig_id"), row["text"])
+    clean = [row["text"] for row in rows if row.get("label") == "benign"]
+    kept = dropped = 0
     with open(out_path, "w", encoding="utf-8") as fh:
         for row in rows:
-            twin = clean.get(row.get("orig_id"))
-            if row.get("label") == "injection" and twin is not None:
-                t = row["text"]
-                i = 0
-                while i < min(len(t), len(twin)) and t[i] == twin[i]:
-                    i += 1
-                j = 0
-                while j < min(len(t), len(twin)) - i and t[-1 - j] == twin[-1 - j]:
-                    j += 1
-                inserted = t[i:len(t) - j].strip()
-                if len(t) - len(twin) == len(t[i:len(t) - j]) and inserted:
-                    row = dict(row, text=inserted)
-            elif row.get("label") == "injection":
-                # Without its clean twin the attack cannot be told from the document; training on
-                # the whole document would teach that e-mails are attacks.
-                continue
+            if row.get("label") == "injection":
+                inserted = next(
+                    (x for x in (inserted_text(row["text"], c) for c in clean) if x), None
+                )
+                if inserted is None:
+                    # Without its clean twin the attack cannot be told from the document;
+                    # training on the whole document would teach that e-mails are attacks.
+                    dropped += 1
+                    continue
+                row = dict(row, text=inserted)
+                kept += 1
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{path}: {kept} poisoned documents reduced to their inserted text, {dropped} without a clean twin left out",
+          file=sys.stderr)
 
 
 def noise(r):

@@ -212,8 +212,13 @@ impl TaskInstructionRule {
             opener: build(
                 r"(?i)\A(?:[-*][ \t]*)?(?:(?:please|also|now|then|and|kindly),?[ \t\r\n]+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list)(?-u:\b)(?:[ \t\r\n]+[A-Za-z0-9_'$@#%&,-]+){2,}",
             )?,
+            // A phrase about the model's answer: where in it something goes ("in your reply"),
+            // how it is to be changed ("modify your answer to…", "augment each of your
+            // responses with…"), or what form it takes ("provide your answer in Base32"). Data
+            // has no reason to speak to "your answer"; only the first form also accepts "the",
+            // because "display the output" is ordinary documentation.
             addressed: build(
-                r"(?i)(?-u:\b)(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)(?-u:\b)",
+                r"(?i)(?-u:\b)(?:(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)|(?:modify|enhance|augment|enrich|render|represent|reverse|start|begin|end|finish|conclude|prefix|suffix|format|structure|display|encode|translate|rewrite|rephrase|phrase|fit|split|include|embed|append|insert|remove|combine|group|scramble|convert|tailor|adjust|alter|infuse|shape|craft|frame|style|deliver|present|express|emphasi[sz]e|highlight|wrap|pad|separate|capitali[sz]e|punctuate|sign|close|fill|sprinkle|season|decorate|intersperse)\s+(?:(?:all|each|every|of|some|parts?)\s+){0,3}your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)|(?:provide|give|compose|generate)\s+your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)\s+(?:in|as|using|with|through|via|entirely|only))(?-u:\b)",
             )?,
             verbs: literal_set(TASK_VERBS)?,
             answer_words: literal_set(ANSWER_WORDS)?,
@@ -361,7 +366,14 @@ impl Detector for TaskInstructionRule {
         }
         if self.answer_words.is_match(&lower) {
             for m in self.addressed.find_iter(text) {
-                push(m.start(), m.end());
+                // "We look forward to your reply" is a person waiting for a person.
+                let awaited = lower.get(m.start()..).is_some_and(|t| t.starts_with("to "))
+                    && lower
+                        .get(..m.start())
+                        .is_some_and(|h| h.trim_end().ends_with("forward"));
+                if !awaited {
+                    push(m.start(), m.end());
+                }
             }
         }
     }
