@@ -31,6 +31,21 @@ and the dates, and leave out the small talk. The budget discussion moved to next
     s
 }
 
+/// A retrieved report with nothing to find on the untrusted channel either: no instructions to
+/// anyone, no personal data (`clean_4k` opens every paragraph with "Summarise …", which the
+/// task-instruction rule rightly flags in a retrieved document).
+fn report_4k() -> String {
+    let para = "The quarterly review covered the migration of the billing service, the new on-call \
+rota and open questions about data retention. Latency stayed within the agreed budget for most of \
+the period, and both incidents in March were traced to a misconfigured cache. ";
+    let mut s = String::new();
+    while s.len() < 4096 {
+        s.push_str(para);
+    }
+    s.truncate(4096);
+    s
+}
+
 fn bench(c: &mut Criterion) {
     let inspector = Inspector::with_default_rules().unwrap();
     let text = text_4k();
@@ -99,6 +114,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rules_only
                 .inspect(black_box(&clean), Channel::Untrusted)
+                .unwrap()
+        })
+    });
+    let report = report_4k();
+    g.bench_function("rules_tier_only_4k_untrusted_report", |b| {
+        b.iter(|| {
+            rules_only
+                .inspect(black_box(&report), Channel::Untrusted)
                 .unwrap()
         })
     });
