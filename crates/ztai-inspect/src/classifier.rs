@@ -71,9 +71,34 @@ pub(crate) struct Squashed {
 pub(crate) fn squash(text: &str, out: &mut Squashed) {
     out.bytes.clear();
     out.origin.clear();
+    out.bytes.reserve(text.len());
+    out.origin.reserve(text.len());
     let mut space = true;
-    for (i, c) in text.char_indices() {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
         let at = u32::try_from(i).unwrap_or(u32::MAX);
+        // ASCII, nearly all of most text, without decoding: the same white space as
+        // `char::is_whitespace` (which counts the vertical tab) and the same lower case.
+        if b < 0x80 {
+            if matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ') {
+                if !space {
+                    out.bytes.push(b' ');
+                    out.origin.push(at);
+                }
+                space = true;
+            } else {
+                space = false;
+                out.bytes.push(b.to_ascii_lowercase());
+                out.origin.push(at);
+            }
+            i += 1;
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
         if c.is_whitespace() {
             if !space {
                 out.bytes.push(b' ');
@@ -111,15 +136,50 @@ const RECENT_SLOTS: usize = 4096;
 /// per window, as in a binary bag of features, at the cost of a small direct-mapped table
 /// (colliding features are occasionally counted twice).
 pub(crate) fn features(s: &[u8], mut f: impl FnMut(usize, u64)) {
-    let mut recent = vec![(0u64, 0usize); RECENT_SLOTS];
+    RECENT.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut recent) => features_with(s, &mut recent, &mut f),
+        // Only if `f` itself computed features: a table of its own then.
+        Err(_) => features_with(s, &mut Recent::default(), &mut f),
+    })
+}
+
+/// The recent-features table, stamped with a generation per call so that it need not be cleared
+/// (zeroing 64 KiB per text cost more than scoring a short prompt).
+struct Recent {
+    generation: u32,
+    /// (feature hash, position + 1, generation).
+    slots: Vec<(u64, usize, u32)>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            generation: 0,
+            slots: vec![(0, 0, 0); RECENT_SLOTS],
+        }
+    }
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent::default());
+}
+
+fn features_with(s: &[u8], recent: &mut Recent, f: &mut impl FnMut(usize, u64)) {
+    recent.generation = recent.generation.wrapping_add(1);
+    if recent.generation == 0 {
+        // Wrapped: stamps from 2^32 calls ago could match again.
+        recent.slots.fill((0, 0, 0));
+        recent.generation = 1;
+    }
+    let generation = recent.generation;
+    let slots = &mut recent.slots;
     let mut emit = |pos: usize, h: u64| {
         let slot = (h as usize) & (RECENT_SLOTS - 1);
-        if let Some(r) = recent.get_mut(slot) {
-            // Positions are stored plus one, so an empty slot never matches.
-            if r.0 == h && r.1 != 0 && pos + 1 - r.1 < WINDOW {
+        if let Some(r) = slots.get_mut(slot) {
+            if r.2 == generation && r.0 == h && pos + 1 < r.1.saturating_add(WINDOW) {
                 return;
             }
-            *r = (h, pos + 1);
+            *r = (h, pos + 1, generation);
         }
         f(pos, h);
     };
@@ -342,6 +402,56 @@ mod tests {
         let padded = format!("while full 0 {}", "x".repeat(900));
         let p = m.score(&padded).unwrap().probability;
         assert!(p < m.threshold(), "{p}");
+    }
+
+    /// `squash` as first written, one char at a time: the reference for the ASCII fast path.
+    fn squash_by_chars(text: &str) -> (Vec<u8>, Vec<u32>) {
+        let (mut bytes, mut origin) = (Vec::new(), Vec::new());
+        let mut space = true;
+        for (i, c) in text.char_indices() {
+            let at = u32::try_from(i).unwrap();
+            if c.is_whitespace() {
+                if !space {
+                    bytes.push(b' ');
+                    origin.push(at);
+                }
+                space = true;
+                continue;
+            }
+            space = false;
+            for l in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for &b in l.encode_utf8(&mut buf).as_bytes() {
+                    bytes.push(b);
+                    origin.push(at);
+                }
+            }
+        }
+        (bytes, origin)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn squash_equals_the_char_by_char_definition(text in "(?s).{0,200}") {
+            let mut sq = Squashed::default();
+            squash(&text, &mut sq);
+            proptest::prop_assert_eq!((sq.bytes, sq.origin), squash_by_chars(&text));
+        }
+
+        // The generation-stamped table forgets the previous text entirely.
+        #[test]
+        fn features_do_not_depend_on_the_text_scored_before(
+            a in "[a-z ]{0,300}", b in "[a-z ]{0,300}",
+        ) {
+            let collect = |s: &str| {
+                let mut v = vec![];
+                features(s.as_bytes(), |p, h| v.push((p, h)));
+                v
+            };
+            let alone = collect(&b);
+            let _ = collect(&a);
+            proptest::prop_assert_eq!(collect(&b), alone);
+        }
     }
 
     #[test]
