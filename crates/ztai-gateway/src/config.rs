@@ -1194,7 +1194,7 @@ impl Config {
                 Some(s) => Duration::from_secs(s),
             },
             redaction_max_sessions: match raw.inspect.redaction_max_sessions {
-                None => 10_000,
+                None => 4096,
                 Some(0) => {
                     return Err(err("inspect.redaction_max_sessions", "must be at least 1"));
                 }

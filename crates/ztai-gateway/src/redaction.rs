@@ -10,8 +10,11 @@
 //! Session state lives in this gateway's memory only, never in the store or the audit log, which
 //! must not hold the values redaction exists to hide. It is forgotten after
 //! `inspect.redaction_session_ttl_secs` without use or when `inspect.redaction_max_sessions`
-//! newer sessions exist, and on restart; tokens of a forgotten session stay tokens for good
-//! (nothing is revealed that cannot be checked).
+//! newer sessions exist (or its owner opens `MAX_SESSIONS_PER_OWNER` newer ones), and on
+//! restart; tokens of a forgotten session stay tokens for good (nothing is revealed that cannot
+//! be checked). Each session keeps at most `ztai_inspect::DEFAULT_MAX_VALUE_BYTES` of values, so
+//! the whole store is bounded by `redaction_max_sessions` × 64 KiB (256 MiB at the default
+//! 4,096; that is the worst case under abuse — a session usually holds a few values).
 //!
 //! Revealing is `Action::"reveal"` on `Api::"redaction"`, decided by policy with the kinds of the
 //! values asked for in `context.finding_types` and `context.finding_categories`, and recorded
@@ -43,6 +46,10 @@ pub const SESSION_HEADER: &str = "x-ztai-session";
 
 /// The longest session name a caller may choose.
 const MAX_SESSION_NAME: usize = 128;
+
+/// Open sessions one owner may hold: past it their own least recently used session goes, so one
+/// principal minting sessions cannot push everyone else's out.
+const MAX_SESSIONS_PER_OWNER: usize = 256;
 
 /// One session's redactor, shared by the requests (and streams) that use it.
 pub(crate) type SharedRedactor = Arc<Mutex<Redactor>>;
@@ -174,6 +181,16 @@ impl RedactionSessions {
         // A new session (or an expired one under the same name, which starts over: its tokens
         // are not carried into the new one).
         sessions.remove(&key);
+        let own: Vec<((String, String), Instant)> = sessions
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .map(|(k, e)| (k.clone(), e.last_used))
+            .collect();
+        if own.len() >= MAX_SESSIONS_PER_OWNER
+            && let Some((oldest, _)) = own.into_iter().min_by_key(|(_, t)| *t)
+        {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= self.max {
             let ttl = self.ttl;
             sessions.retain(|_, e| now.saturating_duration_since(e.last_used) < ttl);
@@ -381,6 +398,31 @@ mod tests {
         assert!(s.find("user:a", "three", later).is_some());
         let expired = later + Duration::from_secs(61);
         assert!(s.find("user:a", "three", expired).is_none());
+    }
+
+    #[test]
+    fn one_owner_cannot_push_out_everyone_elses_sessions() {
+        let s = sessions(Replacement::Token, 10_000);
+        let t0 = Instant::now();
+        let alice = HeaderValue::from_static("alice-1");
+        s.open("user:alice", Some(&alice), t0).unwrap();
+        for i in 0..MAX_SESSIONS_PER_OWNER + 10 {
+            let name = HeaderValue::from_str(&format!("m-{i}")).unwrap();
+            s.open(
+                "user:mallory",
+                Some(&name),
+                t0 + Duration::from_millis(i as u64 + 1),
+            )
+            .unwrap();
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert!(s.find("user:alice", "alice-1", later).is_some());
+        assert!(
+            s.find("user:mallory", "m-0", later).is_none(),
+            "their own oldest went"
+        );
+        let last = format!("m-{}", MAX_SESSIONS_PER_OWNER + 9);
+        assert!(s.find("user:mallory", &last, later).is_some());
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub use leak::{Canary, ECHO_WORDS, ExfiltrationLinks, PromptLeakChecks};
 pub use normalize::{NormalizedText, normalize};
 pub use pii::{PiiDetector, luhn_valid};
 pub use redact::{
-    DEFAULT_MAX_VALUES, Redactor, Replacement, StreamRedactor, TokenRef, placeholder, redact,
+    DEFAULT_MAX_VALUE_BYTES, DEFAULT_MAX_VALUES, Redactor, Replacement, StreamRedactor, TokenRef,
+    placeholder, redact,
 };
 pub use secrets::{SecretDetector, shannon_entropy};
 

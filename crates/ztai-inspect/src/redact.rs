@@ -137,10 +137,11 @@ struct Vaulted {
     value: String,
 }
 
-/// How many distinct values one session numbers or tokenises by default. Past it, values are
-/// still redacted (as plain placeholders or hashes) but no longer remembered, so a caller cannot
-/// grow a session's memory without bound.
+/// How many distinct values one session numbers or tokenises by default, and how many bytes of
+/// them it keeps. Past either, values are still redacted (as plain placeholders or hashes) but no
+/// longer remembered, so a caller cannot grow a session's memory without bound.
 pub const DEFAULT_MAX_VALUES: usize = 4096;
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Redaction for one session: the replacement mode, the session key, and what numbering and
 /// tokens the session has handed out.
@@ -148,6 +149,9 @@ pub struct Redactor {
     mode: Replacement,
     key: ring::hmac::Key,
     max_values: usize,
+    max_bytes: usize,
+    /// Bytes of kinds, values and tokens held in `numbers` and `vault`.
+    remembered: usize,
     numbers: std::collections::HashMap<(String, String), usize>,
     counters: std::collections::HashMap<String, usize>,
     vault: std::collections::HashMap<String, Vaulted>,
@@ -179,6 +183,8 @@ impl Redactor {
             mode,
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &session_key),
             max_values: DEFAULT_MAX_VALUES,
+            max_bytes: DEFAULT_MAX_VALUE_BYTES,
+            remembered: 0,
             numbers: Default::default(),
             counters: Default::default(),
             vault: Default::default(),
@@ -188,6 +194,13 @@ impl Redactor {
     /// Caps the distinct values the session numbers or tokenises (default `DEFAULT_MAX_VALUES`).
     pub fn with_max_values(mut self, max: usize) -> Self {
         self.max_values = max;
+        self
+    }
+
+    /// Caps the bytes of values (with their kinds and tokens) the session keeps (default
+    /// `DEFAULT_MAX_VALUE_BYTES`).
+    pub fn with_max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max;
         self
     }
 
@@ -211,7 +224,10 @@ impl Redactor {
     /// The replacement for one value of `kind`.
     pub fn replacement(&mut self, kind: &str, category: FindingCategory, value: &str) -> String {
         let upper = kind.to_ascii_uppercase();
-        let full = self.numbers.len().max(self.vault.len()) >= self.max_values;
+        // What remembering one more value costs: its kind, the value, and a token.
+        let cost = 2 * kind.len() + value.len() + 32;
+        let full = self.numbers.len().max(self.vault.len()) >= self.max_values
+            || self.remembered.saturating_add(cost) > self.max_bytes;
         match self.mode {
             Replacement::Placeholder => placeholder(kind),
             Replacement::Numbered
@@ -230,6 +246,7 @@ impl Redactor {
                     .or_insert(next);
                 if n == next {
                     self.counters.insert(kind.to_string(), next);
+                    self.remembered = self.remembered.saturating_add(cost);
                 }
                 format!("[{upper}_{n}]")
             }
@@ -247,6 +264,7 @@ impl Redactor {
                     // Still redacted, no longer revealable.
                     return self.hashed(kind, value);
                 }
+                self.remembered = self.remembered.saturating_add(cost);
                 self.vault.insert(
                     token.clone(),
                     Vaulted {

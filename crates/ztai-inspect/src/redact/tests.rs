@@ -317,6 +317,13 @@ mod replacement_modes {
         let back = r.reveal(&out);
         assert_eq!(back.matches("jane@example.com").count(), 2, "{back}");
         assert!(!back.contains("bob@"), "{back}");
+        // A byte cap works the same way: a long value does not fit, short ones still do.
+        let mut b = Redactor::new(Replacement::Token, [7; 32]).with_max_bytes(80);
+        let long = format!("mail {}@example.com and bob@example.org", "x".repeat(60));
+        let out = redacted(&mut b, &long);
+        assert!(!out.contains("xxxx") && !out.contains("bob@"), "{out}");
+        assert_eq!(b.tokens(), 1, "{out}");
+        assert_eq!(b.reveal(&out).matches("bob@example.org").count(), 1);
         let mut n = Redactor::new(Replacement::Numbered, [7; 32]).with_max_values(1);
         assert_eq!(
             redacted(&mut n, TEXT),
