@@ -12,7 +12,8 @@
 
 use crate::error::GatewayError;
 use crate::proxy::{
-    Answer, authenticate, finish, new_request_id, read_body, request_context, with_request_id,
+    Answer, authenticate_traced, finish, new_request_id, read_body, request_context,
+    with_request_id,
 };
 use crate::record::{Trace, micros};
 use crate::state::Gateway;
@@ -109,14 +110,7 @@ async fn decide(
     req: Request<Body>,
     trace: &mut Trace,
 ) -> Result<Answer, GatewayError> {
-    let t = Instant::now();
-    let who = authenticate(
-        gw,
-        req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
-    )?;
-    trace.timings.authenticate_us = micros(t);
-    trace.principal = Some(who.principal.clone());
+    let who = authenticate_traced(gw, &req, trace)?;
     crate::proxy::principal_limit(gw, &who.principal)?;
     let ticket = req
         .headers()

@@ -28,7 +28,9 @@ pub mod settings;
 pub(crate) mod upstream;
 
 use crate::error::GatewayError;
-use crate::proxy::{Authenticated, authenticate, new_request_id, read_body, request_context};
+use crate::proxy::{
+    Authenticated, authenticate, authenticate_traced, new_request_id, read_body, request_context,
+};
 use crate::record::{Trace, micros};
 use crate::state::Gateway;
 use axum::body::Body;
@@ -694,14 +696,7 @@ async fn handle(
         .get(server)
         .ok_or_else(|| unknown_server(server))?;
     check_origin(gw, req.headers())?;
-    let t = Instant::now();
-    let who = authenticate(
-        gw,
-        req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
-    )?;
-    trace.timings.authenticate_us = micros(t);
-    trace.principal = Some(who.principal.clone());
+    let who = authenticate_traced(gw, &req, trace)?;
     crate::proxy::principal_limit(gw, &who.principal)?;
     check_accept(req.headers())?;
     let headers = req.headers().clone();

@@ -237,6 +237,23 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `authenticate` the request's credential, timed into `trace`, which then names the principal.
+pub(crate) fn authenticate_traced<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    trace: &mut Trace,
+) -> Result<Authenticated, GatewayError> {
+    let t = Instant::now();
+    let who = authenticate(
+        gw,
+        req.headers(),
+        req.extensions().get::<crate::server::PeerIdentity>(),
+    )?;
+    trace.timings.authenticate_us = micros(t);
+    trace.principal = Some(who.principal.clone());
+    Ok(who)
+}
+
 pub(crate) fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,

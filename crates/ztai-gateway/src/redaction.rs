@@ -23,7 +23,7 @@
 
 use crate::error::GatewayError;
 use crate::proxy::{
-    Answer, authenticate, finish, json_answer, new_request_id, principal_limit, read_body,
+    Answer, authenticate_traced, finish, json_answer, new_request_id, principal_limit, read_body,
     with_request_id,
 };
 use crate::record::{Trace, micros};
@@ -251,14 +251,7 @@ async fn reveal_values(
     req: Request<Body>,
     trace: &mut Trace,
 ) -> Result<Answer, GatewayError> {
-    let t = Instant::now();
-    let who = authenticate(
-        gw,
-        req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
-    )?;
-    trace.timings.authenticate_us = micros(t);
-    trace.principal = Some(who.principal.clone());
+    let who = authenticate_traced(gw, &req, trace)?;
     let resource = Resource::Api("redaction".into());
     trace.resource = resource.to_string();
     if who.principal.kind == PrincipalKind::Agent || who.task.is_some() {

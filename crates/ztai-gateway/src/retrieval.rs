@@ -18,7 +18,7 @@
 
 use crate::error::GatewayError;
 use crate::proxy::{
-    Answer, Authenticated, authenticate, finish, new_request_id, read_body, request_context,
+    Answer, Authenticated, authenticate_traced, finish, new_request_id, read_body, request_context,
     with_request_id,
 };
 use crate::record::{Trace, micros};
@@ -156,14 +156,7 @@ async fn decide(
     req: Request<Body>,
     trace: &mut Trace,
 ) -> Result<Answer, GatewayError> {
-    let t = Instant::now();
-    let who = authenticate(
-        gw,
-        req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
-    )?;
-    trace.timings.authenticate_us = micros(t);
-    trace.principal = Some(who.principal.clone());
+    let who = authenticate_traced(gw, &req, trace)?;
     crate::proxy::principal_limit(gw, &who.principal)?;
     let bytes = read_body(gw, req).await?;
     trace.request_digest = hex::encode(Sha256::digest(&bytes));

@@ -9,7 +9,7 @@
 use crate::delegation::MintRequest;
 use crate::error::GatewayError;
 use crate::proxy::{
-    Answer, authenticate, finish, json_answer, new_request_id, read_body, with_request_id,
+    Answer, authenticate_traced, finish, json_answer, new_request_id, read_body, with_request_id,
 };
 use crate::record::{Trace, micros};
 use crate::state::Gateway;
@@ -53,14 +53,7 @@ async fn mint(
     req: Request<Body>,
     trace: &mut Trace,
 ) -> Result<Answer, GatewayError> {
-    let t = Instant::now();
-    let who = authenticate(
-        gw,
-        req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
-    )?;
-    trace.timings.authenticate_us = micros(t);
-    trace.principal = Some(who.principal.clone());
+    let who = authenticate_traced(gw, &req, trace)?;
     if who.principal.kind != PrincipalKind::User || who.task.is_some() {
         return Err(GatewayError::Forbidden(format!(
             "only a user can delegate to an agent, and `{}:{}` is not one; an agent hands its task on by narrowing its own token (`ztai token attenuate`)",
