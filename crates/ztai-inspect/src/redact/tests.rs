@@ -12,12 +12,18 @@ fn redact_all(text: &str) -> String {
 }
 
 fn stream(text: &str, cuts: &[usize], window: usize) -> String {
-    let i = inspector();
-    let mut r = StreamRedactor::new(
+    let r = StreamRedactor::new(
         vec![FindingCategory::Secret, FindingCategory::Pii],
         Channel::Output,
     )
     .with_window(window);
+    stream_through(r, text, cuts)
+}
+
+/// Feeds `text` to `r` cut at `cuts` (those on char boundaries, in order) and returns all it
+/// released.
+fn stream_through(mut r: StreamRedactor, text: &str, cuts: &[usize]) -> String {
+    let i = inspector();
     let mut out = String::new();
     let mut pos = 0;
     for &c in cuts {
@@ -169,19 +175,8 @@ proptest! {
         let i = inspector();
         let cats = vec![FindingCategory::Secret, FindingCategory::Pii];
         let shared = std::sync::Arc::new(std::sync::Mutex::new(Redactor::new(mode, [9; 32])));
-        let mut r = StreamRedactor::new(cats.clone(), Channel::Output).with_redactor(shared.clone());
-        let mut out = String::new();
-        let mut pos = 0;
-        for c in cuts {
-            let c = c.min(text.len());
-            if c <= pos || !text.is_char_boundary(c) {
-                continue;
-            }
-            out.push_str(&r.push(&i, &text[pos..c]).unwrap());
-            pos = c;
-        }
-        out.push_str(&r.push(&i, &text[pos..]).unwrap());
-        out.push_str(&r.finish(&i).unwrap());
+        let r = StreamRedactor::new(cats.clone(), Channel::Output).with_redactor(shared.clone());
+        let out = stream_through(r, &text, &cuts);
         let mut whole = Redactor::new(mode, [9; 32]);
         let f = i.inspect(&text, Channel::Output).unwrap();
         prop_assert_eq!(&out, &whole.redact(&text, &f, &cats));
