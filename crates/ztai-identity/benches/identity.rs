@@ -129,6 +129,10 @@ fn bench(c: &mut Criterion) {
             v.authorize("model", "small", unix).unwrap();
         })
     });
+    let verified = verifier.verify(&two_blocks).unwrap();
+    c.bench_function("identity/task_token_two_blocks_datalog", |b| {
+        b.iter(|| verified.authorize(black_box("model"), "small", unix).unwrap())
+    });
     let tokens = TaskTokenCache::new(10_000);
     tokens.get_or_verify(&two_blocks, &verifier).unwrap();
     c.bench_function("identity/task_token_cached", |b| {
