@@ -131,7 +131,11 @@ fn bench(c: &mut Criterion) {
     });
     let verified = verifier.verify(&two_blocks).unwrap();
     c.bench_function("identity/task_token_two_blocks_datalog", |b| {
-        b.iter(|| verified.authorize(black_box("model"), "small", unix).unwrap())
+        b.iter(|| {
+            verified
+                .authorize(black_box("model"), "small", unix)
+                .unwrap()
+        })
     });
     let tokens = TaskTokenCache::new(10_000);
     tokens.get_or_verify(&two_blocks, &verifier).unwrap();

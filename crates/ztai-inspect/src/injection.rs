@@ -195,8 +195,13 @@ const TASK_VERBS: &[&str] = &[
     "reverse",
     "count",
     "list",
+    "paraphras",
+    "elaborat",
+    "determin",
+    "brainstorm",
+    "break",
 ];
-const ANSWER_WORDS: &[&str] = &["repl", "response", "answer", "output", "summary"];
+const ANSWER_WORDS: &[&str] = &["repl", "respon", "answer", "output", "summary", "message"];
 
 impl TaskInstructionRule {
     pub fn new() -> Result<Self, InspectError> {
@@ -210,7 +215,7 @@ impl TaskInstructionRule {
         };
         Ok(TaskInstructionRule {
             opener: build(
-                r"(?i)\A(?:[-*][ \t]*)?(?:(?:please|also|now|then|and|kindly),?[ \t\r\n]+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list)(?-u:\b)(?:[ \t\r\n]+[A-Za-z0-9_'$@#%&,-]+){2,}",
+                r"(?i)\A(?:[-*][ \t]*)?(?:(?:please|also|now|then|and|kindly),?[ \t\r\n]+)?(?:write|explain|translate|summari[sz]e|generate|compose|rewrite|encode|describe|calculate|solve|classify|convert|replace|integrate|emphasi[sz]e|answer|respond|recommend|define|analy[sz]e|compare|output|print|append|insert|spell|repeat|reverse|count|list|paraphrase|elaborate|determine|brainstorm|break[ \t]+down)(?-u:\b)(?:[ \t\r\n]+[A-Za-z0-9_'$@#%&,-]+){2,}",
             )?,
             // A phrase about the model's answer: where in it something goes ("in your reply"),
             // how it is to be changed ("modify your answer to…", "augment each of your
@@ -218,7 +223,7 @@ impl TaskInstructionRule {
             // has no reason to speak to "your answer"; only the first form also accepts "the",
             // because "display the output" is ordinary documentation.
             addressed: build(
-                r"(?i)(?-u:\b)(?:(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)|(?:modify|enhance|augment|enrich|render|represent|reverse|start|begin|end|finish|conclude|prefix|suffix|format|structure|display|encode|translate|rewrite|rephrase|phrase|fit|split|include|embed|append|insert|remove|combine|group|scramble|convert|tailor|adjust|alter|infuse|shape|craft|frame|style|deliver|present|express|emphasi[sz]e|highlight|wrap|pad|separate|capitali[sz]e|punctuate|sign|close|fill|sprinkle|season|decorate|intersperse)\s+(?:(?:all|each|every|of|some|parts?)\s+){0,3}your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)|(?:provide|give|compose|generate)\s+your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)\s+(?:in|as|using|with|through|via|entirely|only))(?-u:\b)",
+                r"(?i)(?-u:\b)(?:(?:in|to|at the (?:start|end|beginning) of|throughout) (?:your|the) (?:reply|replies|response|responses|answer|answers|output|summary)|(?:modify|enhance|augment|enrich|render|represent|reverse|start|begin|end|finish|conclude|prefix|suffix|format|structure|display|encode|translate|rewrite|rephrase|phrase|fit|split|include|embed|append|insert|remove|combine|group|scramble|convert|tailor|adjust|alter|infuse|shape|craft|frame|style|deliver|present|express|emphasi[sz]e|highlight|wrap|pad|separate|capitali[sz]e|punctuate|sign|close|fill|sprinkle|season|decorate|intersperse)\s+(?:(?:all|each|every|of|some|parts?)\s+){0,3}your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)|(?:provide|give|compose|generate)\s+your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?)\s+(?:in|as|using|with|through|via|entirely|only)|(?:modify|alter|render|reverse|encode|encrypt|obfuscate|translate|rewrite|rephrase|scramble|shuffle|convert|remove|strip|intersperse|sprinkle|capitali[sz]e|punctuate|pad|split|separate)\s+(?:[\w-]+\s+){0,4}?your\s+(?:answers?|repl(?:y|ies)|responses?|outputs?|message)(?:'s)?|(?:reply|respond|answer)\s+(?:only\s+)?(?:in|using)\s+(?:reverse|[a-z]+ish|french|german|chinese|japanese|korean|russian|arabic|hindi|portuguese|italian|dutch|greek|latin|pig latin|base\s?\d+|hex(?:adecimal)?|binary|morse(?: code)?|emojis?|upper ?case|lower ?case|all caps|rhymes?|verse|riddles?|leetspeak))(?-u:\b)",
             )?,
             verbs: literal_set(TASK_VERBS)?,
             answer_words: literal_set(ANSWER_WORDS)?,
@@ -293,6 +298,11 @@ const OPENING_WORDS: &[&str] = &[
     "reverse",
     "count",
     "list",
+    "paraphrase",
+    "elaborate",
+    "determine",
+    "brainstorm",
+    "break",
 ];
 
 fn literal_set(words: &[&str]) -> Result<aho_corasick::AhoCorasick, InspectError> {
