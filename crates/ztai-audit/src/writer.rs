@@ -413,10 +413,10 @@ impl Writer {
         }
     }
 
-    /// Asks the copier for a background WAL copy every `WAL_COPY_EVERY` records; every
-    /// `WAL_RESTART_EVERY` records checkpoints here instead. With no other writer, that copies the
-    /// whole WAL (little is left after the background copies) and the next commit starts the WAL
-    /// over, so the file stays bounded.
+    /// Asks the copier for a background WAL copy every `WAL_COPY_EVERY` records. After each copy
+    /// it has finished (and every `WAL_RESTART_EVERY` records in any case, should the copier fall
+    /// behind) checkpoints here: with no other writer that copies the rest of the WAL, a few
+    /// frames, and the next commit starts the WAL over, so the file stays bounded.
     fn maybe_wal_checkpoint(&mut self) {
         let copied = self.wal.copied.swap(false, Ordering::Relaxed);
         if copied || self.since_wal_restart >= WAL_RESTART_EVERY {
