@@ -242,3 +242,182 @@ fn numbered_redaction_keeps_one_number_per_value_across_a_session() {
     let r = reveal(&served, &served.key, Some("thread-1"), &second);
     assert_eq!(r.json()["revealed"], 0, "{}", r.text());
 }
+
+/// Posts one JSON-RPC message to `/mcp/office`, with the MCP session and, if given, a redaction
+/// session name.
+fn mcp(
+    served: &Served,
+    mcp_session: Option<&str>,
+    redaction: Option<&str>,
+    msg: &serde_json::Value,
+) -> Resp {
+    let body = msg.to_string();
+    let mut extra = String::new();
+    if let Some(s) = mcp_session {
+        extra.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    if let Some(s) = redaction {
+        extra.push_str(&format!("x-ztai-session: {s}\r\n"));
+    }
+    raw(
+        served.gw,
+        format!(
+            "POST /mcp/office HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            served.gw,
+            served.key,
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn mcp_session(served: &Served) -> String {
+    let r = mcp(
+        served,
+        None,
+        None,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "1"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.header("mcp-session-id").unwrap().to_string()
+}
+
+fn search(served: &Served, session: &str, redaction: Option<&str>, query: &str) -> Resp {
+    let r = mcp(
+        served,
+        Some(session),
+        redaction,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                            "params": {"name": "search_docs", "arguments": {"query": query}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
+fn tool_text(r: &Resp) -> String {
+    r.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tool result: {}", r.text()))
+        .to_string()
+}
+
+/// MCP tool results and `/v1/authorize` arguments are redacted the way `inspect.redaction` says,
+/// in the caller's session (by default one per MCP session), so their tokens come back to the
+/// user like a chat answer's — and only within that session.
+#[test]
+fn tool_results_and_authorized_arguments_are_tokenised_in_the_callers_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        r#"
+[inspect]
+redaction = "token"
+
+[[mcp.servers]]
+name = "office"
+command = {bin}
+args = ["standin-mcp"]
+untrusted = false
+result_redact = ["secret", "pii"]
+
+[[tools]]
+name = "office/search_docs"
+groups = ["office-read"]
+"#,
+        bin = serde_json::json!(BIN),
+    );
+    let mut served = Served::start(dir.path(), &extra);
+    let query = format!("invoices of {EMAIL}");
+
+    // The stand-in tool echoes the query: its result carries the address, which reaches the
+    // agent as a token of the MCP session's own redaction session.
+    let session = mcp_session(&served);
+    let r = search(&served, &session, None, &query);
+    let named = r.header("x-ztai-session").unwrap().to_string();
+    assert!(named.starts_with("mcp-"), "{named}");
+    let text = tool_text(&r);
+    assert!(!r.text().contains("jane.doe"), "{}", r.text());
+    let toks = tokens(&text);
+    assert_eq!(toks.len(), 1, "{text}");
+    assert!(toks[0].starts_with("[EMAIL:tok_"), "{text}");
+    // The next call of the session keeps the token; the user gets the value back from it.
+    let again = search(&served, &session, None, &query);
+    assert_eq!(again.header("x-ztai-session"), Some(named.as_str()));
+    assert_eq!(tokens(&tool_text(&again)), toks);
+    let r = reveal(&served, &served.key, Some(&named), &text);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["text"].as_str().unwrap().contains(EMAIL), "{}", r.text());
+    // A session the caller names is used instead, and knows none of the other one's tokens.
+    let r = search(&served, &session, Some("case-9"), &query);
+    assert_eq!(r.header("x-ztai-session"), Some("case-9"));
+    let r = reveal(&served, &served.key, Some("case-9"), &toks[0]);
+    assert_eq!(r.json()["text"], toks[0].as_str(), "{}", r.text());
+    // A call with nothing to redact opens no session and names none.
+    let r = search(&served, &session, None, "expenses");
+    assert_eq!(r.header("x-ztai-session"), None);
+    // A malformed session name is refused, as on every other path.
+    let r = mcp(
+        &served,
+        Some(&session),
+        Some("bad name"),
+        &serde_json::json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                            "params": {"name": "search_docs", "arguments": {"query": "x"}}}),
+    );
+    assert!(r.text().contains("x-ztai-session"), "{}", r.text());
+
+    // A permit that redacts personal data in the arguments: the decision API hands back
+    // tokenised arguments in the caller's session, and the MCP proxy forwards tokens, so the
+    // tool itself never sees the address.
+    served.restart_with(dir.path(), || {
+        std::fs::write(
+            dir.path().join("data/policies/test-redact-arguments.cedar"),
+            r#"@id("test-search-arguments-redacted")
+@reason("search queries must not carry personal data to the tool")
+@obligation("redact")
+@redact("pii")
+permit (
+  principal in Group::"staff",
+  action == Action::"call_tool",
+  resource == Tool::"office/search_docs"
+);
+"#,
+        )
+        .unwrap();
+    });
+    let body = serde_json::json!({"action": "call_tool", "resource": "tool:office/search_docs",
+                                  "arguments": {"query": query}});
+    let r = with_session(
+        &served,
+        "/v1/authorize",
+        &served.key,
+        Some("case-10"),
+        &body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ztai-session"), Some("case-10"));
+    let forwarded = r.json()["arguments"]["query"].as_str().unwrap().to_string();
+    assert!(!forwarded.contains("jane.doe"), "{forwarded}");
+    let arg_toks = tokens(&forwarded);
+    assert_eq!(arg_toks.len(), 1, "{forwarded}");
+    let r = reveal(&served, &served.key, Some("case-10"), &forwarded);
+    assert_eq!(r.json()["text"], query.as_str(), "{}", r.text());
+
+    let session = mcp_session(&served);
+    let r = search(&served, &session, Some("case-10"), &query);
+    let text = tool_text(&r);
+    assert!(!text.contains("jane.doe"), "{text}");
+    assert_eq!(tokens(&text), arg_toks, "the tool echoed the token it was given: {text}");
+
+    // None of it reached the audit log in the clear.
+    let audit = request(
+        served.admin,
+        "GET",
+        "/api/v1/audit?limit=200",
+        Some(&served.admin_token),
+        "",
+    );
+    assert_eq!(audit.status, 200);
+    assert!(audit.text().contains("call_tool"));
+    assert!(!audit.text().contains("jane.doe"));
+}

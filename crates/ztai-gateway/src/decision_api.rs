@@ -16,6 +16,7 @@ use crate::proxy::{
     with_request_id,
 };
 use crate::record::{Trace, micros};
+use crate::redaction::LazySession;
 use crate::state::Gateway;
 use axum::body::Body;
 use axum::extract::State;
@@ -92,7 +93,8 @@ pub(crate) fn redact_arguments(
     inspected: &[(String, String, Vec<Finding>)],
     categories: &[String],
     arguments: &mut Value,
-) {
+    session: &mut LazySession<'_>,
+) -> Result<(), GatewayError> {
     let cats = crate::proxy::categories_of(categories);
     for (pointer, text, findings) in inspected {
         if findings
@@ -100,9 +102,10 @@ pub(crate) fn redact_arguments(
             .any(|f| cats.is_empty() || cats.contains(&f.category))
             && let Some(slot) = arguments.pointer_mut(pointer)
         {
-            *slot = Value::String(ztai_inspect::redact(text, findings, &cats));
+            *slot = Value::String(session.redact(text, findings, &cats, Instant::now())?);
         }
     }
+    Ok(())
 }
 
 async fn decide(
@@ -116,6 +119,7 @@ async fn decide(
         .headers()
         .get(crate::approvals::TICKET_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let redaction_header = req.headers().get(crate::redaction::SESSION_HEADER).cloned();
     let bytes = read_body(gw, req).await?;
     trace.request_digest = hex::encode(Sha256::digest(&bytes));
     let body: AuthorizeRequest = serde_json::from_slice(&bytes).map_err(|e| {
@@ -197,11 +201,23 @@ async fn decide(
     };
 
     let mut answer_arguments = arguments.clone();
+    // Arguments are redacted in the caller's redaction session, which it names with
+    // `x-ztai-session` (tokens it gets back can then be revealed to the user it acts for).
+    let mut redaction = LazySession::new(
+        &gw.redaction,
+        crate::redaction::owner_of(&who.principal),
+        redaction_header,
+    )?;
     let mut log_full = false;
     for o in &permit.decision().obligations {
         match o {
             Obligation::Redact { categories } => {
-                redact_arguments(&inspected, categories, &mut answer_arguments);
+                redact_arguments(
+                    &inspected,
+                    categories,
+                    &mut answer_arguments,
+                    &mut redaction,
+                )?;
                 trace.obligations_done.push(o.label());
             }
             Obligation::LogFull => {
@@ -249,8 +265,7 @@ async fn decide(
     });
     let text = out.to_string();
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
-    Ok(Answer::Buffered(
-        (StatusCode::OK, axum::Json(out)).into_response(),
-        digest,
-    ))
+    let mut resp = (StatusCode::OK, axum::Json(out)).into_response();
+    redaction.tag(&mut resp);
+    Ok(Answer::Buffered(resp, digest))
 }

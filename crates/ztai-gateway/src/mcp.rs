@@ -32,6 +32,7 @@ use crate::proxy::{
     Authenticated, authenticate, authenticate_traced, new_request_id, read_body, request_context,
 };
 use crate::record::{Trace, micros};
+use crate::redaction::LazySession;
 use crate::state::Gateway;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -161,9 +162,14 @@ impl Mcp {
 
 /// What a request produced.
 enum Outcome {
-    /// A JSON-RPC message for the client (HTTP 200), with the session id to hand out after
-    /// `initialize`.
-    Message(Value, Option<String>),
+    /// A JSON-RPC message for the client (HTTP 200).
+    Message {
+        msg: Value,
+        /// The MCP session id to hand out after `initialize`.
+        mcp_session: Option<String>,
+        /// The redaction session a tool call or read redacted in, in a stateful mode.
+        redaction_session: Option<String>,
+    },
     /// A notification or a client's answer, accepted (HTTP 202, no body).
     Accepted,
 }
@@ -401,14 +407,22 @@ async fn conclude(
     id: &Value,
 ) -> Response {
     let resp = match outcome {
-        Ok(Outcome::Message(msg, session)) => {
+        Ok(Outcome::Message {
+            msg,
+            mcp_session,
+            redaction_session,
+        }) => {
             if trace.status == 0 {
                 trace.status = 200;
             }
             trace.response_digest = digest_of(&msg);
             let mut resp = (StatusCode::OK, axum::Json(msg)).into_response();
-            if let Some(s) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+            if let Some(s) = mcp_session.and_then(|s| HeaderValue::from_str(&s).ok()) {
                 resp.headers_mut().insert(SESSION_HEADER, s);
+            }
+            if let Some(s) = redaction_session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                resp.headers_mut()
+                    .insert(crate::redaction::SESSION_HEADER, s);
             }
             resp
         }
@@ -756,6 +770,7 @@ async fn handle(
             return Err(RpcError::new(INVALID_PARAMS, 422, "params must be an object").into());
         }
     };
+    let mut redaction_session = None;
     let answer = match method.as_str() {
         "initialize" => {
             trace.action = "mcp:initialize";
@@ -775,7 +790,11 @@ async fn handle(
         "tools/call" => {
             trace.action = "call_tool";
             let mut s = open_session(gw, cfg, &headers, &who).await?;
-            call_tool(gw, cfg, up, &who, &mut s, params, trace).await?
+            let mut redaction = redaction_of(gw, &headers, &who, &s)?;
+            let answer =
+                call_tool(gw, cfg, up, &who, &mut s, &mut redaction, params, trace).await?;
+            redaction_session = redaction.id().map(str::to_string);
+            answer
         }
         "resources/list" => {
             trace.action = "mcp:resources/list";
@@ -785,7 +804,11 @@ async fn handle(
         "resources/read" => {
             trace.action = "read_document";
             let mut s = open_session(gw, cfg, &headers, &who).await?;
-            read_resource(gw, cfg, up, &who, &mut s, params, trace).await?
+            let mut redaction = redaction_of(gw, &headers, &who, &s)?;
+            let answer =
+                read_resource(gw, cfg, up, &who, &mut s, &mut redaction, params, trace).await?;
+            redaction_session = redaction.id().map(str::to_string);
+            answer
         }
         "resources/templates/list" => {
             trace.action = "mcp:resources/templates/list";
@@ -809,7 +832,34 @@ async fn handle(
             .into());
         }
     };
-    Ok(Outcome::Message(rpc_result(&msg_id, answer), None))
+    Ok(Outcome::Message {
+        msg: rpc_result(&msg_id, answer),
+        mcp_session: None,
+        redaction_session,
+    })
+}
+
+/// The redaction session a tool call or read redacts in: the one the caller names with
+/// `x-ztai-session`, else one per MCP session, so placeholders stay numbered and tokens stay
+/// revealable across the calls of one session. Opened only if something is redacted.
+fn redaction_of<'a>(
+    gw: &'a Gateway,
+    headers: &http::HeaderMap,
+    who: &Authenticated,
+    s: &OpenSession,
+) -> Result<LazySession<'a>, GatewayError> {
+    let requested = headers
+        .get(crate::redaction::SESSION_HEADER)
+        .cloned()
+        .or_else(|| {
+            let short = s.hash.get(..32).unwrap_or(&s.hash);
+            HeaderValue::from_str(&format!("mcp-{short}")).ok()
+        });
+    LazySession::new(
+        &gw.redaction,
+        crate::redaction::owner_of(&who.principal),
+        requested,
+    )
 }
 
 async fn initialize(
@@ -926,7 +976,11 @@ async fn initialize(
     .map_err(crate::admin::store_failed)?
     .map_err(crate::admin::store_failed)?;
     trace.decision = Some(allowed(format!("session opened on `{}`", cfg.name)));
-    Ok(Outcome::Message(rpc_result(id, out), Some(session_id)))
+    Ok(Outcome::Message {
+        msg: rpc_result(id, out),
+        mcp_session: Some(session_id),
+        redaction_session: None,
+    })
 }
 
 // ---- tools ----------------------------------------------------------------------------------
@@ -1307,8 +1361,14 @@ struct Screened {
 }
 
 /// Inspects every string of `value` as untrusted content: findings in a blocking category
-/// withhold it, findings in a redacting category are masked, others are annotated.
-fn screen(gw: &Gateway, cfg: &McpServerConfig, value: &Value) -> Result<Screened, GatewayError> {
+/// withhold it, findings in a redacting category are redacted (as `inspect.redaction` says, in
+/// the call's redaction session), others are annotated.
+fn screen(
+    gw: &Gateway,
+    cfg: &McpServerConfig,
+    value: &Value,
+    redaction: &mut LazySession<'_>,
+) -> Result<Screened, GatewayError> {
     let mut parts = Vec::new();
     strings(value, "", &mut parts);
     let mut out = value.clone();
@@ -1336,7 +1396,8 @@ fn screen(gw: &Gateway, cfg: &McpServerConfig, value: &Value) -> Result<Screened
         if f.iter().any(|x| cfg.result_redact.contains(&x.category))
             && let Some(slot) = out.pointer_mut(pointer)
         {
-            *slot = Value::String(ztai_inspect::redact(text, &f, &cfg.result_redact));
+            *slot =
+                Value::String(redaction.redact(text, &f, &cfg.result_redact, Instant::now())?);
         }
         all.extend(f);
     }
@@ -1377,12 +1438,14 @@ fn taint_of(
     labels
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn call_tool(
     gw: &Arc<Gateway>,
     cfg: &McpServerConfig,
     up: &Upstream,
     who: &Authenticated,
     s: &mut OpenSession,
+    redaction: &mut LazySession<'_>,
     params: Value,
     trace: &mut Trace,
 ) -> Result<Value, RpcError> {
@@ -1484,7 +1547,12 @@ async fn call_tool(
     for o in &permit.decision().obligations {
         match o {
             Obligation::Redact { categories } => {
-                crate::decision_api::redact_arguments(&inspected, categories, &mut forward);
+                crate::decision_api::redact_arguments(
+                    &inspected,
+                    categories,
+                    &mut forward,
+                    redaction,
+                )?;
                 trace.obligations_done.push(o.label());
             }
             Obligation::LogFull => {
@@ -1556,7 +1624,7 @@ async fn call_tool(
         Ok(r) => r,
         Err(mut e) => {
             // The server's own message is untrusted text as well.
-            let screened = screen(gw, cfg, &json!(e.message))?;
+            let screened = screen(gw, cfg, &json!(e.message), redaction)?;
             if screened.content.is_none() {
                 trace.findings.extend(screened.findings);
                 e.message = "the MCP server refused the call; its error message was withheld (it carries injected instructions)".into();
@@ -1565,7 +1633,7 @@ async fn call_tool(
         }
     };
     let t = Instant::now();
-    let screened = screen(gw, cfg, &result)?;
+    let screened = screen(gw, cfg, &result, redaction)?;
     trace.timings.inspect_output_us = micros(t);
     trace.findings.extend(screened.findings.iter().cloned());
     let classification = gw
@@ -1678,12 +1746,14 @@ async fn list_resources(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_resource(
     gw: &Arc<Gateway>,
     cfg: &McpServerConfig,
     up: &Upstream,
     who: &Authenticated,
     s: &mut OpenSession,
+    redaction: &mut LazySession<'_>,
     params: Value,
     trace: &mut Trace,
 ) -> Result<Value, RpcError> {
@@ -1743,7 +1813,7 @@ async fn read_resource(
     let t = Instant::now();
     let result = ask(gw, cfg, up, s, "resources/read", json!({"uri": uri})).await?;
     trace.timings.upstream_us = micros(t);
-    let screened = screen(gw, cfg, &result)?;
+    let screened = screen(gw, cfg, &result, redaction)?;
     trace.findings.extend(screened.findings.iter().cloned());
     add_taint(
         gw,

@@ -74,6 +74,75 @@ impl RedactionSession {
     }
 }
 
+/// A redaction session opened on first use, for paths where most requests redact nothing (MCP
+/// tool calls and results, `/v1/authorize` arguments): those leave no session state behind and
+/// answer with no session header. The name asked for is checked at once, so a malformed one is
+/// refused whether or not anything gets redacted.
+pub(crate) struct LazySession<'a> {
+    sessions: &'a RedactionSessions,
+    owner: String,
+    requested: Option<HeaderValue>,
+    opened: Option<RedactionSession>,
+}
+
+impl<'a> LazySession<'a> {
+    /// `requested` is the caller's `x-ztai-session` header, else a name the path derives (an MCP
+    /// session's), else none (a fresh name is minted if a stateful mode needs one).
+    pub fn new(
+        sessions: &'a RedactionSessions,
+        owner: String,
+        requested: Option<HeaderValue>,
+    ) -> Result<Self, GatewayError> {
+        if let Some(v) = &requested {
+            session_name(v)?;
+        }
+        Ok(LazySession {
+            sessions,
+            owner,
+            requested,
+            opened: None,
+        })
+    }
+
+    /// The session's redactor, opening the session the first time.
+    pub fn redactor(&mut self, now: Instant) -> Result<SharedRedactor, GatewayError> {
+        if let Some(s) = &self.opened {
+            return Ok(s.redactor.clone());
+        }
+        let s = self
+            .sessions
+            .open(&self.owner, self.requested.as_ref(), now)?;
+        let r = s.redactor.clone();
+        self.opened = Some(s);
+        Ok(r)
+    }
+
+    /// The name of the session once something was redacted in a stateful mode.
+    pub fn id(&self) -> Option<&str> {
+        self.opened.as_ref().and_then(|s| s.id.as_deref())
+    }
+
+    /// Names the session in a response once one was used.
+    pub fn tag(&self, resp: &mut Response) {
+        if let Some(s) = &self.opened {
+            s.tag(resp);
+        }
+    }
+
+    /// Redacts `findings` of `categories` (all when empty) in `text` within the session.
+    pub fn redact(
+        &mut self,
+        text: &str,
+        findings: &[ztai_core::Finding],
+        categories: &[ztai_core::FindingCategory],
+        now: Instant,
+    ) -> Result<String, GatewayError> {
+        let r = self.redactor(now)?;
+        let mut r = r.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(r.redact(text, findings, categories))
+    }
+}
+
 struct Entry {
     redactor: SharedRedactor,
     last_used: Instant,
@@ -346,6 +415,49 @@ mod tests {
 
     fn sessions(mode: Replacement, max: usize) -> RedactionSessions {
         RedactionSessions::new(mode, Duration::from_secs(60), max)
+    }
+
+    fn email_finding(text: &str) -> ztai_core::Finding {
+        let start = text.find('j').unwrap();
+        ztai_core::Finding {
+            kind: "email".into(),
+            category: ztai_core::FindingCategory::Pii,
+            severity: ztai_core::Severity::Medium,
+            confidence: 1.0,
+            detector: "test",
+            span: ztai_core::Span::new(start, text.len()),
+            channel: ztai_core::Channel::Untrusted,
+        }
+    }
+
+    #[test]
+    fn a_lazy_session_opens_on_first_redaction_and_continues_by_name() {
+        let s = sessions(Replacement::Token, 10);
+        let now = Instant::now();
+        let text = "mail jane@example.com";
+        let f = [email_finding(text)];
+        let name = HeaderValue::from_static("mcp-abc");
+        let mut lazy = LazySession::new(&s, "user:alice".into(), Some(name.clone())).unwrap();
+        assert_eq!(lazy.id(), None);
+        assert!(s.find("user:alice", "mcp-abc", now).is_none(), "nothing opened yet");
+        let out = lazy.redact(text, &f, &[], now).unwrap();
+        assert!(out.starts_with("mail [EMAIL:tok_") && !out.contains("jane"), "{out}");
+        assert_eq!(lazy.id(), Some("mcp-abc"));
+        // A later request naming the session gets the same token; another owner does not.
+        let mut later = LazySession::new(&s, "user:alice".into(), Some(name.clone())).unwrap();
+        assert_eq!(later.redact(text, &f, &[], now).unwrap(), out);
+        let mut bob = LazySession::new(&s, "user:bob".into(), Some(name)).unwrap();
+        assert_ne!(bob.redact(text, &f, &[], now).unwrap(), out);
+        // A malformed name is refused before anything is redacted.
+        assert!(
+            LazySession::new(&s, "user:alice".into(), Some(HeaderValue::from_static("a b")))
+                .is_err()
+        );
+        // Stateless modes redact without a session to name.
+        let p = sessions(Replacement::Placeholder, 10);
+        let mut lazy = LazySession::new(&p, "user:alice".into(), None).unwrap();
+        assert_eq!(lazy.redact(text, &f, &[], now).unwrap(), "mail [EMAIL]");
+        assert_eq!(lazy.id(), None);
     }
 
     #[test]
