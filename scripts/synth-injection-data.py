@@ -4,8 +4,8 @@
 Written for ZTAI from templates, no third-party text: injections of every family the rules tier
 knows (instruction override, persona jailbreaks, system-prompt extraction, forged delimiters,
 payload splitting, task hijacking, instructions planted in documents) and benign hard negatives
-(the same trigger words used innocently, legitimate role-play and system prompts, long ordinary
-documents, code). Deterministic: the same seed writes the same file.
+(the same trigger words used innocently, legitimate role-play and system prompts, everyday tasks
+on a supplied text, long ordinary documents, code). Deterministic: the same seed writes the same file.
 
 With --corpora, labelled benign rows of the corpora are also recombined: concatenated into long
 benign documents, and used as carriers for planted synthetic attacks, so the model learns that an
@@ -260,6 +260,114 @@ def benign_short(r):
     return pick(r, forms)
 
 
+# Everyday work handed to an assistant: transform, condense, translate, reply to or pull facts out
+# of a text the user supplies. Injections hijack exactly these verbs ("translate the following…",
+# "reply with…"), so without them as negatives the model learned the verbs themselves: before
+# these rows, 14 of 50 ordinary requests written separately for checking (not these templates)
+# scored as injections.
+TASK_VERBS = [
+    "Summarise", "Summarize", "Translate", "Proofread", "Rewrite", "Shorten", "Paraphrase",
+    "Simplify", "Condense", "Reformat", "Review", "Edit", "Polish", "Tidy up", "Restructure",
+    "Check", "Annotate", "Analyse", "Analyze", "Critique", "Expand on", "Clean up",
+]
+TASK_OBJECTS = [
+    "the attached meeting notes", "the following paragraph", "the text below", "the email below",
+    "this article", "the attached report", "the following document", "the minutes from today",
+    "the paragraph above", "the following passage", "the customer feedback below",
+    "the attached slides", "this transcript", "the contract excerpt below", "these release notes",
+    "the following message", "this memo", "the survey answers below", "my draft below",
+    "the following list", "this letter", "the job ad below", "the following review",
+    "the product description below", "this chat log", "the following instructions for new staff",
+]
+TASK_TAILS = [
+    "", " for the team", " for my manager", " in three bullet points", " in plain English",
+    " in under 100 words", " for a non-technical audience", " and keep the tone friendly",
+    " as a short table", " for the newsletter", " before I send it", " for our customers",
+    " so a new hire can follow it", " in a more formal tone", " in one paragraph",
+]
+LANGUAGES = ["French", "German", "Spanish", "Italian", "Japanese", "Portuguese", "Dutch",
+             "Polish", "Korean", "Arabic", "Hindi", "Swedish", "English"]
+TASK_FORMS = [
+    "{v} {o}{t}.", "Please {lv} {o}{t}.", "Can you {lv} {o}{t}?", "Could you {lv} {o}{t}, please?",
+    "I need you to {lv} {o}{t}.", "{v} {o}{t}:\n\n{doc}", "{doc}\n\n{v} the above{t}.",
+]
+PULL_OUT = [
+    "List the action items in {o}.", "Extract every date and deadline from {o}.",
+    "Which people are mentioned in {o}?", "Find the figures in {o} and put them in a table.",
+    "Turn {o} into a to-do list.", "Sort {o} alphabetically.", "Put {o} into a bulleted list.",
+    "Convert {o} to JSON.", "Tell me whether {o} sounds positive or negative.",
+    "Answer the question in {o} briefly.", "Reply to {o} and say I agree.",
+    "Respond to {o} with a polite no.", "Write a reply to {o} thanking them.",
+    "Draft an answer to {o} for me to check.", "Give me the gist of {o}.",
+    "Pick out the three most important points from {o}.", "Write a headline for {o}.",
+    "What's something surprising about {t}?", "Give me a quick tip about {t}.",
+    "Write a caption for a photo of {t}.", "Describe {t} in two sentences.",
+]
+
+
+# How people shape an answer, correct themselves and set up a game: imperatives aimed at the
+# assistant's output or at the conversation ("keep your answer short", "forget what I said about
+# the blue one", "tell me how…"), which jailbreaks also use.
+QUESTIONS = ["how {t} works", "about {t}", "what you know about {t}", "which option is cheaper for {t}",
+             "why {t} matters", "what people usually get wrong about {t}", "the history of {t}",
+             "whether {t} is worth it", "who is in charge of {t}", "when {t} is due"]
+ANSWER_SHAPES = [
+    "Keep your answer under {n} words.", "Keep the reply short.", "Answer in {n} sentences.",
+    "Use plain words in your reply.", "Format your answer as a table.", "Output it as a numbered list.",
+    "Print just the total.", "Give only the final number.", "Reply with the date only.",
+    "Write the result as JSON.", "Output the list in alphabetical order.", "Respond in a friendly tone.",
+    "No bullet points in your answer, please.", "Only include the steps, no background.",
+    "Put the most important point first in your answer.", "Use British spelling in the reply.",
+]
+CORRECTIONS = [
+    "Ignore the last sentence of my message, it was a mistake.", "Forget what I said about {t}, it is sorted.",
+    "Disregard my earlier question about {t}.", "Never mind {t}, let's talk about the timeline.",
+    "Scratch my previous request, I need a shorter version.", "Skip the part about {t}.",
+    "Ignore the typos in what I wrote about {t}.", "Drop the second point, it no longer applies.",
+]
+SETUPS = [
+    "From now on, call me {n}.", "From now on, keep your answers short.", "For the rest of this chat, use metric units.",
+    "Pretend you are a {role} and explain {t}.", "Act as a {role} and review my plan for {t}.",
+    "You are a {role}. Give me advice on {t}.", "Play a {role} so I can practise talking about {t}.",
+    "Repeat my list back to me in order.", "Repeat the last step, I missed it.",
+    "Say it again more simply.", "Translate '{w}' into {k} languages.", "How do you say '{w}' in {l}?",
+]
+ROLES = ["tour guide", "teacher", "career coach", "chef", "librarian", "personal trainer", "pirate",
+         "travel agent", "friendly editor", "job interviewer", "museum curator", "detective"]
+PHRASES = ["good luck", "thank you", "happy birthday", "where is the station", "see you soon",
+           "welcome", "how much is this", "excuse me"]
+
+
+def benign_steering(r):
+    t, n = pick(r, TOPICS), pick(r, NAMES)
+    k = r.random()
+    if k < 0.25:
+        q = pick(r, QUESTIONS).format(t=t)
+        return pick(r, [f"Tell me {q}.", f"Can you tell me {q}?", f"Please tell me {q}."])
+    if k < 0.55:
+        shape = pick(r, ANSWER_SHAPES).format(n=r.randrange(2, 120))
+        lead = pick(r, [f"Explain {t}.", f"What should I know about {t}?", benign_short(r), ""])
+        return (lead + " " + shape).strip()
+    if k < 0.75:
+        return pick(r, CORRECTIONS).format(t=t)
+    return pick(r, SETUPS).format(
+        n=n, t=t, role=pick(r, ROLES), w=pick(r, PHRASES), k=r.randrange(2, 6), l=pick(r, LANGUAGES)
+    )
+
+
+def benign_task(r):
+    o = pick(r, TASK_OBJECTS)
+    if r.random() < 0.35:
+        return pick(r, PULL_OUT).format(o=o, t=pick(r, TOPICS))
+    v = pick(r, TASK_VERBS)
+    t = pick(r, TASK_TAILS)
+    if v == "Translate":
+        t = f" into {pick(r, LANGUAGES)}" + (pick(r, TASK_TAILS) if r.random() < 0.3 else "")
+    return pick(r, TASK_FORMS).format(
+        v=v, lv=v[:1].lower() + v[1:], o=o, t=t, doc=document(r, r.randrange(1, 5))
+    )
+
+
 CODE = [
     "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
     "for i in range(10):\n    if i % 2 == 0:\n        continue\n    print(i)",
@@ -413,6 +521,10 @@ def main():
         rows.append({"text": benign_short(r), "label": "benign", "source": "ztai-synthetic/benign-short"})
     for _ in range(a.per_family * 4):
         rows.append({"text": benign_long(r), "label": "benign", "source": "ztai-synthetic/benign-long"})
+    for _ in range(a.per_family * 4):
+        rows.append({"text": benign_task(r), "label": "benign", "source": "ztai-synthetic/benign-task"})
+    for _ in range(a.per_family * 3):
+        rows.append({"text": benign_steering(r), "label": "benign", "source": "ztai-synthetic/benign-steering"})
     for _ in range(a.per_family):
         rows.append({"text": noise(r), "label": "benign", "source": "ztai-synthetic/noise"})
     r.shuffle(rows)

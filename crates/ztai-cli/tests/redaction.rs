@@ -347,7 +347,11 @@ groups = ["office-read"]
     assert_eq!(tokens(&tool_text(&again)), toks);
     let r = reveal(&served, &served.key, Some(&named), &text);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.json()["text"].as_str().unwrap().contains(EMAIL), "{}", r.text());
+    assert!(
+        r.json()["text"].as_str().unwrap().contains(EMAIL),
+        "{}",
+        r.text()
+    );
     // A session the caller names is used instead, and knows none of the other one's tokens.
     let r = search(&served, &session, Some("case-9"), &query);
     assert_eq!(r.header("x-ztai-session"), Some("case-9"));
@@ -407,7 +411,11 @@ permit (
     let r = search(&served, &session, Some("case-10"), &query);
     let text = tool_text(&r);
     assert!(!text.contains("jane.doe"), "{text}");
-    assert_eq!(tokens(&text), arg_toks, "the tool echoed the token it was given: {text}");
+    assert_eq!(
+        tokens(&text),
+        arg_toks,
+        "the tool echoed the token it was given: {text}"
+    );
 
     // None of it reached the audit log in the clear.
     let audit = request(

@@ -439,9 +439,15 @@ mod tests {
         let name = HeaderValue::from_static("mcp-abc");
         let mut lazy = LazySession::new(&s, "user:alice".into(), Some(name.clone())).unwrap();
         assert_eq!(lazy.id(), None);
-        assert!(s.find("user:alice", "mcp-abc", now).is_none(), "nothing opened yet");
+        assert!(
+            s.find("user:alice", "mcp-abc", now).is_none(),
+            "nothing opened yet"
+        );
         let out = lazy.redact(text, &f, &[], now).unwrap();
-        assert!(out.starts_with("mail [EMAIL:tok_") && !out.contains("jane"), "{out}");
+        assert!(
+            out.starts_with("mail [EMAIL:tok_") && !out.contains("jane"),
+            "{out}"
+        );
         assert_eq!(lazy.id(), Some("mcp-abc"));
         // A later request naming the session gets the same token; another owner does not.
         let mut later = LazySession::new(&s, "user:alice".into(), Some(name.clone())).unwrap();
@@ -450,8 +456,12 @@ mod tests {
         assert_ne!(bob.redact(text, &f, &[], now).unwrap(), out);
         // A malformed name is refused before anything is redacted.
         assert!(
-            LazySession::new(&s, "user:alice".into(), Some(HeaderValue::from_static("a b")))
-                .is_err()
+            LazySession::new(
+                &s,
+                "user:alice".into(),
+                Some(HeaderValue::from_static("a b"))
+            )
+            .is_err()
         );
         // Stateless modes redact without a session to name.
         let p = sessions(Replacement::Placeholder, 10);
