@@ -5,7 +5,7 @@ Written for ZTAI from templates, no third-party text: injections of every family
 knows (instruction override, persona jailbreaks, system-prompt extraction, forged delimiters,
 payload splitting, task hijacking, instructions planted in documents) and benign hard negatives
 (the same trigger words used innocently, legitimate role-play and system prompts, everyday tasks
-on a supplied text, long ordinary documents, code). Deterministic: the same seed writes the same file.
+on a supplied text, steering of the answer, what tools hand back, long ordinary documents, code). Deterministic: the same seed writes the same file.
 
 With --corpora, labelled benign rows of the corpora are also recombined: concatenated into long
 benign documents, and used as carriers for planted synthetic attacks, so the model learns that an
@@ -355,6 +355,34 @@ def benign_steering(r):
     )
 
 
+# What tools hand back: confirmations, listings, statuses and errors, short and full of names,
+# addresses and imperative-looking fragments. The gateway reads them as untrusted content, and one
+# flagged confirmation taints an agent's whole session.
+SUBJECTS = ["Q3 numbers", "lunch on Friday", "re: invoice 4411", "draft agenda", "welcome!",
+            "contract v2", "holiday plan", "bug report", "s", "hello", "minutes", "follow-up"]
+
+
+def benign_tool_result(r):
+    n, t = pick(r, NAMES), pick(r, TOPICS)
+    addr = f"{n.lower()}@{pick(r, ['example.com', 'partner.example', 'mail.example.org'])}"
+    num = r.randrange(1, 99999)
+    forms = [
+        f"sent `{pick(r, SUBJECTS)}` to {addr}", f"Sent '{pick(r, SUBJECTS)}' to {addr}.",
+        f"Email delivered to {n} <{addr}>.", f"message queued for {addr} (id {num})",
+        f"Created ticket #{num}: {t}", f"{r.randrange(0, 12)} documents match `{t}`: notes.md, plan.md",
+        f"No results for `{t}`.", f"refunded {r.randrange(1, 500)} on order o-{num}",
+        f"Order {num} status: {pick(r, ['shipped', 'pending', 'delivered', 'cancelled'])}",
+        f"Meeting with {n} booked for {pick(r, ['Monday', 'Tuesday', 'Friday'])} at {r.randrange(8, 18)}:00.",
+        f"Saved to /home/{n.lower()}/reports/report-{num}.pdf",
+        f"Error: permission denied for /srv/data/{num}.csv", f"Deleted {r.randrange(1, 40)} rows.",
+        f'{{"status": "ok", "id": {num}, "owner": "{addr}"}}', f"{n} accepted the invitation.",
+        f"Reminder set: {t}, tomorrow 9:00.", f"Updated the record of {n}: phone +44 20 7946 {num % 10000:04d}.",
+        f"Translated {r.randrange(2, 30)} strings into {pick(r, LANGUAGES)}.",
+        f"Done. {n} will be notified by email at {addr}.",
+    ]
+    return pick(r, forms)
+
+
 def benign_task(r):
     o = pick(r, TASK_OBJECTS)
     if r.random() < 0.35:
@@ -525,6 +553,8 @@ def main():
         rows.append({"text": benign_task(r), "label": "benign", "source": "ztai-synthetic/benign-task"})
     for _ in range(a.per_family * 3):
         rows.append({"text": benign_steering(r), "label": "benign", "source": "ztai-synthetic/benign-steering"})
+    for _ in range(a.per_family * 2):
+        rows.append({"text": benign_tool_result(r), "label": "benign", "source": "ztai-synthetic/benign-tool-result"})
     for _ in range(a.per_family):
         rows.append({"text": noise(r), "label": "benign", "source": "ztai-synthetic/noise"})
     r.shuffle(rows)

@@ -455,7 +455,8 @@ groups = ["office-read"]
         tool_names(&post(gw, "office", &key, Some(&session), &list).json())
             .contains(&"send_email".to_string())
     );
-    assert!(call(gw, &key, &session, "send_email", email)["result"].is_object());
+    let sent = call(gw, &key, &session, "send_email", email);
+    assert!(sent["result"].is_object(), "{sent}");
     // The block and the re-approval are in the audit log.
     let records = audit(s.admin, &s.admin_token);
     assert!(

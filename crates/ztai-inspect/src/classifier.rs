@@ -9,7 +9,8 @@
 //! through its most suspicious window, a negative text through all of them).
 //!
 //! Features are computed on a lower-cased copy of the normalised text with runs of white space
-//! collapsed, so the model sees what the rules tier sees after de-obfuscation.
+//! collapsed and the ends trimmed, so the model sees what the rules tier sees after
+//! de-obfuscation.
 
 mod train;
 
@@ -115,6 +116,13 @@ pub(crate) fn squash(text: &str, out: &mut Squashed) {
                 out.origin.push(at);
             }
         }
+    }
+    // Trailing white space is dropped like leading white space: a text scores the same with or
+    // without its final newline (a tool result does not end in one, the same line read from a
+    // file does).
+    if out.bytes.last() == Some(&b' ') {
+        out.bytes.pop();
+        out.origin.pop();
     }
 }
 
@@ -449,6 +457,10 @@ mod tests {
                     origin.push(at);
                 }
             }
+        }
+        if bytes.last() == Some(&b' ') {
+            bytes.pop();
+            origin.pop();
         }
         (bytes, origin)
     }
