@@ -88,7 +88,8 @@ pub(crate) fn inspect_arguments(
 }
 
 /// Carries out a `redact` obligation on tool arguments: every inspected string with a finding in
-/// one of `categories` (all categories when none are named) is masked in place.
+/// one of `categories` (all categories when none are named) is redacted in place, as
+/// `inspect.redaction` says, within the caller's redaction session.
 pub(crate) fn redact_arguments(
     inspected: &[(String, String, Vec<Finding>)],
     categories: &[String],
