@@ -72,8 +72,9 @@ def test_secret_split_across_two_stream_chunks_is_redacted(ztai):
 
 
 def test_models_lists_only_what_the_caller_may_use(ztai):
+    # `echo-gated` has no deployed version in the quick start, so it is not listed.
     ids = sorted(m.id for m in client(ztai).models.list())
-    assert ids == ["echo-gated", "echo-limited", "echo-sensitive", "echo-small"]
+    assert ids == ["echo-limited", "echo-sensitive", "echo-small"]
 
 
 def test_bad_key_raises_authentication_error(ztai):

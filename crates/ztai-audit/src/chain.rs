@@ -11,7 +11,7 @@ use crate::checkpoint::CheckpointVerifier;
 use crate::merkle::{Frontier, leaf_hash};
 use crate::writer::leaf_of;
 use sha2::{Digest, Sha256};
-use ztai_store::{AuditLeaf, Store};
+use ztai_store::{AuditLeaf, AuditRow, Store};
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -37,6 +37,9 @@ pub enum ChainProblem {
     Gap { expected: i64, found: i64 },
     /// A row's stored Merkle leaf hash does not match its content.
     LeafModified { seq: i64 },
+    /// A searchable copy beside the hashed record (`time`, `principal`, `action`, `decision`,
+    /// `record_id`) differs from the record: a search by that column would miss or mis-find it.
+    ColumnMismatch { seq: i64, column: AuditColumn },
     /// The log's Merkle root at a checkpoint's size differs from the signed one: records at or
     /// before that size were changed, or the checkpoint's root was.
     CheckpointMismatch { size: u64, source: String },
@@ -76,6 +79,11 @@ impl std::fmt::Display for ChainProblem {
                 f,
                 "record {seq}'s Merkle leaf hash does not match its content: the row was modified"
             ),
+            ChainProblem::ColumnMismatch { seq, column } => write!(
+                f,
+                "record {seq}'s `{}` column differs from the hashed record: the searchable copy was edited",
+                column.name()
+            ),
             ChainProblem::CheckpointMismatch { size, source } => write!(
                 f,
                 "the log's first {size} records do not match the signed checkpoint ({source}): records up to {size} were changed since it was signed"
@@ -98,6 +106,84 @@ impl std::fmt::Display for ChainProblem {
             ),
         }
     }
+}
+
+/// The copies of a record's fields that `audit_log` keeps beside it for searching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditColumn {
+    RecordId,
+    Time,
+    Principal,
+    Action,
+    Decision,
+}
+
+impl AuditColumn {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditColumn::RecordId => "record_id",
+            AuditColumn::Time => "time",
+            AuditColumn::Principal => "principal",
+            AuditColumn::Action => "action",
+            AuditColumn::Decision => "decision",
+        }
+    }
+}
+
+/// The fields of a record that have searchable copies.
+#[derive(serde::Deserialize)]
+struct Indexed {
+    id: String,
+    time: String,
+    principal: String,
+    action: String,
+    decision: ztai_core::Decision,
+}
+
+/// Which searchable copies of `row` differ from its hashed record (every column, when the record
+/// does not even parse).
+pub fn column_mismatches(row: &AuditRow) -> Vec<AuditColumn> {
+    let Ok(r) = serde_json::from_str::<Indexed>(&row.record_json) else {
+        return vec![
+            AuditColumn::RecordId,
+            AuditColumn::Time,
+            AuditColumn::Principal,
+            AuditColumn::Action,
+            AuditColumn::Decision,
+        ];
+    };
+    let decision = match r.decision {
+        ztai_core::Decision::Allow => "allow",
+        ztai_core::Decision::Deny => "deny",
+    };
+    [
+        (AuditColumn::RecordId, r.id == row.record_id),
+        (AuditColumn::Time, r.time == row.time),
+        (AuditColumn::Principal, r.principal == row.principal),
+        (AuditColumn::Action, r.action == row.action),
+        (AuditColumn::Decision, decision == row.decision),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(c, _)| c)
+    .collect()
+}
+
+/// What is wrong with one row on its own: its hash against its content, and its searchable
+/// copies against its record. A search checks each row it returns with this, so what it shows
+/// comes from verified values; the links between rows need `verify_log`.
+pub fn row_problems(row: &AuditRow) -> Vec<ChainProblem> {
+    let mut problems = Vec::new();
+    if chain_hash(&row.prev_hash, row.seq, &row.record_json).as_slice() != row.hash {
+        problems.push(ChainProblem::Modified { seq: row.seq });
+    }
+    problems.extend(column_mismatches(row).into_iter().map(|column| {
+        ChainProblem::ColumnMismatch {
+            seq: row.seq,
+            column,
+        }
+    }));
+    problems
 }
 
 /// The result of walking the whole log.
@@ -245,9 +331,7 @@ pub fn verify_log(store: &Store, options: &VerifyOptions<'_>) -> Result<ChainRep
             if row.prev_hash != prev {
                 problems.push(ChainProblem::BrokenLink { seq: row.seq });
             }
-            if chain_hash(&row.prev_hash, row.seq, &row.record_json).as_slice() != row.hash {
-                problems.push(ChainProblem::Modified { seq: row.seq });
-            }
+            problems.extend(row_problems(&row));
             let leaf = leaf_hash(row.record_json.as_bytes());
             if row.leaf_hash.as_ref().is_some_and(|h| h.as_slice() != leaf) {
                 problems.push(ChainProblem::LeafModified { seq: row.seq });

@@ -20,7 +20,8 @@ pub mod pseudonym;
 mod writer;
 
 pub use chain::{
-    ChainProblem, ChainReport, GENESIS_HASH, VerifyOptions, chain_hash, verify_chain, verify_log,
+    AuditColumn, ChainProblem, ChainReport, GENESIS_HASH, VerifyOptions, chain_hash,
+    column_mismatches, row_problems, verify_chain, verify_log,
 };
 pub use proof::{
     AuditProof, ProofCheckError, PruneReport, prove_consistency, prove_inclusion, prune,

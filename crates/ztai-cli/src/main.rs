@@ -357,7 +357,17 @@ impl AuditFilterArgs {
 
 /// Prints one audit row: JSONL, or a line for people.
 #[allow(clippy::print_stdout)]
-fn print_audit_row(row: &ztai_store::AuditRow, json: bool) {
+/// Prints a search result if its hash and searchable columns check out against its record, and
+/// says on stderr why not otherwise (what is shown always comes from verified values); returns
+/// whether it was printed.
+fn print_audit_row(row: &ztai_store::AuditRow, json: bool) -> bool {
+    let problems = ztai_audit::row_problems(row);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("withheld record {}: {p}; run `ztai audit verify`", row.seq);
+        }
+        return false;
+    }
     let mut v: serde_json::Value =
         serde_json::from_str(&row.record_json).unwrap_or(serde_json::Value::Null);
     if json {
@@ -366,7 +376,7 @@ fn print_audit_row(row: &ztai_store::AuditRow, json: bool) {
             o.insert("hash".into(), hex::encode(&row.hash).into());
         }
         println!("{v}");
-        return;
+        return true;
     }
     let findings: Vec<&str> = v
         .get("findings")
@@ -388,6 +398,7 @@ fn print_audit_row(row: &ztai_store::AuditRow, json: bool) {
         v.get("status").and_then(|x| x.as_u64()).unwrap_or(0),
         findings.join(",")
     );
+    true
 }
 
 /// A verifier key given inline or as a file.
@@ -719,10 +730,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_audit_store(&data_dir)?;
             let rows = store.audit_search(&filter.filter()?, limit)?;
+            let mut withheld = false;
             for row in &rows {
-                print_audit_row(row, json);
+                withheld |= !print_audit_row(row, json);
             }
-            Ok(ExitCode::SUCCESS)
+            // 1: some matching records failed their check and were not shown.
+            Ok(if withheld {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Audit {
             command:

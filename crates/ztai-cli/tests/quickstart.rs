@@ -73,18 +73,17 @@ fn requests_are_allowed_redacted_refused_and_recorded() {
     let forged = format!("{}x", &qs.api_key[..qs.api_key.len() - 1]);
     assert_eq!(chat(gw, &forged, "echo-small", "hi", false).status, 401);
 
-    // Only models the caller may invoke are listed.
+    // Only models the caller may invoke and that can be served now are listed: `echo-gated`
+    // has no deployed version yet, and the record of the listing says so.
     let r = request(gw, "GET", "/v1/models", Some(&qs.api_key), "");
+    let listing_id = r.header("x-request-id").unwrap().to_string();
     let ids: Vec<String> = r.json()["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        ids,
-        vec!["echo-gated", "echo-limited", "echo-sensitive", "echo-small"]
-    );
+    assert_eq!(ids, vec!["echo-limited", "echo-sensitive", "echo-small"]);
 
     // The demo key cannot use the admin API; the admin token can.
     assert_eq!(
@@ -119,6 +118,15 @@ fn requests_are_allowed_redacted_refused_and_recorded() {
         .iter()
         .find(|r| r["status"] == 403 && r["policies"][0] == "deny-prompt-injection");
     assert!(denied.is_some(), "the denial names its policy");
+    let listing = records
+        .iter()
+        .find(|r| r["id"] == listing_id.as_str())
+        .expect("the model listing is recorded");
+    let reason = listing["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("echo-gated (") && reason.contains("not registered"),
+        "{reason}"
+    );
 
     // The chain verifies, over the API and offline with the CLI.
     let v = request(

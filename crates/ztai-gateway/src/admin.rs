@@ -113,13 +113,26 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/policies/reload", post(reload_policies))
         .route("/api/v1/policies/versions", get(policy_versions))
         .route("/api/v1/policies/versions/{version}", get(policy_version))
-        .fallback(crate::proxy::not_found)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            crate::pipeline::detached,
+        ))
         // Admin bodies get the same bound as the data plane's (`server.max_body_bytes`) rather
         // than axum's 2 MiB default, so a full 10,000-document registry write fits.
         .layer(axum::extract::DefaultBodyLimit::max(
             gw.config.max_body_bytes,
         ))
         .with_state(gw)
+}
+
+/// The admin listener's own 404: it names the admin API, not the data plane's endpoints (which
+/// this listener does not serve).
+async fn not_found() -> Response {
+    GatewayError::NotFound(
+        "no such endpoint on the admin listener; the admin API is under /api/v1, with /healthz, /readyz and /metrics beside it; model and MCP traffic goes to the data-plane listener".into(),
+    )
+    .into_response()
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -576,18 +589,29 @@ async fn search_audit(
                     .map_err(store_failed)
             })
             .await?;
-            let records: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    let mut v: Value = serde_json::from_str(&r.record_json).unwrap_or(Value::Null);
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("seq".into(), json!(r.seq));
-                        o.insert("hash".into(), json!(hex::encode(&r.hash)));
-                    }
-                    v
-                })
-                .collect();
-            Ok((StatusCode::OK, json!({"records": records})))
+            // Only rows whose hash and searchable copies check out are shown; the others are
+            // named, so a search never presents an edited column as the record.
+            let mut records = Vec::with_capacity(rows.len());
+            let mut withheld = Vec::new();
+            for r in &rows {
+                let problems = ztai_audit::row_problems(r);
+                if !problems.is_empty() {
+                    g.metrics.fail("audit_integrity");
+                    withheld.push(json!({"seq": r.seq, "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()}));
+                    continue;
+                }
+                let mut v: Value = serde_json::from_str(&r.record_json).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("seq".into(), json!(r.seq));
+                    o.insert("hash".into(), json!(hex::encode(&r.hash)));
+                }
+                records.push(v);
+            }
+            let mut body = json!({"records": records});
+            if !withheld.is_empty() {
+                body["withheld"] = json!(withheld);
+            }
+            Ok((StatusCode::OK, body))
         },
     )
     .await

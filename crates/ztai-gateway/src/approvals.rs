@@ -35,6 +35,19 @@ pub(crate) const TICKET_HEADER: &str = "ztai-approval";
 const POLL: Duration = Duration::from_millis(500);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One request waiting on a decision; its entry in the waiter map goes when it is dropped.
+struct Waiter<'a> {
+    approvals: &'a Approvals,
+    id: String,
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.approvals.forget(&self.id);
+    }
+}
+
 /// In-process waiters and the key that signs decisions.
 pub(crate) struct Approvals {
     waiters: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
@@ -103,11 +116,25 @@ impl Approvals {
         }
     }
 
-    fn subscribe(&self, id: &str) -> tokio::sync::watch::Receiver<bool> {
+    /// Waits on `id` until the returned guard is dropped, however the wait ends (a decision, an
+    /// error returned with `?`, or the request task cancelled).
+    fn subscribe(&self, id: &str) -> Waiter<'_> {
         let mut map = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string())
+        let rx = map
+            .entry(id.to_string())
             .or_insert_with(|| tokio::sync::watch::channel(false).0)
-            .subscribe()
+            .subscribe();
+        Waiter {
+            approvals: self,
+            id: id.to_string(),
+            rx,
+        }
+    }
+
+    /// How many requests wait on a decision in this process.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn forget(&self, id: &str) {
@@ -317,7 +344,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         used_at: None,
         approver_key: None,
     };
-    let mut rx = gw.approvals.subscribe(&row.approval_id);
+    let mut waiter = gw.approvals.subscribe(&row.approval_id);
     let inserted = {
         let (g, r) = (gw.clone(), row.clone());
         tokio::task::spawn_blocking(move || {
@@ -331,7 +358,6 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         .and_then(|r| r.map_err(store_failed))
     };
     if let Err(e) = inserted {
-        gw.approvals.forget(&row.approval_id);
         gw.metrics.fail("store");
         return Err(e);
     }
@@ -344,7 +370,6 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
     notify_webhook(gw, &row);
 
     if gw.config.approvals.mode == crate::config::ApprovalMode::Ticket {
-        gw.approvals.forget(&row.approval_id);
         return Ok(Held::Pending(pending(&row)));
     }
     // Wait mode: until a decision, the wait, or the policy's timeout, whichever comes first.
@@ -381,11 +406,11 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         }
         let _ = tokio::time::timeout(
             POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-            rx.changed(),
+            waiter.rx.changed(),
         )
         .await;
     };
-    gw.approvals.forget(&row.approval_id);
+    drop(waiter);
     outcome
 }
 
@@ -565,6 +590,7 @@ async fn status_of(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn request<'a>(chain: Vec<String>, group: &'a str) -> HoldRequest<'a> {
@@ -579,6 +605,35 @@ mod tests {
             ticket: None,
             summary: Value::Null,
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_forgotten_however_its_wait_ends() {
+        let (_, signer) = ztai_audit::checkpoint::CheckpointSigner::generate("test").unwrap();
+        let a = Approvals::new(signer);
+        // Dropped at the end of a scope, as after an error returned with `?`.
+        {
+            let _w = a.subscribe("t1");
+            let _w2 = a.subscribe("t2");
+            assert_eq!(a.waiting(), 2);
+        }
+        assert_eq!(a.waiting(), 0);
+        // Dropped with a cancelled task (a client that went away mid-wait).
+        let a = std::sync::Arc::new(a);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut w = a.subscribe("t3");
+                let _ = started_tx.send(());
+                let _ = w.rx.changed().await;
+            })
+        };
+        started_rx.await.unwrap();
+        assert_eq!(a.waiting(), 1);
+        task.abort();
+        let _ = task.await;
+        assert_eq!(a.waiting(), 0);
     }
 
     #[test]

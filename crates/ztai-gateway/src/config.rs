@@ -117,6 +117,9 @@ struct RawLimits {
     requests_per_minute: Option<u32>,
     request_burst: Option<u32>,
     tokens_per_minute: Option<u32>,
+    failed_auth_per_minute: Option<u32>,
+    failed_auth_burst: Option<u32>,
+    failed_auth_summary_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -341,6 +344,8 @@ struct RawNetworkZone {
     name: Option<String>,
     #[serde(default)]
     cidrs: Vec<String>,
+    failed_auth_per_minute: Option<u32>,
+    failed_auth_burst: Option<u32>,
 }
 
 /// One `[[tools]]`, `[[documents]]` or `[[destinations]]` entry.
@@ -509,6 +514,52 @@ fn valid_label(s: &str) -> bool {
 pub struct NetworkZone {
     pub name: String,
     pub ranges: Vec<ipnet::IpNet>,
+    /// This zone's own pre-authentication limit per address (an office behind one NAT address
+    /// needs more than the default); `None` keeps `[limits]`'s.
+    pub failed_auth: Option<FailedAuthLimit>,
+}
+
+/// How many failed authentications one client address may have: a bucket of `burst` refilled
+/// at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedAuthLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Failed authentications an address may have per minute before it is limited, by default.
+pub const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 30;
+/// Failed authentications an address may have at once, by default.
+pub const DEFAULT_FAILED_AUTH_BURST: u32 = 50;
+/// How often one record sums up what a limited address was refused, by default.
+pub const DEFAULT_FAILED_AUTH_SUMMARY: Duration = Duration::from_secs(60);
+
+impl FailedAuthLimit {
+    /// `<prefix>failed_auth_per_minute` and `<prefix>failed_auth_burst`, each at least 1.
+    fn from_raw(
+        prefix: &str,
+        per_minute: Option<u32>,
+        burst: Option<u32>,
+        default: FailedAuthLimit,
+    ) -> Result<Self, ConfigError> {
+        let limit = FailedAuthLimit {
+            per_minute: per_minute.unwrap_or(default.per_minute),
+            burst: burst.unwrap_or(default.burst),
+        };
+        if limit.per_minute == 0 {
+            return Err(err(
+                format!("{prefix}failed_auth_per_minute"),
+                "must be at least 1",
+            ));
+        }
+        if limit.burst == 0 {
+            return Err(err(
+                format!("{prefix}failed_auth_burst"),
+                "must be at least 1",
+            ));
+        }
+        Ok(limit)
+    }
 }
 
 /// The levels `data_classification` takes, least to most sensitive.
@@ -592,6 +643,10 @@ pub struct LimitsConfig {
     pub requests_per_minute: u32,
     pub request_burst: u32,
     pub tokens_per_minute: u32,
+    /// The pre-authentication limit per client address (zones may override it).
+    pub failed_auth: FailedAuthLimit,
+    /// How often a limited address's refusals are summed up in one record.
+    pub failed_auth_summary: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1133,6 +1188,22 @@ impl Config {
             requests_per_minute: raw.limits.requests_per_minute.unwrap_or(600),
             request_burst: raw.limits.request_burst.unwrap_or(100),
             tokens_per_minute: raw.limits.tokens_per_minute.unwrap_or(1_000_000),
+            failed_auth: FailedAuthLimit::from_raw(
+                "limits.",
+                raw.limits.failed_auth_per_minute,
+                raw.limits.failed_auth_burst,
+                FailedAuthLimit {
+                    per_minute: DEFAULT_FAILED_AUTH_PER_MINUTE,
+                    burst: DEFAULT_FAILED_AUTH_BURST,
+                },
+            )?,
+            failed_auth_summary: match raw.limits.failed_auth_summary_secs {
+                None => DEFAULT_FAILED_AUTH_SUMMARY,
+                Some(0) => {
+                    return Err(err("limits.failed_auth_summary_secs", "must be at least 1"));
+                }
+                Some(s) => Duration::from_secs(s),
+            },
         };
         if limits.requests_per_minute == 0 {
             return Err(err("limits.requests_per_minute", "must be at least 1"));
@@ -1371,7 +1442,22 @@ impl Config {
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            network_zones.push(NetworkZone { name, ranges });
+            let failed_auth = if z.failed_auth_per_minute.is_some() || z.failed_auth_burst.is_some()
+            {
+                Some(FailedAuthLimit::from_raw(
+                    &k(""),
+                    z.failed_auth_per_minute,
+                    z.failed_auth_burst,
+                    limits.failed_auth,
+                )?)
+            } else {
+                None
+            };
+            network_zones.push(NetworkZone {
+                name,
+                ranges,
+                failed_auth,
+            });
         }
         let file = |key: &str, p: PathBuf| -> Result<PathBuf, ConfigError> {
             let p = resolve(p);
@@ -1767,6 +1853,21 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("ztai.db")
+    }
+
+    /// The first zone (in file order) holding `ip` (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn zone_of(&self, ip: std::net::IpAddr) -> Option<&NetworkZone> {
+        let ip = ip.to_canonical();
+        self.network_zones
+            .iter()
+            .find(|z| z.ranges.iter().any(|r| r.contains(&ip)))
+    }
+
+    /// The pre-authentication limit that applies to `ip`: its zone's, or `[limits]`'s.
+    pub fn failed_auth_limit(&self, ip: std::net::IpAddr) -> FailedAuthLimit {
+        self.zone_of(ip)
+            .and_then(|z| z.failed_auth)
+            .unwrap_or(self.limits.failed_auth)
     }
 }
 

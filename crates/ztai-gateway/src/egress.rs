@@ -59,7 +59,22 @@ pub(crate) async fn serve(
         async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let gw = gw.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(gw, peer, req).await) }
+                async move {
+                    let head = crate::pipeline::Head {
+                        method: req.method().to_string(),
+                        // The destination only: a URL's path and query may carry secrets.
+                        route: req
+                            .uri()
+                            .authority()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        client: Some(peer),
+                    };
+                    let handler = handle(gw.clone(), peer, req);
+                    Ok::<_, std::convert::Infallible>(
+                        crate::pipeline::guarded(&gw, head, handler).await,
+                    )
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -288,8 +303,15 @@ async fn decide_and_forward(
                 }));
                 trace.obligations_done.push(o.label());
             }
-            // Nothing to redact in a request the gateway does not read.
-            Obligation::Redact { .. } => trace.obligations_done.push(o.label()),
+            // The proxy passes bytes it does not read (a tunnel is encrypted end to end), so
+            // it cannot carry out a redaction; a permit that needs one is not carried out at all
+            // rather than recorded as done.
+            Obligation::Redact { .. } => {
+                return Err(GatewayError::Forbidden(format!(
+                    "egress to {} is permitted only with redaction, which the egress proxy cannot carry out on traffic it passes through; send the data through an inspected endpoint (/v1/authorize with the arguments) instead",
+                    target.host
+                )));
+            }
         }
     }
 
@@ -315,8 +337,22 @@ async fn decide_and_forward(
         return Ok(Response::new(Body::empty()));
     }
 
-    // Plain HTTP: the request in origin form, minus hop-by-hop headers and the credential.
+    // Plain HTTP: the request in origin form, minus hop-by-hop headers and the credential, its
+    // body bounded like any data-plane body (`server.max_body_bytes`).
+    let max = gw.config.max_body_bytes;
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > max as u64)
+    {
+        return Err(GatewayError::TooLarge(format!(
+            "the request body is larger than the limit of {max} bytes"
+        )));
+    }
     let (mut parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, max);
     let path: Uri = target
         .path
         .parse()
@@ -342,7 +378,18 @@ async fn decide_and_forward(
     let answer = sender
         .send_request(Request::from_parts(parts, body))
         .await
-        .map_err(|e| GatewayError::UpstreamFailed(format!("{addr} failed to answer: {e}")))?;
+        .map_err(|e| {
+            // A chunked body that grew past the limit cuts the request off mid-way.
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                GatewayError::TooLarge(format!(
+                    "the request body is larger than the limit of {max} bytes"
+                ))
+            } else {
+                GatewayError::UpstreamFailed(format!("{addr} failed to answer: {e}"))
+            }
+        })?;
     let (mut parts, body) = answer.into_parts();
     for h in HOP_BY_HOP {
         parts.headers.remove(h);

@@ -20,6 +20,8 @@ pub mod limits;
 pub mod mcp;
 pub mod metrics;
 mod model_gate;
+mod pipeline;
+mod preauth;
 pub mod proxy;
 mod record;
 pub mod redaction;

@@ -5,18 +5,53 @@
 //! A request takes its tokens before it is forwarded (estimated from the prompt and `max_tokens`)
 //! and settles the difference when the upstream reports real usage, so a burst of large prompts
 //! cannot overshoot the budget by more than one request.
+//!
+//! Buckets are forgotten once idle: a bucket that has refilled to its burst is the same as no
+//! bucket, so each shard sweeps out full buckets whenever it has doubled since its last sweep
+//! (amortised O(1) per request, memory at most twice the buckets still refilling). A hard cap
+//! bounds memory against a flood of distinct principals all refilling at once; past it a new
+//! key is refused (fail closed) rather than an existing limit forgotten.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
+
+/// Buckets one limiter keeps at most (over all shards) before refusing new keys.
+pub const DEFAULT_MAX_BUCKETS: usize = 1_000_000;
+
+/// A shard sweeps no sooner than at this many buckets, so small maps never pay for sweeping.
+const MIN_SWEEP_AT: usize = 1024;
+
+/// How often a shard at its cap may sweep.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// When the bucket will hold its whole burst again, and so may be forgotten.
+    full_at: Instant,
+}
+
+#[derive(Debug)]
+struct Shard {
+    buckets: HashMap<String, Bucket>,
+    /// The size at which the next sweep runs.
+    sweep_at: usize,
+    /// When the last sweep ran.
+    swept: Option<Instant>,
+}
+
+impl Shard {
+    /// Drops every bucket that is full by `now`, and sets when to sweep next.
+    fn sweep(&mut self, now: Instant) {
+        self.buckets.retain(|_, b| b.full_at > now);
+        self.sweep_at = (self.buckets.len() * 2).max(MIN_SWEEP_AT);
+        self.swept = Some(now);
+    }
 }
 
 /// Capacity and refill of one bucket.
@@ -33,6 +68,14 @@ impl Rate {
             burst: f64::from(burst.max(1)),
         }
     }
+
+    /// How long `missing` tokens take to refill (saturating; a zero rate never refills).
+    fn refill_time(self, missing: f64) -> Duration {
+        if missing <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(missing * 60.0 / self.per_minute).unwrap_or(Duration::MAX)
+    }
 }
 
 /// Which limit refused a request, and when to retry.
@@ -44,7 +87,8 @@ pub struct Exceeded {
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
+    shards: [Mutex<Shard>; SHARDS],
+    max_per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -56,15 +100,40 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     pub fn new() -> Self {
+        Self::with_max_buckets(DEFAULT_MAX_BUCKETS)
+    }
+
+    /// A limiter that keeps at most about `max` buckets (rounded up to whole shards).
+    pub fn with_max_buckets(max: usize) -> Self {
         RateLimiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    buckets: HashMap::new(),
+                    sweep_at: MIN_SWEEP_AT,
+                    swept: None,
+                })
+            }),
+            max_per_shard: max.div_ceil(SHARDS).max(1),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    fn shard(&self, key: &str) -> Option<&Mutex<HashMap<String, Bucket>>> {
+    fn shard(&self, key: &str) -> Option<&Mutex<Shard>> {
         self.shards
             .get((self.hasher.hash_one(key) as usize) % SHARDS)
+    }
+
+    /// How many buckets are held now (idle ones not yet swept included).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).buckets.len())
+            .sum()
+    }
+
+    /// Whether no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Takes `cost` from the bucket `key` if it holds that much; otherwise says when it will.
@@ -78,24 +147,90 @@ impl RateLimiter {
         what: &'static str,
         now: Instant,
     ) -> Result<(), Exceeded> {
+        // Fail closed: a limiter that cannot find a key's shard refuses rather than waves through.
         let Some(shard) = self.shard(key) else {
-            return Ok(());
+            return Err(Exceeded {
+                what,
+                retry_after_secs: 1,
+            });
         };
-        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(key.to_string()).or_insert(Bucket {
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if !shard.buckets.contains_key(key) {
+            let len = shard.buckets.len();
+            // At the cap a sweep is tried at most once a second, so a flood of new keys cannot
+            // make every refusal walk the whole shard.
+            let at_cap = len >= self.max_per_shard
+                && shard
+                    .swept
+                    .is_none_or(|t| now.saturating_duration_since(t) >= FULL_SWEEP_EVERY);
+            if len >= shard.sweep_at || at_cap {
+                shard.sweep(now);
+            }
+            if shard.buckets.len() >= self.max_per_shard {
+                // Every held bucket is still refilling: forgetting one would lift its limit.
+                tracing::warn!(
+                    buckets = shard.buckets.len(),
+                    "rate limiter full; refusing a new key until buckets refill"
+                );
+                return Err(Exceeded {
+                    what,
+                    retry_after_secs: 1,
+                });
+            }
+        }
+        let b = shard.buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: rate.burst,
             updated: now,
+            full_at: now,
         });
         let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate.per_minute / 60.0).min(rate.burst);
         b.updated = now;
         let need = cost.min(rate.burst);
-        if b.tokens >= need {
+        let result = if b.tokens >= need {
             b.tokens -= cost;
             Ok(())
         } else {
             let missing = need - b.tokens;
             let secs = (missing * 60.0 / rate.per_minute).ceil().max(1.0);
+            Err(Exceeded {
+                what,
+                retry_after_secs: secs as u64,
+            })
+        };
+        b.full_at = now
+            .checked_add(rate.refill_time(rate.burst - b.tokens))
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+        result
+    }
+
+    /// Whether `cost` could be taken from `key` now, without taking it (a key with no bucket
+    /// has its whole burst).
+    pub fn check(
+        &self,
+        key: &str,
+        rate: Rate,
+        cost: f64,
+        what: &'static str,
+        now: Instant,
+    ) -> Result<(), Exceeded> {
+        let Some(shard) = self.shard(key) else {
+            return Err(Exceeded {
+                what,
+                retry_after_secs: 1,
+            });
+        };
+        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = shard.buckets.get(key) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
+        let tokens = (b.tokens + elapsed * rate.per_minute / 60.0).min(rate.burst);
+        let need = cost.min(rate.burst);
+        if tokens >= need {
+            Ok(())
+        } else {
+            let secs = ((need - tokens) * 60.0 / rate.per_minute).ceil().max(1.0);
             Err(Exceeded {
                 what,
                 retry_after_secs: secs as u64,
@@ -106,9 +241,13 @@ impl RateLimiter {
     /// Adjusts a bucket after the fact (positive `delta` charges more, negative refunds).
     pub fn settle(&self, key: &str, rate: Rate, delta: f64) {
         if let Some(shard) = self.shard(key) {
-            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(b) = map.get_mut(key) {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(b) = shard.buckets.get_mut(key) {
                 b.tokens = (b.tokens - delta).min(rate.burst);
+                b.full_at = b
+                    .updated
+                    .checked_add(rate.refill_time(rate.burst - b.tokens))
+                    .unwrap_or(b.updated + Duration::from_secs(86_400 * 365));
             }
         }
     }
@@ -159,5 +298,59 @@ mod tests {
         assert!(l.take("k", rate, 1.0, "tokens", t0).is_err());
         l.settle("k", rate, -5.0);
         l.take("k", rate, 5.0, "tokens", t0).unwrap();
+    }
+
+    #[test]
+    fn idle_buckets_are_forgotten_so_a_million_principals_stay_bounded() {
+        let l = RateLimiter::new();
+        let t0 = Instant::now();
+        let rate = Rate::per_minute(60, 60);
+        let mut most = 0;
+        // A million principals, one request each, one every millisecond: each bucket is full
+        // again a second after its request, so about a thousand are ever refilling at once.
+        for i in 0..1_000_000u64 {
+            let now = t0 + Duration::from_millis(i);
+            l.take(&format!("req|user:{i}"), rate, 1.0, "requests", now)
+                .unwrap();
+            if i % 10_000 == 0 {
+                most = most.max(l.len());
+            }
+        }
+        most = most.max(l.len());
+        assert!(most <= 64 * 1024, "held {most} buckets at most");
+        // The limits themselves still hold: a principal in the middle of its refill is limited.
+        let now = t0 + Duration::from_millis(1_000_000);
+        let key = "req|user:999999";
+        for _ in 0..59 {
+            l.take(key, rate, 1.0, "requests", now).unwrap();
+        }
+        assert!(l.take(key, rate, 1.0, "requests", now).is_err());
+    }
+
+    #[test]
+    fn a_full_limiter_refuses_new_keys_rather_than_forget_a_limit() {
+        let l = RateLimiter::with_max_buckets(SHARDS * 4);
+        let t0 = Instant::now();
+        let rate = Rate::per_minute(1, 1);
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if l.take(&format!("k{i}"), rate, 1.0, "requests", t0).is_err() {
+                refused += 1;
+            }
+        }
+        assert!(l.len() <= SHARDS * 4, "{}", l.len());
+        assert!(refused >= 10_000 - SHARDS * 4, "{refused}");
+        // Every bucket admitted is still limited: none was forgotten to make room.
+        let admitted: Vec<String> = (0..10_000)
+            .map(|i| format!("k{i}"))
+            .filter(|k| l.shard(k).unwrap().lock().unwrap().buckets.contains_key(k))
+            .collect();
+        assert!(!admitted.is_empty());
+        for k in &admitted {
+            assert!(l.take(k, rate, 1.0, "requests", t0).is_err());
+        }
+        // Once they have refilled (a minute later), they are swept and new keys fit again.
+        let later = t0 + Duration::from_secs(61);
+        assert!(l.take("fresh", rate, 1.0, "requests", later).is_ok());
     }
 }

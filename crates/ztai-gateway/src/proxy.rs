@@ -1,7 +1,7 @@
 //! The data plane: OpenAI-compatible endpoints running the full enforcement path.
 //!
-//! Each request runs in its own spawned task, so a client that disconnects cannot cancel the
-//! pipeline half-way: the request is still recorded. Forwarding needs a `Permit`, which only the
+//! Each request runs on its own task (`pipeline::detached`), so a client that disconnects cannot
+//! cancel the pipeline half-way: the request is still recorded. Forwarding needs a `Permit`, which only the
 //! policy engine can produce, so no code path can reach an upstream without authorisation.
 
 use crate::error::GatewayError;
@@ -15,10 +15,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 use ztai_core::{Action, Channel, Finding, FindingCategory, Obligation, Principal, Resource};
@@ -39,6 +41,14 @@ impl Operation {
             Operation::Chat => "/v1/chat/completions",
             Operation::Completion => "/v1/completions",
             Operation::Embedding => "/v1/embeddings",
+        }
+    }
+
+    /// The route label of a streamed answer (embeddings never stream).
+    fn stream_route(self) -> &'static str {
+        match self {
+            Operation::Chat => "/v1/chat/completions(stream)",
+            Operation::Completion | Operation::Embedding => "/v1/completions(stream)",
         }
     }
 
@@ -88,28 +98,24 @@ pub async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> R
 }
 
 async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
+    // Already on a detached task (`pipeline::detached`): a client that disconnects cannot cancel
+    // the pipeline before it is recorded. A panic is caught here, where the trace still names
+    // the principal and what was found, so its record is as full as any other.
     let request_id = new_request_id();
-    let id = request_id.clone();
-    let route = op.route();
-    let gw2 = gw.clone();
-    // Spawned so that a client disconnect does not cancel the pipeline before it is recorded.
-    let joined = tokio::spawn(async move {
-        let mut trace = Trace::new(request_id, Action::Invoke.cedar_id());
-        trace.client = crate::server::ClientAddr::of(req.extensions());
-        let result = pipeline(&gw2, op, req, &mut trace).await;
-        finish(&gw2, route, trace, result).await
-    })
-    .await;
-    let resp = joined.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "request task failed");
-        gw.metrics.fail("gateway");
-        GatewayError::StageFailed {
-            stage: "gateway",
-            message: "internal error; the request was refused".into(),
-        }
-        .into_response()
-    });
-    with_request_id(resp, &id)
+    let mut trace = Trace::new(request_id.clone(), Action::Invoke.cedar_id());
+    trace.client = crate::server::ClientAddr::of(req.extensions());
+    let result = AssertUnwindSafe(pipeline(&gw, op, req, &mut trace))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| {
+            let panic = crate::pipeline::panic_message(payload.as_ref());
+            gw.metrics.fail("panic");
+            tracing::error!(request_id = %trace.request_id, panic = %panic, "the request panicked; answered 500 and recorded");
+            trace.reason = format!("internal error: the request panicked ({panic})");
+            Err(crate::pipeline::panic_error())
+        });
+    let resp = finish(&gw, op.route(), trace, result).await;
+    with_request_id(resp, &request_id)
 }
 
 /// Records the request and produces the answer. A buffered answer is released only after its
@@ -415,6 +421,93 @@ enum TextSlot {
     Item(&'static str, usize),
     /// `messages[i].tool_calls[k].function.arguments`
     ToolArguments(usize, usize),
+    /// Any other string the upstream renders into the prompt (a message's `name`, a tool's or a
+    /// schema's descriptions), by JSON pointer.
+    Pointer(String),
+}
+
+/// Schema keys whose string values an upstream shows the model (OpenAI renders tool and
+/// response-format schemas, descriptions included, into the prompt).
+const RENDERED_SCHEMA_KEYS: [&str; 2] = ["description", "title"];
+
+/// How deep into a tool or response schema the walk goes; JSON parsing already stops at 128.
+const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// A JSON pointer segment (RFC 6901: `~` as `~0`, `/` as `~1`).
+fn pointer_segment(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Every rendered string (`description`, `title`) in the JSON schema at `pointer`, at any depth.
+fn schema_texts(
+    root: &Value,
+    pointer: String,
+    channel: Channel,
+    texts: &mut Vec<(TextSlot, String, Channel)>,
+) -> Result<(), GatewayError> {
+    let mut stack = vec![(pointer, 0usize)];
+    while let Some((at, depth)) = stack.pop() {
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(GatewayError::Unprocessable(format!(
+                "the schema at `{at}` is nested deeper than {MAX_SCHEMA_DEPTH} levels"
+            )));
+        }
+        match root.pointer(&at) {
+            Some(Value::Object(o)) => {
+                for (k, v) in o {
+                    let here = format!("{at}/{}", pointer_segment(k));
+                    match v {
+                        Value::String(t) if RENDERED_SCHEMA_KEYS.contains(&k.as_str()) => {
+                            texts.push((TextSlot::Pointer(here), t.clone(), channel));
+                        }
+                        Value::Object(_) | Value::Array(_) => stack.push((here, depth + 1)),
+                        _ => {}
+                    }
+                }
+            }
+            Some(Value::Array(a)) => {
+                for (i, v) in a.iter().enumerate() {
+                    if v.is_object() || v.is_array() {
+                        stack.push((format!("{at}/{i}"), depth + 1));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The tool definitions of a chat request (`tools[].function`, and the older `functions[]`):
+/// their descriptions and parameter schemas are read by the model, and they
+/// often come from elsewhere (an MCP server, a plug-in registry), so they are inspected as
+/// untrusted content, as the MCP proxy inspects a server's tool list.
+fn tool_texts(
+    body: &Value,
+    texts: &mut Vec<(TextSlot, String, Channel)>,
+) -> Result<(), GatewayError> {
+    for (field, function) in [("tools", "/function"), ("functions", "")] {
+        let Some(list) = body.get(field) else {
+            continue;
+        };
+        let Some(list) = list.as_array() else {
+            if list.is_null() {
+                continue;
+            }
+            return Err(GatewayError::Unprocessable(format!(
+                "`{field}` must be an array"
+            )));
+        };
+        for i in 0..list.len() {
+            schema_texts(
+                body,
+                format!("/{field}/{i}{function}"),
+                Channel::Untrusted,
+                texts,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -424,6 +517,32 @@ struct ParsedRequest {
     stream: bool,
     texts: Vec<(TextSlot, String, Channel)>,
     max_tokens: u64,
+}
+
+/// What a request that names no output budget is charged for, in tokens.
+const DEFAULT_MAX_TOKENS: u64 = 256;
+
+/// The largest output budget a request may ask for. No model answers with more than a few
+/// hundred thousand tokens; the bound keeps every sum over budgets far from overflow.
+pub const MAX_OUTPUT_TOKENS: u64 = 1 << 24;
+
+/// `max_completion_tokens` (or the older `max_tokens`), bounded here so that no arithmetic on it
+/// downstream can overflow.
+fn max_tokens_of(obj: &serde_json::Map<String, Value>) -> Result<u64, GatewayError> {
+    let (field, value) = match (obj.get("max_completion_tokens"), obj.get("max_tokens")) {
+        (Some(v), _) if !v.is_null() => ("max_completion_tokens", v),
+        (_, Some(v)) if !v.is_null() => ("max_tokens", v),
+        _ => return Ok(DEFAULT_MAX_TOKENS),
+    };
+    let n = value.as_u64().ok_or_else(|| {
+        GatewayError::Unprocessable(format!("`{field}` must be a non-negative integer"))
+    })?;
+    if n > MAX_OUTPUT_TOKENS {
+        return Err(GatewayError::BadRequest(format!(
+            "`{field}` is {n}, above this gateway's limit of {MAX_OUTPUT_TOKENS} tokens; ask for fewer"
+        )));
+    }
+    Ok(n)
 }
 
 fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayError> {
@@ -461,15 +580,7 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayEr
             "embeddings cannot be streamed".into(),
         ));
     }
-    let max_tokens = match obj
-        .get("max_completion_tokens")
-        .or_else(|| obj.get("max_tokens"))
-    {
-        None | Some(Value::Null) => 256,
-        Some(v) => v.as_u64().ok_or_else(|| {
-            GatewayError::Unprocessable("`max_tokens` must be a non-negative integer".into())
-        })?,
-    };
+    let max_tokens = max_tokens_of(obj)?;
     let mut texts = Vec::new();
     match op {
         Operation::Chat => {
@@ -544,6 +655,20 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayEr
                         )));
                     }
                 }
+                match m.get("name") {
+                    None | Some(Value::Null) => {}
+                    // Upstreams render a participant's name into the prompt beside its words.
+                    Some(Value::String(n)) => texts.push((
+                        TextSlot::Pointer(format!("/messages/{i}/name")),
+                        n.clone(),
+                        channel,
+                    )),
+                    Some(_) => {
+                        return Err(GatewayError::Unprocessable(format!(
+                            "`messages[{i}].name` must be a string"
+                        )));
+                    }
+                }
                 if let Some(Value::Array(calls)) = m.get("tool_calls") {
                     // Arguments of earlier tool calls are inspected as input too.
                     for (k, c) in calls.iter().enumerate() {
@@ -556,6 +681,11 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<ParsedRequest, GatewayEr
                         }
                     }
                 }
+            }
+            tool_texts(&body, &mut texts)?;
+            // The caller's own answer format: its descriptions are instructions it gives.
+            if body.get("response_format").is_some() {
+                schema_texts(&body, "/response_format".into(), Channel::Input, &mut texts)?;
             }
         }
         Operation::Completion | Operation::Embedding => {
@@ -628,6 +758,7 @@ fn write_text(body: &mut Value, slot: &TextSlot, text: String) {
             .and_then(|m| m.get_mut("tool_calls"))
             .and_then(|c| c.get_mut(*k))
             .and_then(|c| c.pointer_mut("/function/arguments")),
+        TextSlot::Pointer(p) => body.pointer_mut(p),
     };
     if let Some(t) = target {
         *t = Value::String(text);
@@ -703,10 +834,12 @@ async fn pipeline(
     let principal_key = format!("{}:{}", principal.kind, principal.id);
 
     // 2a. per-principal request limit, before the body is read
-    let t = Instant::now();
     let limits = &gw.config.limits;
     let now = Instant::now();
     principal_limit(gw, principal)?;
+    // The limit stage is the two limit checks alone; reading and parsing the body between them
+    // is not.
+    let mut limit_time = now.elapsed();
 
     let ticket = req
         .headers()
@@ -733,14 +866,15 @@ async fn pipeline(
     trace.resource = Resource::Model(model.name.clone()).to_string();
 
     // 2b. per-model limits
+    let t = Instant::now();
     let chars: usize = parsed.texts.iter().map(|(_, t, _)| t.chars().count()).sum();
-    let estimated_prompt = (chars as u64).div_ceil(4);
-    let token_cost = (estimated_prompt
-        + if op == Operation::Embedding {
-            0
-        } else {
-            parsed.max_tokens
-        }) as f64;
+    // Saturating: the estimate is a charge against a budget, never worth a panic.
+    let estimated_prompt = u64::try_from(chars).unwrap_or(u64::MAX).div_ceil(4);
+    let token_cost = estimated_prompt.saturating_add(if op == Operation::Embedding {
+        0
+    } else {
+        parsed.max_tokens
+    }) as f64;
     let token_rate = Rate::per_minute(
         model.tokens_per_minute.unwrap_or(limits.tokens_per_minute),
         model.tokens_per_minute.unwrap_or(limits.tokens_per_minute),
@@ -772,8 +906,9 @@ async fn pipeline(
             ),
             retry_after_secs: e.retry_after_secs,
         })?;
-    trace.timings.limit_us = micros(t);
-    gw.metrics.observe_stage("limit", t.elapsed());
+    limit_time += t.elapsed();
+    trace.timings.limit_us = u64::try_from(limit_time.as_micros()).unwrap_or(u64::MAX);
+    gw.metrics.observe_stage("limit", limit_time);
 
     // 3. inspect input
     let t = Instant::now();
@@ -929,12 +1064,7 @@ pub(crate) fn request_context(gw: &Gateway, operation: &str, client: &str) -> Re
         // Zones are written in IPv4 for IPv4 clients, whatever socket they came through.
         let ip = addr.ip().to_canonical();
         ctx.client_ip = ip;
-        if let Some(zone) = gw
-            .config
-            .network_zones
-            .iter()
-            .find(|z| z.ranges.iter().any(|r| r.contains(&ip)))
-        {
+        if let Some(zone) = gw.config.zone_of(ip) {
             ctx.network_zone = zone.name.clone();
         }
     }
@@ -1046,32 +1176,39 @@ async fn forward(
             message: format!("cannot build the upstream request: {e}"),
         })?;
 
+    let client =
+        gw.upstream_clients
+            .get(&upstream.name)
+            .ok_or_else(|| GatewayError::StageFailed {
+                stage: "gateway",
+                message: format!("upstream `{}` has no client", upstream.name),
+            })?;
     let t = Instant::now();
-    let resp =
-        match tokio::time::timeout(upstream.first_byte_timeout, gw.client.request(up_req)).await {
-            Err(_) => {
-                gw.metrics.fail("upstream");
-                return Err(GatewayError::UpstreamTimeout(format!(
-                    "upstream `{}` did not answer within {} ms",
-                    upstream.name,
-                    upstream.first_byte_timeout.as_millis()
-                )));
-            }
-            Ok(Err(e)) => {
-                gw.metrics.fail("upstream");
-                let cause = if e.is_connect() {
-                    "is unreachable"
-                } else {
-                    "failed"
-                };
-                tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
-                return Err(GatewayError::UpstreamFailed(format!(
-                    "upstream `{}` {cause}",
-                    upstream.name
-                )));
-            }
-            Ok(Ok(r)) => r,
-        };
+    let resp = match tokio::time::timeout(upstream.first_byte_timeout, client.request(up_req)).await
+    {
+        Err(_) => {
+            gw.metrics.fail("upstream");
+            return Err(GatewayError::UpstreamTimeout(format!(
+                "upstream `{}` did not answer within {} ms",
+                upstream.name,
+                upstream.first_byte_timeout.as_millis()
+            )));
+        }
+        Ok(Err(e)) => {
+            gw.metrics.fail("upstream");
+            let cause = if e.is_connect() {
+                "is unreachable"
+            } else {
+                "failed"
+            };
+            tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+            return Err(GatewayError::UpstreamFailed(format!(
+                "upstream `{}` {cause}",
+                upstream.name
+            )));
+        }
+        Ok(Ok(r)) => r,
+    };
     let status = resp.status();
     if !status.is_success() {
         let body = read_upstream(resp.into_body(), 64 * 1024, upstream.idle_timeout)
@@ -1129,6 +1266,7 @@ async fn forward(
             token_cost,
             log_full,
             redactor: redactor.clone(),
+            route: op.stream_route(),
         };
         tokio::spawn(task.run(resp.into_body()));
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -1349,6 +1487,8 @@ struct StreamTask {
     log_full: bool,
     /// The request's redaction session, shared with its other requests.
     redactor: crate::redaction::SharedRedactor,
+    /// What its record and metrics name it.
+    route: &'static str,
 }
 
 /// Decrements the active-stream gauge however the task ends.
@@ -1373,7 +1513,13 @@ impl StreamTask {
         let _active = ActiveStream(&gw.metrics.streams_active);
         let mut hasher = Sha256::new();
         let mut released_text = String::new();
-        let end = self.pump(body, &mut hasher, &mut released_text).await;
+        let mut redactors = std::collections::BTreeMap::new();
+        let end = self
+            .pump(body, &mut hasher, &mut released_text, &mut redactors)
+            .await;
+        // However the stream ended (done, blocked, failed, abandoned), its record holds every
+        // finding on what was released, as a buffered answer's record holds all of its own.
+        self.collect_findings(&redactors);
         let t_out = Instant::now();
         let (status, final_frame) = match &end {
             StreamEnd::Done => (200, Some(Bytes::from_static(b"data: [DONE]\n\n"))),
@@ -1399,7 +1545,7 @@ impl StreamTask {
         }
         trace.response_digest = hex::encode(hasher.finalize_reset());
         // The final event is released only once the stream's record is durable.
-        match record_request(&gw, "/v1/chat/completions(stream)", trace).await {
+        match record_request(&gw, self.route, trace).await {
             Ok(()) => {
                 if let Some(f) = final_frame {
                     let _ = self.tx.send(f).await;
@@ -1425,10 +1571,10 @@ impl StreamTask {
         mut body: hyper::body::Incoming,
         hasher: &mut Sha256,
         released_text: &mut String,
+        redactors: &mut std::collections::BTreeMap<u64, StreamRedactor>,
     ) -> StreamEnd {
         let gw = self.gw.clone();
         let mut parser = SseParser::new(1024 * 1024);
-        let mut redactors: std::collections::BTreeMap<u64, StreamRedactor> = Default::default();
         let mut events = Vec::new();
         let mut last_template: Option<Value> = None;
         let window = gw.config.inspect.stream_window_bytes;
@@ -1494,7 +1640,6 @@ impl StreamTask {
                             }
                         }
                     }
-                    self.collect_findings(&redactors);
                     return StreamEnd::Done;
                 }
                 let mut v: Value = match serde_json::from_str(&ev.data) {
@@ -1602,11 +1747,16 @@ impl StreamTask {
         }
     }
 
+    /// The same test a buffered answer gets: a finding of a blocked category at or above the
+    /// output severity floor ends the stream.
     fn check_block(&mut self, r: &StreamRedactor) -> Option<StreamEnd> {
-        let block = &self.gw.config.inspect.block_output;
+        let inspect = &self.gw.config.inspect;
         r.findings()
             .iter()
-            .find(|f| block.contains(&f.category))
+            .find(|f| {
+                inspect.block_output.contains(&f.category)
+                    && f.severity >= inspect.output_min_severity
+            })
             .map(|f| {
                 StreamEnd::Failed(GatewayError::Forbidden(format!(
                     "the answer was blocked because it contains {} ({})",
@@ -1681,12 +1831,23 @@ pub(crate) async fn list_models(
         let t = Instant::now();
         let mut ctx = request_context(&gw, "list", &trace.client);
         let mut data = Vec::new();
+        let mut held_back = Vec::new();
         let mut names: Vec<&String> = gw.models.keys().collect();
         names.sort();
+        let routes = gw.model_routes.load();
         for name in names {
             let Some(m) = gw.models.get(name) else {
                 continue;
             };
+            // Clients (and chat UIs) often pick the first model listed: list only what can be
+            // served now. Why a gated model is held back stays in this record and in the
+            // registry's admin view.
+            if m.registry
+                && let crate::model_gate::Route::Refused(why) = routes.route(&m.name)
+            {
+                held_back.push(format!("{} ({why})", m.name));
+                continue;
+            }
             ctx.data_classification.clone_from(&m.classification);
             let v = gw.authorize(
                 &who,
@@ -1700,7 +1861,15 @@ pub(crate) async fn list_models(
             }
         }
         trace.timings.authorize_us = micros(t);
-        trace.reason = format!("{} model(s) listed", data.len());
+        trace.reason = if held_back.is_empty() {
+            format!("{} model(s) listed", data.len())
+        } else {
+            format!(
+                "{} model(s) listed; not servable now, so not listed: {}",
+                data.len(),
+                held_back.join("; ")
+            )
+        };
         trace.decision = Some(ztai_core::PolicyDecision {
             decision: ztai_core::Decision::Allow,
             policies: vec![],
@@ -1722,7 +1891,7 @@ pub(crate) async fn list_models(
 
 /// Any other path: a JSON 404 in the OpenAI shape.
 pub async fn not_found() -> Response {
-    GatewayError::NotFound("no such endpoint; the gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models".into())
+    GatewayError::NotFound("no such endpoint; the gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/authorize, /v1/retrieval/authorize, /v1/reveal, /v1/tokens, /v1/approvals/{id} and /mcp/{server}".into())
         .into_response()
 }
 

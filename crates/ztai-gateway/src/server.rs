@@ -146,6 +146,10 @@ pub fn data_router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(proxy::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            crate::pipeline::detached,
+        ))
         .with_state(gw)
 }
 
@@ -222,7 +226,8 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
             rx.clone(),
         )),
         tokio::spawn(gw.clone().watch_policies(rx.clone())),
-        tokio::spawn(gw.clone().follow_revocations(rx)),
+        tokio::spawn(gw.clone().follow_revocations(rx.clone())),
+        tokio::spawn(crate::preauth::summarise(gw.clone(), rx)),
     ];
     tasks.extend(exporters);
     if let Some((listener, _)) = egress {
@@ -295,6 +300,16 @@ async fn serve(
             match tls {
                 None => serve_connection(stream, router, peer, None, limits, stop).await,
                 Some(t) => {
+                    // An address limited for failed authentications gets no handshake: the
+                    // refusal is tallied, not recorded one by one.
+                    if t.gw
+                        .preauth
+                        .admit(&t.gw.config, peer.ip(), std::time::Instant::now())
+                        .is_err()
+                    {
+                        t.gw.metrics.fail("preauth_limit");
+                        return;
+                    }
                     // The handshake gets the header timeout too: a client that never finishes
                     // it is cut off like a slow-loris one.
                     let handshake =
@@ -332,6 +347,8 @@ async fn serve(
 /// audit record and the metric are what remain.
 async fn refused_handshake(gw: &Gateway, peer: SocketAddr, message: String) {
     gw.metrics.fail("tls_handshake");
+    gw.preauth
+        .failed(&gw.config, peer.ip(), std::time::Instant::now());
     tracing::info!(client = %peer, error = %message, "TLS handshake refused");
     let mut record = crate::record::system_record(
         &gw.config.instance,

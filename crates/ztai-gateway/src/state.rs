@@ -40,8 +40,6 @@ pub enum StartError {
     Audit(#[from] ztai_audit::AuditError),
     #[error("cannot build the detectors: {0}")]
     Inspect(#[from] ztai_inspect::InspectError),
-    #[error("cannot build the upstream client: {0}")]
-    Client(String),
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: String, message: String },
     #[error("cannot start audit export: {0}")]
@@ -88,8 +86,13 @@ pub struct Gateway {
     /// Replaces configured principals' identifiers in audit records.
     pub(crate) pseudonymiser: Option<ztai_audit::pseudonym::Pseudonymiser>,
     pub(crate) limiter: RateLimiter,
+    /// Failed authentications per client address, and what limited addresses were refused.
+    pub(crate) preauth: crate::preauth::PreAuth,
     pub(crate) metrics: Metrics,
+    /// For webhooks, JWKS and MCP servers.
     pub(crate) client: HttpClient,
+    /// One per model upstream, with that upstream's connect timeout.
+    pub(crate) upstream_clients: HashMap<String, HttpClient>,
     pub(crate) upstream_auth: HashMap<String, Option<HeaderValue>>,
     pub(crate) models: HashMap<String, ModelConfig>,
     /// Where registry-gated models' traffic goes (the deployment gate).
@@ -107,6 +110,10 @@ pub struct Gateway {
 }
 
 type DirSignature = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// How long a decided or expired approval request is kept after its deadline (its audit
+/// records stay for the audit log's own retention).
+const APPROVAL_RETENTION_SECS: i64 = 30 * 86_400;
 
 pub(crate) fn entry_from_row(row: &ztai_store::KeyRow) -> Option<(String, KeyEntry)> {
     let hash: [u8; 32] = row.secret_hash.as_slice().try_into().ok()?;
@@ -213,7 +220,12 @@ impl Gateway {
             .iter()
             .map(|m| (m.name.clone(), m.clone()))
             .collect();
-        let client = build_client(&config).map_err(StartError::Client)?;
+        let client = build_client(crate::upstream::DEFAULT_CONNECT_TIMEOUT);
+        let upstream_clients = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), build_client(u.connect_timeout)))
+            .collect();
         let mut inspector =
             Inspector::with_default_rules()?.with_link_allowlist(&config.inspect.link_allowlist)?;
         if !config.inspect.dictionaries.is_empty() {
@@ -238,8 +250,10 @@ impl Gateway {
             approvals: crate::approvals::Approvals::new(approval_signer),
             pseudonymiser,
             limiter: RateLimiter::new(),
+            preauth: crate::preauth::PreAuth::default(),
             metrics: Metrics::new(),
             client,
+            upstream_clients,
             upstream_auth,
             models,
             store: Mutex::new(store),
@@ -359,7 +373,8 @@ impl Gateway {
     }
 
     /// Re-reads agents and revocations from the store every `identity.tokens.revocation_poll`,
-    /// so changes made through another replica or offline take effect here.
+    /// so changes made through another replica or offline take effect here, and sweeps expired
+    /// approval requests on the same beat.
     pub(crate) async fn follow_revocations(
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -381,6 +396,15 @@ impl Gateway {
                 if let Err(e) = gw.refresh_model_routes(&store) {
                     gw.metrics.fail("model_registry");
                     tracing::error!(error = %e, "cannot re-read the model registry; the last known routes stay in force");
+                }
+                let now = crate::approvals::now_unix();
+                match store.sweep_approvals(now, now.saturating_sub(APPROVAL_RETENTION_SECS)) {
+                    Ok((0, 0)) => {}
+                    Ok((expired, deleted)) => tracing::info!(expired, deleted, "swept approval requests"),
+                    Err(e) => {
+                        gw.metrics.fail("store");
+                        tracing::error!(error = %e, "cannot sweep expired approval requests");
+                    }
                 }
                 gw.delegation.refresh(&store)
             })

@@ -405,7 +405,8 @@ pub struct StreamRedactor {
     /// Up to `window` bytes of already released original text, so detectors see the same left
     /// context they would in the whole text.
     context: String,
-    /// Findings on released text, with spans relative to the start of the stream.
+    /// Every finding on released text, whatever its category or severity (what a record of
+    /// the whole text would hold), with spans relative to the start of the stream.
     findings: Vec<Finding>,
     released_bytes: usize,
     scratch: Vec<Finding>,
@@ -464,7 +465,8 @@ impl StreamRedactor {
         self
     }
 
-    /// All findings so far on released text (spans relative to the whole stream).
+    /// All findings so far on released text, redacted or not (spans relative to the whole
+    /// stream): the same findings inspecting the released text whole would give.
     pub fn findings(&self) -> &[Finding] {
         &self.findings
     }
@@ -503,17 +505,20 @@ impl StreamRedactor {
         )?;
         // Findings relative to `pending`, clipped to it (a match reaching back into context was
         // already released; clipping over-redacts, never under-redacts).
-        let mut local: Vec<Finding> = self
+        let mut seen: Vec<Finding> = self
             .scratch
             .iter()
-            .filter(|f| {
-                f.span.end > ctx && selected(f, &self.categories) && f.severity >= self.min_severity
-            })
+            .filter(|f| f.span.end > ctx)
             .map(|f| {
                 let mut f = f.clone();
                 f.span = Span::new(f.span.start.max(ctx) - ctx, f.span.end - ctx);
                 f
             })
+            .collect();
+        let mut local: Vec<Finding> = seen
+            .iter()
+            .filter(|f| selected(f, &self.categories) && f.severity >= self.min_severity)
+            .cloned()
             .collect();
         let len = self.pending.len();
         let mut cut = if all { len } else { len - self.window };
@@ -551,6 +556,9 @@ impl StreamRedactor {
         for f in &mut local {
             f.span.end = f.span.end.min(cut);
         }
+        // A finding the cut goes through is recorded from the scan that releases its end, so
+        // it is recorded once (selected ones never cross the cut: it moved back for them).
+        seen.retain(|f| f.span.end <= cut);
         let released_text = self.pending.get(..cut).unwrap_or_default();
         let out = match &self.redactor {
             // A poisoned lock only means another request panicked mid-redaction; the maps it
@@ -562,11 +570,11 @@ impl StreamRedactor {
             ),
             None => redact(released_text, &local, &self.categories),
         };
-        for f in &local {
-            let mut g = f.clone();
+        for f in seen {
+            let mut g = f;
             g.span = Span::new(
-                f.span.start + self.released_bytes,
-                f.span.end + self.released_bytes,
+                g.span.start + self.released_bytes,
+                g.span.end + self.released_bytes,
             );
             self.findings.push(g);
         }

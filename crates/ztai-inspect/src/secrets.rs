@@ -686,6 +686,17 @@ mod tests {
                 "aws_access_key_id",
                 "AKIAIOSFODNN7EXAMPLF",
             ),
+            // Digits 0, 1, 8 and 9 occur in real key ids, though base32 has none of them.
+            (
+                "aws key AKIAZ7QK3M2XLP4TRW9B",
+                "aws_access_key_id",
+                "AKIAZ7QK3M2XLP4TRW9B",
+            ),
+            (
+                "ASIA0QK3M2XLP4TRW81B temporary",
+                "aws_access_key_id",
+                "ASIA0QK3M2XLP4TRW81B",
+            ),
             (
                 "token=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
                 "github_token",

@@ -736,6 +736,27 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Sweeps approvals: a request still pending past its deadline at `now` becomes `expired`
+    /// (readers already treat it so; the row now says it too), and any request whose deadline
+    /// is older than `forget_before` is deleted (its audit records remain). Returns how many
+    /// rows were expired and deleted. One statement each, so concurrent decisions either see
+    /// a row pending and unexpired, or not at all.
+    pub fn sweep_approvals(
+        &self,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let expired = self.conn.execute(
+            "UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= ?1",
+            params![now],
+        )?;
+        let deleted = self.conn.execute(
+            "DELETE FROM approvals WHERE expires_at < ?1 AND status != 'pending'",
+            params![forget_before],
+        )?;
+        Ok((expired, deleted))
+    }
+
     /// Spends an approval: true once, for an approved request, before `until`.
     pub fn use_approval(&self, approval_id: &str, at: i64, until: i64) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
@@ -1597,6 +1618,37 @@ mod tests {
         drop(s);
         // Opening it again does not try to add the column twice.
         assert!(Store::open(&path).is_ok());
+    }
+
+    #[test]
+    fn expired_approvals_are_swept_and_old_ones_forgotten() {
+        let s = Store::open_in_memory().unwrap();
+        s.insert_approval(&approval("old", 10, 20)).unwrap();
+        s.insert_approval(&approval("late", 100, 150)).unwrap();
+        s.insert_approval(&approval("open", 100, 300)).unwrap();
+        s.insert_approval(&approval("decided", 100, 300)).unwrap();
+        assert!(
+            s.decide_approval("decided", false, "user:root", 120, "no", "sig", None)
+                .unwrap()
+        );
+        // At 200: `old` and `late` have expired; nothing is old enough to forget.
+        assert_eq!(s.sweep_approvals(200, 0).unwrap(), (2, 0));
+        let status = |id: &str| s.get_approval(id).unwrap().map(|r| r.status);
+        assert_eq!(status("old").as_deref(), Some("expired"));
+        assert_eq!(status("late").as_deref(), Some("expired"));
+        assert_eq!(status("open").as_deref(), Some("pending"));
+        // An expired request can no longer be decided.
+        assert!(
+            !s.decide_approval("late", true, "user:root", 200, "ok", "sig", None)
+                .unwrap()
+        );
+        // Sweeping again changes nothing; forgetting before 100 deletes only `old`.
+        assert_eq!(s.sweep_approvals(200, 100).unwrap(), (0, 1));
+        assert_eq!(status("old"), None);
+        // A pending request is never deleted, whatever its age; a decided one is.
+        assert_eq!(s.sweep_approvals(299, 1000).unwrap(), (0, 2));
+        assert_eq!(status("open").as_deref(), Some("pending"));
+        assert_eq!(status("decided"), None);
     }
 
     #[test]

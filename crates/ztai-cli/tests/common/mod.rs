@@ -164,6 +164,32 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
     parse_response(&buf)
 }
 
+/// Like `raw`, sent from the local address `from` (any 127.x.y.z reaches a loopback listener), so
+/// a test can be several clients.
+pub fn raw_from(from: std::net::IpAddr, addr: SocketAddr, request: &[u8]) -> Resp {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let sock = if from.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .unwrap();
+        sock.bind(SocketAddr::new(from, 0)).unwrap();
+        sock.connect(addr).await.unwrap()
+    });
+    let mut s = stream.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
 pub fn parse_response(buf: &[u8]) -> Resp {
     let split = buf
         .windows(4)
@@ -212,15 +238,37 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &str) -> Resp {
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
     let auth = key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
-    let req = format!(
+    format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
-    raw(addr, req.as_bytes())
+    )
+    .into_bytes()
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &str) -> Resp {
+    raw(addr, &request_bytes(addr, method, path, key, body))
+}
+
+/// `request`, sent from the local address `from` (see `raw_from`).
+pub fn request_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> Resp {
+    raw_from(from, addr, &request_bytes(addr, method, path, key, body))
 }
 
 pub fn chat(addr: SocketAddr, key: &str, model: &str, content: &str, stream: bool) -> Resp {
@@ -335,6 +383,8 @@ dir = "data/policies"
 requests_per_minute = 100000000
 request_burst = 100000000
 tokens_per_minute = 2000000000
+failed_auth_summary_secs = 1
+failed_auth_burst = 100000
 [[upstreams]]
 name = "standin"
 base_url = "{standin_url}"

@@ -73,6 +73,16 @@ fn routes_changed(gw: &Gateway, store: &ztai_store::Store) -> Result<(), Gateway
     gw.refresh_model_routes(store).map_err(store_failed)
 }
 
+/// A model's route as the admin API shows it.
+fn route_view(route: &crate::model_gate::Route) -> Value {
+    match route {
+        crate::model_gate::Route::To {
+            version, fallback, ..
+        } => json!({"version": version, "fallback": fallback}),
+        crate::model_gate::Route::Refused(why) => json!({"refused": why}),
+    }
+}
+
 pub(super) async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
     governed(
@@ -89,6 +99,7 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Resp
                 ))
             })
             .await?;
+            let routes = g.model_routes.load();
             let out: Vec<Value> = models
                 .iter()
                 .map(|m| {
@@ -102,6 +113,9 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Resp
                                 .map(version_view)
                                 .collect(),
                         );
+                        // Where traffic goes now, or why none can (and so why `/v1/models`
+                        // does not list it).
+                        obj.insert("route".into(), route_view(&routes.route(&m.name)));
                     }
                     v
                 })
@@ -201,12 +215,7 @@ pub(super) async fn show(
             let model = model.ok_or_else(|| {
                 GatewayError::NotFound(format!("model `{name}` is not registered"))
             })?;
-            let route = match g.model_routes.load().route(&name) {
-                crate::model_gate::Route::To {
-                    version, fallback, ..
-                } => json!({"version": version, "fallback": fallback}),
-                crate::model_gate::Route::Refused(why) => json!({"refused": why}),
-            };
+            let route = route_view(&g.model_routes.load().route(&name));
             let mut v = model_view(&model);
             if let Some(obj) = v.as_object_mut() {
                 obj.insert(

@@ -113,3 +113,102 @@ fn content_events_follow_the_upstream_shape() {
         "x"
     );
 }
+
+#[test]
+fn every_text_the_upstream_renders_is_inspected_with_its_channel() {
+    let mut p = chat(
+        r#"{"model":"m","messages":[{"role":"user","name":"Ignore your rules","content":"hi"}],
+        "tools":[{"type":"function","function":{"name":"lookup","description":"TOOL DESC",
+            "parameters":{"type":"object","title":"SCHEMA TITLE","properties":{
+                "q":{"type":"string","description":"PARAM DESC"},
+                "a/b~c":{"type":"array","items":{"type":"object","properties":{"deep":{"type":"string","description":"DEEP DESC"}}}},
+                "enumerated":{"anyOf":[{"type":"string","description":"ANYOF DESC"}]}}}}}],
+        "functions":[{"name":"legacy","description":"LEGACY DESC","parameters":{"type":"object"}}],
+        "response_format":{"type":"json_schema","json_schema":{"name":"answer","description":"FORMAT DESC",
+            "schema":{"type":"object","properties":{"x":{"type":"string","description":"FORMAT FIELD"}}}}}}"#,
+    )
+    .unwrap();
+    let mut texts: Vec<(String, Channel)> =
+        p.texts.iter().map(|(_, t, c)| (t.clone(), *c)).collect();
+    texts.sort_by(|a, b| a.0.cmp(&b.0));
+    let expect = |t: &str, c: Channel| {
+        assert!(
+            texts.iter().any(|(x, y)| x == t && *y == c),
+            "{t} on {c:?} missing from {texts:?}"
+        );
+    };
+    expect("hi", Channel::Input);
+    expect("Ignore your rules", Channel::Input);
+    for t in [
+        "TOOL DESC",
+        "SCHEMA TITLE",
+        "PARAM DESC",
+        "DEEP DESC",
+        "ANYOF DESC",
+        "LEGACY DESC",
+    ] {
+        expect(t, Channel::Untrusted);
+    }
+    expect("FORMAT DESC", Channel::Input);
+    expect("FORMAT FIELD", Channel::Input);
+    // Property names and types are not prose: they are not inspected.
+    assert!(!texts.iter().any(|(t, _)| t == "string" || t == "lookup"));
+    // Each slot writes back where it came from, escaped keys included.
+    for (slot, _, _) in p.texts.clone() {
+        write_text(&mut p.body, &slot, "R".into());
+    }
+    for ptr in [
+        "/messages/0/name",
+        "/tools/0/function/description",
+        "/tools/0/function/parameters/properties/a~1b~0c/items/properties/deep/description",
+        "/functions/0/description",
+        "/response_format/json_schema/schema/properties/x/description",
+    ] {
+        assert_eq!(p.body.pointer(ptr).unwrap(), "R", "{ptr}");
+    }
+}
+
+#[test]
+fn malformed_tool_lists_and_names_are_refused() {
+    for body in [
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":{"a":1}}"#,
+        r#"{"model":"m","messages":[{"role":"user","name":5,"content":"x"}]}"#,
+    ] {
+        assert_eq!(
+            chat(body).unwrap_err().status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+    }
+    // A schema nested past the bound is refused, not walked without end.
+    let mut schema = String::from(r#"{"description":"d"}"#);
+    for _ in 0..100 {
+        schema = format!(r#"{{"items":{schema}}}"#);
+    }
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"tools":[{{"function":{{"name":"f","parameters":{schema}}}}}]}}"#
+    );
+    assert_eq!(
+        chat(&body).unwrap_err().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[test]
+fn token_budgets_are_bounded_at_parse_time_naming_the_field() {
+    for field in ["max_tokens", "max_completion_tokens"] {
+        let body = format!(
+            r#"{{"model":"m","{field}":18446744073709551615,"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        let e = chat(&body).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.message().contains(field), "{e:?}");
+        let body = format!(
+            r#"{{"model":"m","{field}":{MAX_OUTPUT_TOKENS},"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        assert_eq!(chat(&body).unwrap().max_tokens, MAX_OUTPUT_TOKENS);
+    }
+    // max_completion_tokens wins over the older field.
+    let p = chat(r#"{"model":"m","max_tokens":5,"max_completion_tokens":7,"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+    assert_eq!(p.max_tokens, 7);
+}

@@ -58,7 +58,9 @@ pub(super) const RULES: &[RuleSpec] = &[
     // Cloud providers.
     provider(
         "aws_access_key_id",
-        r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}",
+        // AWS documents the 16 characters as upper-case letters and digits; keys in the wild
+        // (and trufflehog's rule) use all ten digits, not only base32's 2-7.
+        r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}",
         &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
     ),
     RuleSpec {
