@@ -3,11 +3,12 @@
 # reverse-proxy hop to it, (3) the ZTAI gateway with every stage on, at 1 and 64 connections with a
 # ~1 KiB chat body. Installs nginx and wrk from Debian packages when missing. Loopback only;
 # every run is bounded in time. EXPORT=ocsf|cef|json adds a SIEM export sink (rotated JSONL files)
-# to the gateway under test and reports how far it kept up.
+# to the gateway under test and reports how far it kept up. BIN=path runs another build of ztai
+# (an older commit's, for a before/after on the same machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
-BIN=target/release/ztai
+BIN=${BIN:-target/release/ztai}
 [ -x "$BIN" ] || cargo build --release -p ztai-cli
 command -v nginx >/dev/null && command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null; }
 

@@ -188,3 +188,23 @@ fn egress_is_default_deny_decided_per_destination_and_recorded() {
         );
     }
 }
+
+#[test]
+fn plain_http_bodies_past_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = up(dir.path());
+    let env = std::fs::read_to_string(dir.path().join("quickstart.env")).unwrap();
+    let proxy = addr(&env_value(&env, "ZTAI_EGRESS_PROXY"));
+    let port = addr(&env_value(&env, "ZTAI_STANDIN_URL")).port();
+    // A permitted destination, announcing a body far past `server.max_body_bytes`: refused
+    // before a byte of it is read or forwarded.
+    let (_s, r) = exchange(
+        proxy,
+        &format!(
+            "GET http://127.0.0.1:{port}/healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nProxy-Authorization: Bearer {}\r\nContent-Length: 104857600\r\nConnection: close\r\n\r\n",
+            qs.api_key
+        ),
+        "\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+}

@@ -5,7 +5,8 @@
 //! and traceable.
 
 use crate::error::GatewayError;
-use crate::proxy::{authenticate, new_request_id};
+use crate::ids::new_request_id;
+use crate::proxy::authenticate;
 use crate::record::{Trace, micros, rfc3339};
 use crate::state::{Gateway, entry_from_row};
 use axum::Router;
@@ -391,7 +392,7 @@ async fn risk(
 ) -> Response {
     let g = gw.clone();
     governed(&gw, &caller, "risk", "admin::read_risk", |_| async move {
-        let score = g.risk.score(&principal, crate::proxy::unix_ms());
+        let score = g.risk.score(&principal, crate::clock::unix_ms());
         Ok((
             StatusCode::OK,
             json!({"principal": principal, "risk_score": score,
@@ -406,7 +407,7 @@ async fn whoami(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     governed(&gw, &caller, "whoami", "admin::whoami", |p| async move {
         let risk = g
             .risk
-            .score(&format!("{}:{}", p.kind, p.id), crate::proxy::unix_ms());
+            .score(&format!("{}:{}", p.kind, p.id), crate::clock::unix_ms());
         Ok((
             StatusCode::OK,
             json!({"kind": p.kind, "id": p.id, "groups": p.groups, "credential": p.credential_id,
@@ -607,10 +608,11 @@ async fn search_audit(
                 }
                 records.push(v);
             }
-            let mut body = json!({"records": records});
-            if !withheld.is_empty() {
-                body["withheld"] = json!(withheld);
-            }
+            let body = if withheld.is_empty() {
+                json!({"records": records})
+            } else {
+                json!({"records": records, "withheld": withheld})
+            };
             Ok((StatusCode::OK, body))
         },
     )

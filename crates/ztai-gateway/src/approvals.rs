@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 use ztai_core::DecisionStatement;
 pub(crate) use ztai_core::approval::one_line;
 use ztai_store::ApprovalRow;
@@ -80,13 +80,6 @@ pub(crate) struct HoldRequest<'a> {
     pub ticket: Option<String>,
     /// Shown to approvers: model, operation, policies, finding types.
     pub summary: Value,
-}
-
-pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn store_failed(e: impl std::fmt::Display) -> GatewayError {
@@ -243,7 +236,7 @@ async fn spend(gw: &Arc<Gateway>, row: &ApprovalRow) -> Result<bool, GatewayErro
         g.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .use_approval(&id, now_unix(), until)
+            .use_approval(&id, crate::clock::unix_now_i64(), until)
     })
     .await
     .map_err(store_failed)?
@@ -311,7 +304,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
                 row.approval_id
             )));
         }
-        return match effective_status(&row, now_unix()) {
+        return match effective_status(&row, crate::clock::unix_now_i64()) {
             "pending" => Ok(Held::Pending(pending(&row))),
             "expired" => Err(expired(&row)),
             "denied" => Err(denied(&row)),
@@ -323,7 +316,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         };
     }
 
-    let now = now_unix();
+    let now = crate::clock::unix_now_i64();
     let timeout = i64::try_from(req.timeout_secs.max(1)).unwrap_or(i64::MAX);
     let row = ApprovalRow {
         approval_id: new_ticket(),
@@ -382,7 +375,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
     let outcome = loop {
         let current = load(gw, &row.approval_id).await?;
         let current = current.unwrap_or_else(|| row.clone());
-        match effective_status(&current, now_unix()) {
+        match effective_status(&current, crate::clock::unix_now_i64()) {
             "approved" => {
                 break if spend(gw, &current).await? {
                     Ok(Held::Proceed(current.approval_id))
@@ -398,7 +391,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
             _ => {}
         }
         if tokio::time::Instant::now() >= deadline {
-            break if now_unix() >= current.expires_at {
+            break if crate::clock::unix_now_i64() >= current.expires_at {
                 Err(expired(&current))
             } else {
                 Ok(Held::Pending(pending(&current)))
@@ -480,7 +473,7 @@ fn notify_webhook(gw: &Arc<Gateway>, row: &ApprovalRow) {
     };
     let body = json!({
         "type": "ztai.approval.requested",
-        "approval": public_view(row, now_unix()),
+        "approval": public_view(row, crate::clock::unix_now_i64()),
         "decide": {
             "approve": format!("POST /api/v1/approvals/{}/approve", row.approval_id),
             "deny": format!("POST /api/v1/approvals/{}/deny", row.approval_id),
@@ -548,7 +541,7 @@ pub async fn poll(
     client: Option<axum::Extension<crate::server::ClientAddr>>,
     peer: Option<axum::Extension<crate::server::PeerIdentity>>,
 ) -> Response {
-    let request_id = crate::proxy::new_request_id();
+    let request_id = crate::ids::new_request_id();
     let mut trace = crate::record::Trace::new(request_id.clone(), "approval_status");
     trace.client = client
         .map(|axum::Extension(c)| c.0.to_string())
@@ -580,7 +573,7 @@ async fn status_of(
                 one_line(id)
             ))
         })?;
-    let body = public_view(&row, now_unix());
+    let body = public_view(&row, crate::clock::unix_now_i64());
     let digest = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     Ok(crate::proxy::Answer::Buffered(
         (StatusCode::OK, axum::Json(body)).into_response(),

@@ -11,9 +11,9 @@
 //! caller must then do only what was allowed; the MCP proxy (issue 7) will enforce it itself.
 
 use crate::error::GatewayError;
+use crate::ids::new_request_id;
 use crate::proxy::{
-    Answer, authenticate_traced, finish, new_request_id, read_body, request_context,
-    with_request_id,
+    Answer, authenticate_traced, finish, read_body, request_context, with_request_id,
 };
 use crate::record::{Trace, micros};
 use crate::redaction::LazySession;

@@ -363,7 +363,7 @@ impl Delegation {
                 "`ttl_secs` must be between 1 and {max_ttl} (identity.tokens.max_ttl_secs)"
             )));
         }
-        let now = crate::proxy::unix_now();
+        let now = crate::clock::unix_now();
         let grant = ztai_identity::task_token::TaskGrant {
             agent: request.agent,
             user: request.user,

@@ -15,7 +15,8 @@
 //! /v1/authorize`).
 
 use crate::error::GatewayError;
-use crate::proxy::{Authenticated, authenticate, new_request_id, request_context};
+use crate::ids::new_request_id;
+use crate::proxy::{Authenticated, authenticate, request_context};
 use crate::record::{Trace, micros};
 use crate::state::Gateway;
 use axum::body::Body;

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod approvals;
+mod clock;
 pub mod config;
 mod decision_api;
 pub mod delegation;
@@ -15,6 +16,7 @@ mod documents;
 mod egress;
 pub mod error;
 mod export;
+mod ids;
 mod jwt;
 pub mod limits;
 pub mod mcp;

@@ -28,9 +28,8 @@ pub mod settings;
 pub(crate) mod upstream;
 
 use crate::error::GatewayError;
-use crate::proxy::{
-    Authenticated, authenticate, authenticate_traced, new_request_id, read_body, request_context,
-};
+use crate::ids::new_request_id;
+use crate::proxy::{Authenticated, authenticate, authenticate_traced, read_body, request_context};
 use crate::record::{Trace, micros};
 use crate::redaction::LazySession;
 use crate::state::Gateway;
@@ -364,7 +363,7 @@ pub async fn delete(
             g.store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .end_mcp_session(&hash, crate::approvals::now_unix())
+                .end_mcp_session(&hash, crate::clock::unix_now_i64())
         })
         .await
         .map_err(crate::admin::store_failed)?
@@ -568,7 +567,7 @@ async fn open_session(
     let id = id.to_str().map_err(|_| {
         GatewayError::NotFound("the session id is not valid text; initialize a new session".into())
     })?;
-    let now = crate::approvals::now_unix();
+    let now = crate::clock::unix_now_i64();
     let claims = gw
         .mcp
         .sealer
@@ -663,7 +662,7 @@ async fn add_taint(
             match store.add_mcp_taint(&key, &labels) {
                 Ok(t) => taint.extend(t),
                 Err(ztai_store::StoreError::NotFound(_)) => {
-                    let now = crate::approvals::now_unix();
+                    let now = crate::clock::unix_now_i64();
                     store.insert_mcp_session(&ztai_store::McpSessionRow {
                         session_hash: key,
                         server: "*".into(),
@@ -935,7 +934,7 @@ async fn initialize(
             set(&mut out, "instructions", json!(text));
         }
     }
-    let now = crate::approvals::now_unix();
+    let now = crate::clock::unix_now_i64();
     let (principal, chain) = identity_of(who);
     let claims = SessionClaims {
         server: cfg.name.clone(),
@@ -1035,7 +1034,7 @@ async fn sight_tool(
             &digest,
             &findings,
             mode,
-            crate::approvals::now_unix(),
+            crate::clock::unix_now_i64(),
         );
         match &s {
             pins::Sighting::Blocked { row, event: true } | pins::Sighting::Pinned(row) => {

@@ -4,7 +4,9 @@
 //! cancel the pipeline half-way: the request is still recorded. Forwarding needs a `Permit`, which only the
 //! policy engine can produce, so no code path can reach an upstream without authorisation.
 
+use crate::clock::unix_now;
 use crate::error::GatewayError;
+use crate::ids::new_request_id;
 use crate::limits::Rate;
 use crate::metrics::{FindingLabels, Outcome, RouteStatus};
 use crate::record::{Trace, micros};
@@ -67,13 +69,6 @@ impl Operation {
             Operation::Embedding => "/embeddings",
         }
     }
-}
-
-/// A fresh 128-bit request id, hex.
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 pub(crate) fn with_request_id(mut resp: Response, id: &str) -> Response {
@@ -225,22 +220,6 @@ pub(crate) enum Answer {
 pub(crate) struct Authenticated {
     pub principal: Principal,
     pub task: Option<Arc<ztai_identity::task_token::CachedTaskToken>>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it, which refuses every token).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `authenticate` the request's credential, timed into `trace`, which then names the principal.

@@ -108,7 +108,7 @@ pub(crate) fn system_record(
     reason: String,
 ) -> AuditRecord {
     AuditRecord {
-        id: crate::proxy::new_request_id(),
+        id: crate::ids::new_request_id(),
         time: rfc3339(SystemTime::now()),
         instance: instance.to_string(),
         principal: "service:ztai".into(),

@@ -22,9 +22,9 @@
 //! can, with their own credential.
 
 use crate::error::GatewayError;
+use crate::ids::new_request_id;
 use crate::proxy::{
-    Answer, authenticate_traced, finish, json_answer, new_request_id, principal_limit, read_body,
-    with_request_id,
+    Answer, authenticate_traced, finish, json_answer, principal_limit, read_body, with_request_id,
 };
 use crate::record::{Trace, micros};
 use crate::state::Gateway;

@@ -17,9 +17,9 @@
 //! many were permitted, the findings, and the digests of the question and the answer.
 
 use crate::error::GatewayError;
+use crate::ids::new_request_id;
 use crate::proxy::{
-    Answer, Authenticated, authenticate_traced, finish, new_request_id, read_body, request_context,
-    with_request_id,
+    Answer, Authenticated, authenticate_traced, finish, read_body, request_context, with_request_id,
 };
 use crate::record::{Trace, micros};
 use crate::state::Gateway;

@@ -335,7 +335,7 @@ impl Gateway {
         match &who.task {
             Some(task) => {
                 self.delegation
-                    .scope_denial(task, action, resource, crate::proxy::unix_now())
+                    .scope_denial(task, action, resource, crate::clock::unix_now())
             }
             None if who.principal.kind == ztai_core::PrincipalKind::Agent => self
                 .delegation
@@ -397,7 +397,7 @@ impl Gateway {
                     gw.metrics.fail("model_registry");
                     tracing::error!(error = %e, "cannot re-read the model registry; the last known routes stay in force");
                 }
-                let now = crate::approvals::now_unix();
+                let now = crate::clock::unix_now_i64();
                 match store.sweep_approvals(now, now.saturating_sub(APPROVAL_RETENTION_SECS)) {
                     Ok((0, 0)) => {}
                     Ok((expired, deleted)) => tracing::info!(expired, deleted, "swept approval requests"),
@@ -427,7 +427,7 @@ impl Gateway {
         principal: &ztai_core::Principal,
         findings: impl Iterator<Item = &'a ztai_core::Finding> + Clone,
     ) -> i64 {
-        let now = crate::proxy::unix_ms();
+        let now = crate::clock::unix_ms();
         principal
             .chain()
             .iter()

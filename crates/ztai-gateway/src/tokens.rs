@@ -8,9 +8,8 @@
 
 use crate::delegation::MintRequest;
 use crate::error::GatewayError;
-use crate::proxy::{
-    Answer, authenticate_traced, finish, json_answer, new_request_id, read_body, with_request_id,
-};
+use crate::ids::new_request_id;
+use crate::proxy::{Answer, authenticate_traced, finish, json_answer, read_body, with_request_id};
 use crate::record::{Trace, micros};
 use crate::state::Gateway;
 use axum::body::Body;

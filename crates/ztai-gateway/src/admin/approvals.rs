@@ -11,7 +11,8 @@
 //! only the tickets the caller may decide.
 
 use super::{Caller, Check, blocking, governed_as, store_failed};
-use crate::approvals::{effective_status, now_unix, public_view};
+use crate::approvals::{effective_status, public_view};
+use crate::clock::unix_now_i64;
 use crate::error::GatewayError;
 use crate::proxy::Authenticated;
 use crate::state::Gateway;
@@ -86,7 +87,7 @@ pub(super) async fn list(
         Check::InHandler(Resource::Api("approvals".into())),
         "approvals::list",
         |actor| async move {
-            let now = now_unix();
+            let now = unix_now_i64();
             let rows = blocking(&g, move |gw| {
                 gw.store
                     .lock()
@@ -147,7 +148,7 @@ pub(super) async fn show(
                 .await?
                 .ok_or_else(|| GatewayError::NotFound(format!("approval `{id}` does not exist")))?;
             may_decide(&g, &actor, &row, &client)?;
-            let mut view = public_view(&row, now_unix());
+            let mut view = public_view(&row, unix_now_i64());
             if let Some(obj) = view.as_object_mut() {
                 obj.insert(
                     "verifier_key".into(),
@@ -268,7 +269,7 @@ async fn decide(
                 .await?
                 .ok_or_else(|| GatewayError::NotFound(format!("approval `{id}` does not exist")))?;
             may_decide(&g, &actor, &row, &client)?;
-            let now = now_unix();
+            let now = unix_now_i64();
             match effective_status(&row, now) {
                 "pending" => {}
                 "expired" => {

@@ -93,7 +93,7 @@ pub(super) async fn approve(
         let (approved, row) = blocking(&g, move |gw| {
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
             let ok = store
-                .approve_mcp_tool(&s, &t, &req.digest, &by, crate::approvals::now_unix())
+                .approve_mcp_tool(&s, &t, &req.digest, &by, crate::clock::unix_now_i64())
                 .map_err(store_failed)?;
             Ok((ok, store.mcp_tool(&s, &t).map_err(store_failed)?))
         })
@@ -145,7 +145,7 @@ pub(super) async fn block(
                 gw.store
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .block_mcp_tool(&s, &t, &reason, crate::approvals::now_unix())
+                    .block_mcp_tool(&s, &t, &reason, crate::clock::unix_now_i64())
                     .map_err(store_failed)
             })
             .await?;

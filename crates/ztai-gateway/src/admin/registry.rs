@@ -176,7 +176,7 @@ pub(super) async fn create(
             risk_tier: req.risk_tier,
             description: req.description,
             fallback: req.fallback,
-            created_at: crate::approvals::now_unix(),
+            created_at: crate::clock::unix_now_i64(),
             created_by: format!("{}:{}", actor.kind, actor.id),
         };
         let view = model_view(&row);
@@ -262,7 +262,7 @@ pub(super) async fn register_version(
                 "lineage must be an object (datasets, base_model, parameters, seeds, commit, trained_by, trained_at)".into(),
             ));
         }
-        let now = crate::approvals::now_unix();
+        let now = crate::clock::unix_now_i64();
         let by = format!("{}:{}", actor.kind, actor.id);
         let row = ModelVersionRow {
             model: name.clone(),
@@ -414,7 +414,7 @@ pub(super) async fn verify(
                 store.model_version(&n, &v).map_err(store_error)?
             }
             .ok_or_else(|| GatewayError::NotFound(format!("version `{v}` of model `{n}` is not registered")))?;
-            let now = crate::approvals::now_unix();
+            let now = crate::clock::unix_now_i64();
             let model_path = std::path::PathBuf::from(&row.path);
             let sig_path = std::path::PathBuf::from(&row.signature_path);
             // The heavy part runs without the store lock: hashing and scanning the files.
@@ -543,7 +543,7 @@ pub(super) async fn transition(
                     evidence: None,
                     reason: &reason,
                     by: &by,
-                    now: crate::approvals::now_unix(),
+                    now: crate::clock::unix_now_i64(),
                 })
                 .map_err(store_error)?;
             routes_changed(gw, &store)?;
@@ -591,7 +591,7 @@ pub(super) async fn revoke_signer(
                         &req.fingerprint,
                         &crate::approvals::one_line(&req.reason),
                         &by,
-                        crate::approvals::now_unix(),
+                        crate::clock::unix_now_i64(),
                     )
                     .map_err(store_error)?;
                 routes_changed(gw, &store)?;
