@@ -370,7 +370,7 @@ fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialE
 
 pub(crate) fn store_failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::StageFailed {
-        stage: "store",
+        stage: crate::error::Stage::Store,
         message: format!("the store failed: {e}"),
     }
 }
@@ -627,7 +627,7 @@ async fn verify_audit(State(gw): State<Arc<Gateway>>, caller: Caller) -> Respons
                 &gw.audit_verifier_key,
             )
             .map_err(|e| GatewayError::StageFailed {
-                stage: "audit",
+                stage: crate::error::Stage::Audit,
                 message: e.to_string(),
             })?;
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());

@@ -84,7 +84,7 @@ pub(crate) struct HoldRequest<'a> {
 
 fn store_failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::StageFailed {
-        stage: "store",
+        stage: crate::error::Stage::Store,
         message: format!("the approval store failed, so the request was refused: {e}"),
     }
 }

@@ -63,7 +63,7 @@ pub(crate) fn inspect_arguments(
             let f = gw.inspector.inspect(s, Channel::Input).map_err(|e| {
                 gw.metrics.fail("inspect");
                 GatewayError::StageFailed {
-                    stage: "inspect",
+                    stage: crate::error::Stage::Inspect,
                     message: format!(
                         "inspecting the arguments failed, so the call was refused: {e}"
                     ),

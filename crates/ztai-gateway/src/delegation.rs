@@ -380,7 +380,7 @@ impl Delegation {
             .verifier
             .verify(&token)
             .map_err(|e| GatewayError::StageFailed {
-                stage: "identity",
+                stage: crate::error::Stage::Identity,
                 message: format!("a freshly minted token did not verify: {e}"),
             })?
             .revocation_ids

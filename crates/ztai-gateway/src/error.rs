@@ -24,7 +24,7 @@ pub enum GatewayError {
     RequestTimeout(String),
     /// A stage failed; the request is refused (fail closed).
     StageFailed {
-        stage: &'static str,
+        stage: Stage,
         message: String,
     },
     AuditUnavailable(String),
@@ -35,6 +35,59 @@ pub enum GatewayError {
     /// A registry-gated model has no version that may take traffic (quarantined, revoked…).
     ModelUnavailable(String),
 }
+
+/// The part of the gateway whose failure refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The gateway itself: encoding, a missing upstream, a panic.
+    Gateway,
+    /// Credential verification that could not run (a key set that cannot be read).
+    Identity,
+    /// A detector.
+    Inspect,
+    /// The policy engine.
+    Policy,
+    /// The store.
+    Store,
+    /// The audit log.
+    Audit,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Gateway => "gateway",
+            Stage::Identity => "identity",
+            Stage::Inspect => "inspect",
+            Stage::Policy => "policy",
+            Stage::Store => "store",
+            Stage::Audit => "audit",
+        }
+    }
+
+    /// The stable `code` an answer carries for a failure of this stage.
+    pub fn code(self) -> &'static str {
+        match self {
+            Stage::Inspect => "inspection_failed",
+            Stage::Policy => "policy_failed",
+            Stage::Store => "store_failed",
+            Stage::Gateway | Stage::Identity | Stage::Audit => "internal_error",
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::StageFailed { stage, message } => {
+                write!(f, "{} failed: {message}", stage.as_str())
+            }
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
@@ -89,12 +142,7 @@ impl GatewayError {
             GatewayError::TooLarge(_) => "request_too_large",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::RequestTimeout(_) => "request_timeout",
-            GatewayError::StageFailed { stage, .. } => match *stage {
-                "inspect" => "inspection_failed",
-                "policy" => "policy_failed",
-                "store" => "store_failed",
-                _ => "internal_error",
-            },
+            GatewayError::StageFailed { stage, .. } => stage.code(),
             GatewayError::AuditUnavailable(_) => "audit_unavailable",
             GatewayError::UpstreamFailed(_) => "upstream_failed",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",

@@ -685,7 +685,7 @@ async fn add_taint(
     .map_err(|e| {
         gw.metrics.fail("store");
         GatewayError::StageFailed {
-            stage: "store",
+            stage: crate::error::Stage::Store,
             message: format!(
                 "recording what the session read failed, so the result was withheld: {e}"
             ),
@@ -923,7 +923,7 @@ async fn initialize(
             .map_err(|e| {
                 gw.metrics.fail("inspect");
                 GatewayError::StageFailed {
-                    stage: "inspect",
+                    stage: crate::error::Stage::Inspect,
                     message: format!("inspecting the server's instructions failed: {e}"),
                 }
             })?;
@@ -952,7 +952,7 @@ async fn initialize(
         .sealer
         .seal(&claims)
         .map_err(|e| GatewayError::StageFailed {
-            stage: "gateway",
+            stage: crate::error::Stage::Gateway,
             message: format!("sealing the session id failed: {e}"),
         })?;
     let row = ztai_store::McpSessionRow {
@@ -1013,7 +1013,7 @@ async fn sight_tool(
         .map_err(|e| {
             gw.metrics.fail("inspect");
             GatewayError::StageFailed {
-                stage: "inspect",
+                stage: crate::error::Stage::Inspect,
                 message: format!("inspecting tool `{name}` failed, so it was not offered: {e}"),
             }
         })?;
@@ -1147,7 +1147,7 @@ fn listable(
         let by_arguments = engine
             .may_permit_with_arguments(p, Action::CallTool, resource, &entry.groups)
             .map_err(|e| GatewayError::StageFailed {
-                stage: "policy",
+                stage: crate::error::Stage::Policy,
                 message: format!("the policy decision failed: {e}"),
             })?;
         if !permitted && !by_arguments {
@@ -1380,7 +1380,7 @@ fn screen(
             .map_err(|e| {
                 gw.metrics.fail("inspect");
                 GatewayError::StageFailed {
-                    stage: "inspect",
+                    stage: crate::error::Stage::Inspect,
                     message: format!("inspecting the result failed, so it was withheld: {e}"),
                 }
             })?;
@@ -1726,7 +1726,7 @@ async fn list_resources(
     })
     .await
     .map_err(|e| GatewayError::StageFailed {
-        stage: "policy",
+        stage: crate::error::Stage::Policy,
         message: format!("deciding the resources failed: {e}"),
     })??;
     let total = resources.len();

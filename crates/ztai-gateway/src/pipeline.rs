@@ -30,9 +30,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The stage label failures of this kind carry in metrics and answers.
-pub(crate) const PANIC_STAGE: &str = "gateway";
-
 /// The layer over both routers: `guarded` around the rest of the stack.
 pub(crate) async fn detached(
     State(gw): State<Arc<Gateway>>,
@@ -101,7 +98,7 @@ where
 /// The answer a client gets when its request panicked: nothing about the panic leaks.
 pub(crate) fn panic_error() -> GatewayError {
     GatewayError::StageFailed {
-        stage: PANIC_STAGE,
+        stage: crate::error::Stage::Gateway,
         message: "internal error; the request was refused and recorded".into(),
     }
 }

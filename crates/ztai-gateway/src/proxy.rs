@@ -900,7 +900,7 @@ async fn pipeline(
                     GatewayError::TooLarge(e.to_string())
                 }
                 _ => GatewayError::StageFailed {
-                    stage: "inspect",
+                    stage: crate::error::Stage::Inspect,
                     message: format!("inspection failed, so the request was refused: {e}"),
                 },
             }
@@ -1098,7 +1098,7 @@ async fn forward(
         .iter()
         .find(|u| u.name == model.upstream)
         .ok_or_else(|| GatewayError::StageFailed {
-            stage: "gateway",
+            stage: crate::error::Stage::Gateway,
             message: format!("model `{}` names a missing upstream", model.name),
         })?;
     // The deployment gate: a registry-gated model goes only to its deployed version.
@@ -1128,7 +1128,7 @@ async fn forward(
     }
     let leak_checks = (op == Operation::Chat).then(|| prompt_leak_checks(gw, &mut parsed.body));
     let out_bytes = serde_json::to_vec(&parsed.body).map_err(|e| GatewayError::StageFailed {
-        stage: "gateway",
+        stage: crate::error::Stage::Gateway,
         message: format!("cannot encode the upstream request: {e}"),
     })?;
     let uri = format!("{}{}", upstream.base_url, op.upstream_path());
@@ -1151,7 +1151,7 @@ async fn forward(
     let up_req = builder
         .body(Full::new(Bytes::from(out_bytes)))
         .map_err(|e| GatewayError::StageFailed {
-            stage: "gateway",
+            stage: crate::error::Stage::Gateway,
             message: format!("cannot build the upstream request: {e}"),
         })?;
 
@@ -1159,7 +1159,7 @@ async fn forward(
         gw.upstream_clients
             .get(&upstream.name)
             .ok_or_else(|| GatewayError::StageFailed {
-                stage: "gateway",
+                stage: crate::error::Stage::Gateway,
                 message: format!("upstream `{}` has no client", upstream.name),
             })?;
     let t = Instant::now();
@@ -1264,7 +1264,7 @@ async fn forward(
             .header("x-accel-buffering", "no")
             .body(body)
             .map_err(|e| GatewayError::StageFailed {
-                stage: "gateway",
+                stage: crate::error::Stage::Gateway,
                 message: e.to_string(),
             })?;
         return Ok(Answer::Streaming(resp));
@@ -1339,7 +1339,7 @@ async fn forward(
                 let findings = inspected.map_err(|e| {
                     gw.metrics.fail("inspect");
                     GatewayError::StageFailed {
-                        stage: "inspect",
+                        stage: crate::error::Stage::Inspect,
                         message: format!(
                             "output inspection failed, so the answer was withheld: {e}"
                         ),
@@ -1397,7 +1397,7 @@ async fn forward(
     // An answer inspection left alone is released as the upstream's own bytes.
     let out = if changed {
         serde_json::to_vec(&answer).map_err(|e| GatewayError::StageFailed {
-            stage: "gateway",
+            stage: crate::error::Stage::Gateway,
             message: format!("cannot encode the answer: {e}"),
         })?
     } else {
@@ -1414,7 +1414,7 @@ pub(crate) fn json_answer(out: Vec<u8>) -> Result<Answer, GatewayError> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(out))
         .map_err(|e| GatewayError::StageFailed {
-            stage: "gateway",
+            stage: crate::error::Stage::Gateway,
             message: e.to_string(),
         })?;
     Ok(Answer::Buffered(resp, digest))
@@ -1764,7 +1764,7 @@ impl StreamTask {
 fn inspect_failed(gw: &Gateway, e: ztai_inspect::InspectError) -> GatewayError {
     gw.metrics.fail("inspect");
     GatewayError::StageFailed {
-        stage: "inspect",
+        stage: crate::error::Stage::Inspect,
         message: format!("output inspection failed, so the stream was cut: {e}"),
     }
 }
@@ -1858,7 +1858,7 @@ pub(crate) async fn list_models(
         });
         let out = serde_json::to_vec(&json!({"object": "list", "data": data})).map_err(|e| {
             GatewayError::StageFailed {
-                stage: "gateway",
+                stage: crate::error::Stage::Gateway,
                 message: e.to_string(),
             }
         })?;

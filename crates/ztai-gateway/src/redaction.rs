@@ -394,7 +394,7 @@ async fn reveal_values(
         "types": types,
     }))
     .map_err(|e| GatewayError::StageFailed {
-        stage: "gateway",
+        stage: crate::error::Stage::Gateway,
         message: e.to_string(),
     })?;
     Ok(match json_answer(out)? {

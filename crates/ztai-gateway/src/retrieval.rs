@@ -195,7 +195,7 @@ async fn decide(
                 Some(text) => g.inspector.inspect(text, Channel::Untrusted).map_err(|e| {
                     g.metrics.fail("inspect");
                     GatewayError::StageFailed {
-                        stage: "inspect",
+                        stage: crate::error::Stage::Inspect,
                         message: format!(
                             "inspecting document `{}` failed, so the batch was refused: {e}",
                             c.id
@@ -217,7 +217,7 @@ async fn decide(
     })
     .await
     .map_err(|e| GatewayError::StageFailed {
-        stage: "policy",
+        stage: crate::error::Stage::Policy,
         message: format!("the retrieval decision failed, so the batch was refused: {e}"),
     })??;
     trace.timings.inspect_input_us = timings.0;

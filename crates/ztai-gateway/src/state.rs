@@ -366,7 +366,7 @@ impl Gateway {
         answer.map_err(|e| {
             self.metrics.fail("policy");
             crate::GatewayError::StageFailed {
-                stage: "policy",
+                stage: crate::error::Stage::Policy,
                 message: format!("the policy decision failed, so the request was refused: {e}"),
             }
         })

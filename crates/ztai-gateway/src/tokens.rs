@@ -120,7 +120,7 @@ async fn mint(
         groups: who.principal.groups.clone(),
     });
     let out = serde_json::to_vec(&minted.json).map_err(|e| GatewayError::StageFailed {
-        stage: "gateway",
+        stage: crate::error::Stage::Gateway,
         message: e.to_string(),
     })?;
     let answer = json_answer(out)?;
