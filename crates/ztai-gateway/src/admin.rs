@@ -368,13 +368,6 @@ fn credential_event(action: &str, body: &Value) -> Option<ztai_core::CredentialE
     })
 }
 
-pub(crate) fn store_failed(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::StageFailed {
-        stage: crate::error::Stage::Store,
-        message: format!("the store failed: {e}"),
-    }
-}
-
 pub(crate) async fn blocking<T: Send + 'static>(
     gw: &Arc<Gateway>,
     f: impl FnOnce(&Gateway) -> Result<T, GatewayError> + Send + 'static,
@@ -382,7 +375,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     let g = gw.clone();
     tokio::task::spawn_blocking(move || f(&g))
         .await
-        .map_err(store_failed)?
+        .map_err(GatewayError::store)?
 }
 
 async fn risk(
@@ -420,7 +413,7 @@ async fn whoami(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
 async fn list_keys(State(gw): State<Arc<Gateway>>, caller: Caller) -> Response {
     let g = gw.clone();
     governed(&gw, &caller, "keys", "admin::list_keys", |_| async move {
-        let rows = blocking(&g, |gw| gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(store_failed)).await?;
+        let rows = blocking(&g, |gw| gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(GatewayError::store)).await?;
         let keys: Vec<Value> = rows
             .iter()
             .map(|r| {
@@ -485,7 +478,7 @@ async fn create_key(
         };
         let r2 = row.clone();
         blocking(&g, move |gw| {
-            gw.store.lock().unwrap_or_else(|p| p.into_inner()).insert_key(&r2).map_err(store_failed)?;
+            gw.store.lock().unwrap_or_else(|p| p.into_inner()).insert_key(&r2).map_err(GatewayError::store)?;
             if let Some((id, entry)) = entry_from_row(&r2) {
                 gw.keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, entry);
             }
@@ -521,7 +514,7 @@ async fn revoke_key(
                 .revoke_key(&id, &rfc3339(SystemTime::now()))
                 .map_err(|e| match e {
                     ztai_store::StoreError::NotFound(m) => GatewayError::NotFound(m),
-                    other => store_failed(other),
+                    other => GatewayError::store(other),
                 })
         })
         .await?;
@@ -587,7 +580,7 @@ async fn search_audit(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .audit_search(&filter, limit)
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             // Only rows whose hash and searchable copies check out are shown; the others are
@@ -638,7 +631,7 @@ async fn verify_audit(State(gw): State<Arc<Gateway>>, caller: Caller) -> Respons
                     external: vec![],
                 },
             )
-            .map_err(store_failed)
+            .map_err(GatewayError::store)
         })
         .await?;
         Ok((
@@ -662,7 +655,7 @@ async fn latest_checkpoint(State(gw): State<Arc<Gateway>>, caller: Caller) -> Re
         |_| async move {
             let latest = blocking(&g, |gw| {
                 let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-                store.latest_checkpoint().map_err(store_failed)
+                store.latest_checkpoint().map_err(GatewayError::store)
             })
             .await?;
             Ok((
@@ -752,7 +745,7 @@ async fn policy_versions(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .list_policy_sets(q.before, limit + 1)
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             let files: Vec<_> = rows.iter().map(files_of).collect();
@@ -792,7 +785,7 @@ async fn policy_version(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get_policy_set(version)
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?
             .ok_or_else(|| {

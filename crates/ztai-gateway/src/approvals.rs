@@ -82,13 +82,6 @@ pub(crate) struct HoldRequest<'a> {
     pub summary: Value,
 }
 
-fn store_failed(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::StageFailed {
-        stage: crate::error::Stage::Store,
-        message: format!("the approval store failed, so the request was refused: {e}"),
-    }
-}
-
 impl Approvals {
     pub fn new(signer: ztai_audit::checkpoint::CheckpointSigner) -> Self {
         Approvals {
@@ -226,8 +219,8 @@ async fn load(gw: &Arc<Gateway>, id: &str) -> Result<Option<ApprovalRow>, Gatewa
             .get_approval(&id)
     })
     .await
-    .map_err(store_failed)?
-    .map_err(store_failed)
+    .map_err(GatewayError::store)?
+    .map_err(GatewayError::store)
 }
 
 async fn spend(gw: &Arc<Gateway>, row: &ApprovalRow) -> Result<bool, GatewayError> {
@@ -239,8 +232,8 @@ async fn spend(gw: &Arc<Gateway>, row: &ApprovalRow) -> Result<bool, GatewayErro
             .use_approval(&id, crate::clock::unix_now_i64(), until)
     })
     .await
-    .map_err(store_failed)?
-    .map_err(store_failed)
+    .map_err(GatewayError::store)?
+    .map_err(GatewayError::store)
 }
 
 fn denied(row: &ApprovalRow) -> GatewayError {
@@ -347,8 +340,8 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
                 .insert_approval(&r)
         })
         .await
-        .map_err(store_failed)
-        .and_then(|r| r.map_err(store_failed))
+        .map_err(GatewayError::store)
+        .and_then(|r| r.map_err(GatewayError::store))
     };
     if let Err(e) = inserted {
         gw.metrics.fail("store");

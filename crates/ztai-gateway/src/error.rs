@@ -70,7 +70,7 @@ impl Stage {
         match self {
             Stage::Inspect => "inspection_failed",
             Stage::Policy => "policy_failed",
-            Stage::Store => "store_failed",
+            Stage::Store => "GatewayError::store",
             Stage::Gateway | Stage::Identity | Stage::Audit => "internal_error",
         }
     }
@@ -90,6 +90,29 @@ impl std::fmt::Display for GatewayError {
 impl std::error::Error for GatewayError {}
 
 impl GatewayError {
+    /// The store failed: the request is refused (fail closed). The one constructor for it.
+    pub fn store(e: impl std::fmt::Display) -> Self {
+        GatewayError::StageFailed {
+            stage: Stage::Store,
+            message: format!("the store failed, so the request was refused: {e}"),
+        }
+    }
+
+    /// A store error as the caller should see it: what was missing, in conflict or refused is
+    /// the caller's to fix (404, 409); anything else is the store failing.
+    pub fn from_store(e: ztai_store::StoreError) -> Self {
+        match e {
+            ztai_store::StoreError::NotFound(what) => {
+                GatewayError::NotFound(format!("{what} not found"))
+            }
+            ztai_store::StoreError::Conflict(what) => {
+                GatewayError::Conflict(format!("{what} already exists"))
+            }
+            ztai_store::StoreError::Refused(why) => GatewayError::Conflict(why),
+            other => GatewayError::store(other),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,

@@ -366,8 +366,8 @@ pub async fn delete(
                 .end_mcp_session(&hash, crate::clock::unix_now_i64())
         })
         .await
-        .map_err(crate::admin::store_failed)?
-        .map_err(crate::admin::store_failed)?;
+        .map_err(crate::GatewayError::store)?
+        .map_err(crate::GatewayError::store)?;
         if let Some(up_session) = &s.claims.upstream {
             up.end(&gw, cfg, up_session).await;
         }
@@ -537,10 +537,10 @@ pub(crate) async fn task_taint(
             .mcp_session(&key)
     })
     .await
-    .map_err(crate::admin::store_failed)?
+    .map_err(crate::GatewayError::store)?
     .map_err(|e| {
         gw.metrics.fail("store");
-        crate::admin::store_failed(e)
+        crate::GatewayError::store(e)
     })?;
     Ok(row.map(|r| r.taint).unwrap_or_default())
 }
@@ -617,10 +617,10 @@ async fn open_session(
         }
     })
     .await
-    .map_err(crate::admin::store_failed)?
+    .map_err(crate::GatewayError::store)?
     .map_err(|e: ztai_store::StoreError| {
         gw.metrics.fail("store");
-        crate::admin::store_failed(e)
+        crate::GatewayError::store(e)
     })?;
     let Some(row) = row else {
         return Err(GatewayError::NotFound(
@@ -681,7 +681,7 @@ async fn add_taint(
         Ok(taint)
     })
     .await
-    .map_err(crate::admin::store_failed)?
+    .map_err(crate::GatewayError::store)?
     .map_err(|e| {
         gw.metrics.fail("store");
         GatewayError::StageFailed {
@@ -972,8 +972,8 @@ async fn initialize(
         store.insert_mcp_session(&row)
     })
     .await
-    .map_err(crate::admin::store_failed)?
-    .map_err(crate::admin::store_failed)?;
+    .map_err(crate::GatewayError::store)?
+    .map_err(crate::GatewayError::store)?;
     trace.decision = Some(allowed(format!("session opened on `{}`", cfg.name)));
     Ok(Outcome::Message {
         msg: rpc_result(id, out),
@@ -1045,10 +1045,10 @@ async fn sight_tool(
         Ok::<_, ztai_store::StoreError>(s)
     })
     .await
-    .map_err(crate::admin::store_failed)?
+    .map_err(crate::GatewayError::store)?
     .map_err(|e| {
         gw.metrics.fail("store");
-        crate::admin::store_failed(e)
+        crate::GatewayError::store(e)
     })?;
     let resource = tool_resource(&cfg.name, name).to_string();
     match sighting {
@@ -1277,8 +1277,8 @@ async fn pinned(
                 .mcp_tool(&server, &tool)
         })
         .await
-        .map_err(crate::admin::store_failed)?
-        .map_err(crate::admin::store_failed)
+        .map_err(crate::GatewayError::store)?
+        .map_err(crate::GatewayError::store)
     };
     let mut row = read(gw.clone(), cfg.name.clone(), tool.to_string()).await?;
     if row.is_none() {

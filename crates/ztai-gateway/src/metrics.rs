@@ -77,16 +77,43 @@ pub struct Metrics {
     pub export: ExportMetrics,
     /// Handles to the per-stage histograms, resolved once so the hot path skips the family's
     /// lock and label hashing.
-    stages: Vec<(&'static str, Histogram)>,
+    stages: Vec<Histogram>,
 }
 
-const STAGES: &[&str] = &[
-    "authenticate",
-    "limit",
-    "inspect_input",
-    "authorize",
-    "inspect_output",
-];
+/// The request stages whose time `ztai_stage_duration_seconds{stage}` observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedStage {
+    Authenticate,
+    Limit,
+    InspectInput,
+    Authorize,
+    InspectOutput,
+    Record,
+}
+
+impl TimedStage {
+    /// Every stage, in the order of `stages` (a stage's histogram is at its position here).
+    pub const ALL: [TimedStage; 6] = [
+        TimedStage::Authenticate,
+        TimedStage::Limit,
+        TimedStage::InspectInput,
+        TimedStage::Authorize,
+        TimedStage::InspectOutput,
+        TimedStage::Record,
+    ];
+
+    /// The `stage` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimedStage::Authenticate => "authenticate",
+            TimedStage::Limit => "limit",
+            TimedStage::InspectInput => "inspect_input",
+            TimedStage::Authorize => "authorize",
+            TimedStage::InspectOutput => "inspect_output",
+            TimedStage::Record => "record",
+        }
+    }
+}
 
 fn stage_histogram() -> Histogram {
     // 1 µs … ~16 s
@@ -188,9 +215,15 @@ impl Metrics {
             "Audit records a sink did not deliver: overflow past max_backlog, or unrenderable",
             export.skipped.clone(),
         );
-        let stages = STAGES
+        let stages = TimedStage::ALL
             .iter()
-            .map(|&stage| (stage, stage_seconds.get_or_create(&Stage { stage }).clone()))
+            .map(|stage| {
+                stage_seconds
+                    .get_or_create(&Stage {
+                        stage: stage.as_str(),
+                    })
+                    .clone()
+            })
             .collect();
         Metrics {
             stages,
@@ -208,14 +241,10 @@ impl Metrics {
         }
     }
 
-    pub fn observe_stage(&self, stage: &'static str, d: Duration) {
-        if let Some((_, h)) = self.stages.iter().find(|(s, _)| *s == stage) {
+    pub fn observe_stage(&self, stage: TimedStage, d: Duration) {
+        if let Some(h) = self.stages.get(stage as usize) {
             h.observe(d.as_secs_f64());
-            return;
         }
-        self.stage_seconds
-            .get_or_create(&Stage { stage })
-            .observe(d.as_secs_f64());
     }
 
     pub fn fail(&self, component: &'static str) {
@@ -230,5 +259,30 @@ impl Metrics {
             out.push_str("# metrics encoding failed\n");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stage_observes_its_own_histogram() {
+        for (i, s) in TimedStage::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?} is out of place in ALL");
+        }
+        let m = Metrics::new();
+        m.observe_stage(TimedStage::Record, Duration::from_micros(3));
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ztai_stage_duration_seconds_count{stage=\"record\"}"))
+            .unwrap_or_default();
+        assert!(line.ends_with(" 1"), "{text}");
+        let other = text
+            .lines()
+            .find(|l| l.starts_with("ztai_stage_duration_seconds_count{stage=\"limit\"}"))
+            .unwrap_or_default();
+        assert!(other.ends_with(" 0"), "{text}");
     }
 }

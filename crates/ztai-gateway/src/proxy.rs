@@ -180,7 +180,8 @@ pub(crate) async fn record_request(
     log_request(&record);
     let t = Instant::now();
     let appended = gw.audit.append(record).await;
-    gw.metrics.observe_stage("record", t.elapsed());
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::Record, t.elapsed());
     gw.metrics
         .request_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -806,7 +807,8 @@ async fn pipeline(
         req.extensions().get::<crate::server::PeerIdentity>(),
     );
     trace.timings.authenticate_us = micros(t);
-    gw.metrics.observe_stage("authenticate", t.elapsed());
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::Authenticate, t.elapsed());
     let who = who?;
     let principal = &who.principal;
     trace.principal = Some(principal.clone());
@@ -887,7 +889,8 @@ async fn pipeline(
         })?;
     limit_time += t.elapsed();
     trace.timings.limit_us = u64::try_from(limit_time.as_micros()).unwrap_or(u64::MAX);
-    gw.metrics.observe_stage("limit", limit_time);
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::Limit, limit_time);
 
     // 3. inspect input
     let t = Instant::now();
@@ -920,7 +923,8 @@ async fn pipeline(
         trace.findings.extend(f.iter().cloned());
     }
     trace.timings.inspect_input_us = micros(t);
-    gw.metrics.observe_stage("inspect_input", t.elapsed());
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::InspectInput, t.elapsed());
 
     // 4. authorise
     let t = Instant::now();
@@ -938,7 +942,8 @@ async fn pipeline(
         &ctx,
     );
     trace.timings.authorize_us = micros(t);
-    gw.metrics.observe_stage("authorize", t.elapsed());
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::Authorize, t.elapsed());
     let permit: Permit = match verdict? {
         Verdict::Permit(p) => {
             gw.metrics
@@ -1226,7 +1231,8 @@ async fn forward(
         opened.content = None;
         let t_rec = Instant::now();
         let appended = gw.audit.append(gw.record_of(opened)).await;
-        gw.metrics.observe_stage("record", t_rec.elapsed());
+        gw.metrics
+            .observe_stage(crate::metrics::TimedStage::Record, t_rec.elapsed());
         if let Err(e) = appended {
             gw.metrics.fail("audit");
             return Err(GatewayError::AuditUnavailable(e.to_string()));
@@ -1390,7 +1396,8 @@ async fn forward(
         }
     }
     trace.timings.inspect_output_us = micros(t);
-    gw.metrics.observe_stage("inspect_output", t.elapsed());
+    gw.metrics
+        .observe_stage(crate::metrics::TimedStage::InspectOutput, t.elapsed());
     if log_full && let Some(c) = trace.content.as_mut() {
         c["response"] = answer.clone();
     }

@@ -3,7 +3,7 @@
 //! Each change is applied to the gateway's memory right after the store accepted it, so the next
 //! request already sees it; other replicas follow the store (`identity.tokens.revocation_poll_ms`).
 
-use super::{Caller, blocking, governed, store_failed};
+use super::{Caller, blocking, governed};
 use crate::delegation::{AgentEntry, MintRequest};
 use crate::error::GatewayError;
 use crate::record::rfc3339;
@@ -105,7 +105,7 @@ pub(super) async fn register_agent(
                     ztai_store::StoreError::Conflict(m) => GatewayError::Conflict(format!(
                         "{m}; agent ids are never reused, pick another"
                     )),
-                    other => store_failed(other),
+                    other => GatewayError::store(other),
                 })?;
             gw.delegation.put_agent(AgentEntry { row: r2, ceiling });
             Ok(())
@@ -114,7 +114,7 @@ pub(super) async fn register_agent(
         let entry = g
             .delegation
             .agent(&row.agent_id)
-            .ok_or_else(|| store_failed("the agent vanished after it was stored"))?;
+            .ok_or_else(|| GatewayError::store("the agent vanished after it was stored"))?;
         Ok((StatusCode::CREATED, agent_json(&entry)))
     })
     .await
@@ -148,11 +148,11 @@ pub(super) async fn revoke_agent(
                     .revoke_agent(&id, &at, &by)
                     .map_err(|e| match e {
                         ztai_store::StoreError::NotFound(m) => GatewayError::NotFound(m),
-                        other => store_failed(other),
+                        other => GatewayError::store(other),
                     })?;
                 gw.delegation
                     .agent(&id)
-                    .ok_or_else(|| store_failed("the agent vanished after it was revoked"))
+                    .ok_or_else(|| GatewayError::store("the agent vanished after it was revoked"))
             })
             .await?;
             let mut body = agent_json(&entry);
@@ -203,7 +203,7 @@ pub(super) async fn issue_token(
         let user_groups = match req.user_groups {
             Some(groups) => groups,
             None => blocking(&g, move |gw| {
-                let keys = gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(store_failed)?;
+                let keys = gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(GatewayError::store)?;
                 let mut groups: Vec<String> = keys
                     .into_iter()
                     .filter(|k| k.principal_kind == "user" && k.principal_id == user && k.revoked_at.is_none())
@@ -287,7 +287,7 @@ pub(super) async fn revoke(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert_revocation(&k2, &s2, &rfc3339(SystemTime::now()), &by, &reason)
-                .map_err(store_failed)
+                .map_err(GatewayError::store)
         })
         .await?;
         let credential_id = match kind.as_str() {
@@ -316,7 +316,7 @@ pub(super) async fn list_revocations(State(gw): State<Arc<Gateway>>, caller: Cal
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .revocations_after(0)
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             let list: Vec<Value> = rows

@@ -10,7 +10,7 @@
 //! signed_decisions = "optional"`, in which case the gateway signs them alone. Listing shows
 //! only the tickets the caller may decide.
 
-use super::{Caller, Check, blocking, governed_as, store_failed};
+use super::{Caller, Check, blocking, governed_as};
 use crate::approvals::{effective_status, public_view};
 use crate::clock::unix_now_i64;
 use crate::error::GatewayError;
@@ -93,7 +93,7 @@ pub(super) async fn list(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .list_approvals((!q.all).then_some(now), MAX_LISTED)
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             let mut visible = Vec::new();
@@ -116,7 +116,7 @@ async fn load(gw: &Arc<Gateway>, id: String) -> Result<Option<ApprovalRow>, Gate
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_approval(&id)
-            .map_err(store_failed)
+            .map_err(GatewayError::store)
     })
     .await
 }
@@ -329,7 +329,7 @@ async fn decide(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .decide_approval(&id2, approved, &by2, now, &reason2, &sig2, key2.as_deref())
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             if !decided {

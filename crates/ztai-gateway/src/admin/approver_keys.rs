@@ -7,7 +7,7 @@
 //! that would make their decisions count. A key is named by its verifier key (`kind:id+keyid`),
 //! so the approver it belongs to is part of what it signs.
 
-use super::{Caller, blocking, governed, store_failed, valid_name};
+use super::{Caller, blocking, governed, valid_name};
 use crate::error::GatewayError;
 use crate::record::rfc3339;
 use crate::state::Gateway;
@@ -78,7 +78,7 @@ pub(super) async fn list(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .list_approver_keys(q.principal.as_deref())
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             Ok((
@@ -151,7 +151,7 @@ pub(super) async fn register(
                             "approver key `{}` is already registered (or was, and was revoked); make a new one with `ztai approvals keygen`",
                             r2.key_id
                         )),
-                        other => store_failed(other),
+                        other => GatewayError::store(other),
                     })
             })
             .await?;
@@ -182,7 +182,7 @@ pub(super) async fn revoke(
                     .revoke_approver_key(&id, &rfc3339(SystemTime::now()), &by)
                     .map_err(|e| match e {
                         StoreError::NotFound(m) => GatewayError::NotFound(m),
-                        other => store_failed(other),
+                        other => GatewayError::store(other),
                     })
             })
             .await?;
@@ -203,12 +203,13 @@ pub(super) fn active_keys(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .list_approver_keys(Some(approver))
-        .map_err(store_failed)?;
+        .map_err(GatewayError::store)?;
     rows.iter()
         .filter(|r| r.revoked_at.is_none())
         .map(|r| {
-            CheckpointVerifier::parse(&r.verifier_key)
-                .map_err(|e| store_failed(format!("approver key `{}` is corrupt: {e}", r.key_id)))
+            CheckpointVerifier::parse(&r.verifier_key).map_err(|e| {
+                GatewayError::store(format!("approver key `{}` is corrupt: {e}", r.key_id))
+            })
         })
         .collect()
 }

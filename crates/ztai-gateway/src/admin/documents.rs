@@ -6,7 +6,7 @@
 //! (others follow within the revocation poll interval). Ids that ztai.toml defines are refused:
 //! the configuration stays the authority for what it pins.
 
-use super::{Caller, blocking, governed, store_failed};
+use super::{Caller, blocking, governed};
 use crate::config::CatalogueEntry;
 use crate::error::GatewayError;
 use crate::record::rfc3339;
@@ -119,8 +119,8 @@ pub(super) async fn upsert(
         let n = rows.len();
         let version = blocking(&g, move |gw| {
             let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-            let v = store.upsert_documents(&rows).map_err(store_failed)?;
-            gw.refresh_documents(&store, true).map_err(store_failed)?;
+            let v = store.upsert_documents(&rows).map_err(GatewayError::store)?;
+            gw.refresh_documents(&store, true).map_err(GatewayError::store)?;
             Ok(v)
         })
         .await?;
@@ -148,7 +148,7 @@ pub(super) async fn list(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .list_documents(q.after.as_deref(), limit)
-                .map_err(store_failed)
+                .map_err(GatewayError::store)
         })
         .await?;
         let next = (rows.len() == limit)
@@ -214,8 +214,9 @@ pub(super) async fn delete(
             let id2 = id.clone();
             let deleted = blocking(&g, move |gw| {
                 let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-                let d = store.delete_document(&id2).map_err(store_failed)?;
-                gw.refresh_documents(&store, true).map_err(store_failed)?;
+                let d = store.delete_document(&id2).map_err(GatewayError::store)?;
+                gw.refresh_documents(&store, true)
+                    .map_err(GatewayError::store)?;
                 Ok(d)
             })
             .await?;

@@ -6,7 +6,7 @@
 //! offered another definition since: what is approved is exactly what was read. Administrative
 //! (`admin` on `Api::"mcp_tools"`), recorded like every admin call.
 
-use super::{Caller, blocking, governed, store_failed};
+use super::{Caller, blocking, governed};
 use crate::error::GatewayError;
 use crate::state::Gateway;
 use axum::extract::{Path, Query, State};
@@ -56,7 +56,7 @@ pub(super) async fn list(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .list_mcp_tools(q.server.as_deref())
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             Ok((
@@ -94,8 +94,8 @@ pub(super) async fn approve(
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
             let ok = store
                 .approve_mcp_tool(&s, &t, &req.digest, &by, crate::clock::unix_now_i64())
-                .map_err(store_failed)?;
-            Ok((ok, store.mcp_tool(&s, &t).map_err(store_failed)?))
+                .map_err(GatewayError::store)?;
+            Ok((ok, store.mcp_tool(&s, &t).map_err(GatewayError::store)?))
         })
         .await?;
         match (approved, row) {
@@ -146,7 +146,7 @@ pub(super) async fn block(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .block_mcp_tool(&s, &t, &reason, crate::clock::unix_now_i64())
-                    .map_err(store_failed)
+                    .map_err(GatewayError::store)
             })
             .await?;
             if !done {

@@ -8,7 +8,7 @@
 //! is an administrative action (`admin` on `Api::"registry"`), decided by policy and recorded;
 //! every change rebuilds the deployment gate's routes before the call returns.
 
-use super::{Caller, blocking, governed, store_failed};
+use super::{Caller, blocking, governed};
 use crate::error::GatewayError;
 use crate::state::Gateway;
 use axum::extract::{Path, State};
@@ -18,16 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use ztai_core::Transition;
-use ztai_store::{ModelRow, ModelVersionRow, StoreError, VerificationEvidence, VersionMove};
-
-fn store_error(e: StoreError) -> GatewayError {
-    match e {
-        StoreError::NotFound(what) => GatewayError::NotFound(format!("{what} not found")),
-        StoreError::Conflict(what) => GatewayError::Conflict(format!("{what} already exists")),
-        StoreError::Refused(why) => GatewayError::Conflict(why),
-        other => store_failed(other),
-    }
-}
+use ztai_store::{ModelRow, ModelVersionRow, VerificationEvidence, VersionMove};
 
 fn model_view(m: &ModelRow) -> Value {
     json!({
@@ -70,7 +61,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, Ga
 }
 
 fn routes_changed(gw: &Gateway, store: &ztai_store::Store) -> Result<(), GatewayError> {
-    gw.refresh_model_routes(store).map_err(store_failed)
+    gw.refresh_model_routes(store).map_err(GatewayError::store)
 }
 
 /// A model's route as the admin API shows it.
@@ -94,8 +85,12 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Resp
             let (models, versions) = blocking(&g, |gw| {
                 let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
                 Ok((
-                    store.registered_models().map_err(store_error)?,
-                    store.model_versions(None).map_err(store_error)?,
+                    store
+                        .registered_models()
+                        .map_err(GatewayError::from_store)?,
+                    store
+                        .model_versions(None)
+                        .map_err(GatewayError::from_store)?,
                 ))
             })
             .await?;
@@ -182,7 +177,7 @@ pub(super) async fn create(
         let view = model_view(&row);
         blocking(&g, move |gw| {
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.create_model(&row).map_err(store_error)?;
+            store.create_model(&row).map_err(GatewayError::from_store)?;
             routes_changed(gw, &store)
         })
         .await?;
@@ -207,8 +202,12 @@ pub(super) async fn show(
             let (model, versions) = blocking(&g, move |gw| {
                 let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
                 Ok((
-                    store.registered_model(&n).map_err(store_error)?,
-                    store.model_versions(Some(&n)).map_err(store_error)?,
+                    store
+                        .registered_model(&n)
+                        .map_err(GatewayError::from_store)?,
+                    store
+                        .model_versions(Some(&n))
+                        .map_err(GatewayError::from_store)?,
                 ))
             })
             .await?;
@@ -286,11 +285,11 @@ pub(super) async fn register_version(
         let (m, v) = (row.model.clone(), row.version.clone());
         let stored = blocking(&g, move |gw| {
             let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.register_model_version(&row).map_err(store_error)?;
-            store.model_version(&m, &v).map_err(store_error)
+            store.register_model_version(&row).map_err(GatewayError::from_store)?;
+            store.model_version(&m, &v).map_err(GatewayError::from_store)
         })
         .await?;
-        let stored = stored.ok_or_else(|| store_failed("the version vanished after it was written"))?;
+        let stored = stored.ok_or_else(|| GatewayError::store("the version vanished after it was written"))?;
         Ok((StatusCode::CREATED, version_view(&stored)))
     })
     .await
@@ -411,7 +410,7 @@ pub(super) async fn verify(
         let outcome = blocking(&g, move |gw| {
             let row = {
                 let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-                store.model_version(&n, &v).map_err(store_error)?
+                store.model_version(&n, &v).map_err(GatewayError::from_store)?
             }
             .ok_or_else(|| GatewayError::NotFound(format!("version `{v}` of model `{n}` is not registered")))?;
             let now = crate::clock::unix_now_i64();
@@ -433,14 +432,14 @@ pub(super) async fn verify(
                 Ok(v) => v,
                 Err(e) => {
                     let why = format!("verification failed: {e}");
-                    store.note_model_version(&n, &v, &why, None, &by, now).map_err(store_error)?;
+                    store.note_model_version(&n, &v, &why, None, &by, now).map_err(GatewayError::from_store)?;
                     return Err(GatewayError::Unprocessable(why));
                 }
             };
             let fingerprints = verified.signer.fingerprints();
-            if let Some(revoked) = store.revoked_model_signer(&fingerprints).map_err(store_error)? {
+            if let Some(revoked) = store.revoked_model_signer(&fingerprints).map_err(GatewayError::from_store)? {
                 let why = format!("signed by revoked signer {}: {}", revoked.fingerprint, revoked.reason);
-                store.note_model_version(&n, &v, &why, None, &by, now).map_err(store_error)?;
+                store.note_model_version(&n, &v, &why, None, &by, now).map_err(GatewayError::from_store)?;
                 return Err(GatewayError::Unprocessable(why));
             }
             drop(store);
@@ -463,7 +462,7 @@ pub(super) async fn verify(
                 }
                 ztai_supply::scan::Verdict::Incomplete => {
                     let why = "the scan could not examine every file; it stays registered";
-                    store.note_model_version(&n, &v, why, Some(&scan), &by, now).map_err(store_error)?;
+                    store.note_model_version(&n, &v, why, Some(&scan), &by, now).map_err(GatewayError::from_store)?;
                     return Err(GatewayError::Unprocessable(format!("{why}: {scan}")));
                 }
             };
@@ -477,7 +476,7 @@ pub(super) async fn verify(
                     by: &by,
                     now,
                 })
-                .map_err(store_error)?;
+                .map_err(GatewayError::from_store)?;
             routes_changed(gw, &store)?;
             Ok(changed)
         })
@@ -545,7 +544,7 @@ pub(super) async fn transition(
                     by: &by,
                     now: crate::clock::unix_now_i64(),
                 })
-                .map_err(store_error)?;
+                .map_err(GatewayError::from_store)?;
             routes_changed(gw, &store)?;
             Ok(changed)
         })
@@ -593,7 +592,7 @@ pub(super) async fn revoke_signer(
                         &by,
                         crate::clock::unix_now_i64(),
                     )
-                    .map_err(store_error)?;
+                    .map_err(GatewayError::from_store)?;
                 routes_changed(gw, &store)?;
                 Ok(changed)
             })
@@ -611,7 +610,7 @@ pub(super) async fn revoked_signers(State(gw): State<Arc<Gateway>>, caller: Call
     let g = gw.clone();
     governed(&gw, &caller, "registry", "admin::list_revoked_signers", |_| async move {
         let rows = blocking(&g, |gw| {
-            gw.store.lock().unwrap_or_else(|p| p.into_inner()).revoked_model_signers().map_err(store_error)
+            gw.store.lock().unwrap_or_else(|p| p.into_inner()).revoked_model_signers().map_err(GatewayError::from_store)
         })
         .await?;
         let out: Vec<Value> = rows
