@@ -58,6 +58,7 @@ fi
 kill %1 2>/dev/null || true
 sleep 0.5
 ZTAI_LOG=warn "$BIN" serve --config "$work/ztai.toml" >/dev/null 2>&1 &
+gw_pid=$!
 sleep 1
 
 cat > "$work/nginx.conf" <<NGINX
@@ -101,6 +102,14 @@ for c in 1 64; do
   run "nginx hop" http://127.0.0.1:18088/v1/chat/completions $c
   run "ztai gateway (all on)" http://127.0.0.1:18090/v1/chat/completions $c
 done
+# The gateway's own CPU per request at 64 connections (utime+stime from /proc): steadier than
+# req/s on a noisy VM, and what a before/after with BIN=… should compare.
+hz=$(getconf CLK_TCK)
+t0=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
+out=$(wrk -t2 -c64 -d "$DURATION" -s "$work/post.lua" http://127.0.0.1:18090/v1/chat/completions)
+t1=$(awk '{print $14+$15}' "/proc/$gw_pid/stat")
+n=$(echo "$out" | awk '/requests in/ {print $1}')
+python3 -c "print(f'gateway CPU per request at 64 connections: {($t1-$t0)/$hz*1e6/$n:.1f} µs ($n requests)')"
 if [ -n "${EXPORT:-}" ]; then
   echo "export sink ($EXPORT), right after the last run:"
   "$BIN" audit cursors --data-dir "$work/data"

@@ -85,6 +85,38 @@ pub struct Exceeded {
     pub retry_after_secs: u64,
 }
 
+impl Exceeded {
+    /// A refusal to retry in a second (a limiter that cannot decide, or is full).
+    fn soon(what: &'static str) -> Self {
+        Exceeded {
+            what,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl Bucket {
+    /// The tokens held at `now`: refilled since the last update, capped at the burst.
+    fn tokens_at(&self, rate: Rate, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * rate.per_minute / 60.0).min(rate.burst)
+    }
+}
+
+/// Whether `tokens` pay for `cost` (a cost above the burst needs only a full bucket), and if not,
+/// when they will.
+fn affordable(tokens: f64, rate: Rate, cost: f64, what: &'static str) -> Result<(), Exceeded> {
+    let need = cost.min(rate.burst);
+    if tokens >= need {
+        return Ok(());
+    }
+    let secs = ((need - tokens) * 60.0 / rate.per_minute).ceil().max(1.0);
+    Err(Exceeded {
+        what,
+        retry_after_secs: secs as u64,
+    })
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     shards: [Mutex<Shard>; SHARDS],
@@ -149,10 +181,7 @@ impl RateLimiter {
     ) -> Result<(), Exceeded> {
         // Fail closed: a limiter that cannot find a key's shard refuses rather than waves through.
         let Some(shard) = self.shard(key) else {
-            return Err(Exceeded {
-                what,
-                retry_after_secs: 1,
-            });
+            return Err(Exceeded::soon(what));
         };
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         if !shard.buckets.contains_key(key) {
@@ -172,10 +201,7 @@ impl RateLimiter {
                     buckets = shard.buckets.len(),
                     "rate limiter full; refusing a new key until buckets refill"
                 );
-                return Err(Exceeded {
-                    what,
-                    retry_after_secs: 1,
-                });
+                return Err(Exceeded::soon(what));
             }
         }
         let b = shard.buckets.entry(key.to_string()).or_insert(Bucket {
@@ -183,21 +209,12 @@ impl RateLimiter {
             updated: now,
             full_at: now,
         });
-        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate.per_minute / 60.0).min(rate.burst);
+        b.tokens = b.tokens_at(rate, now);
         b.updated = now;
-        let need = cost.min(rate.burst);
-        let result = if b.tokens >= need {
+        let result = affordable(b.tokens, rate, cost, what);
+        if result.is_ok() {
             b.tokens -= cost;
-            Ok(())
-        } else {
-            let missing = need - b.tokens;
-            let secs = (missing * 60.0 / rate.per_minute).ceil().max(1.0);
-            Err(Exceeded {
-                what,
-                retry_after_secs: secs as u64,
-            })
-        };
+        }
         b.full_at = now
             .checked_add(rate.refill_time(rate.burst - b.tokens))
             .unwrap_or(now + Duration::from_secs(86_400 * 365));
@@ -215,27 +232,13 @@ impl RateLimiter {
         now: Instant,
     ) -> Result<(), Exceeded> {
         let Some(shard) = self.shard(key) else {
-            return Err(Exceeded {
-                what,
-                retry_after_secs: 1,
-            });
+            return Err(Exceeded::soon(what));
         };
         let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         let Some(b) = shard.buckets.get(key) else {
             return Ok(());
         };
-        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
-        let tokens = (b.tokens + elapsed * rate.per_minute / 60.0).min(rate.burst);
-        let need = cost.min(rate.burst);
-        if tokens >= need {
-            Ok(())
-        } else {
-            let secs = ((need - tokens) * 60.0 / rate.per_minute).ceil().max(1.0);
-            Err(Exceeded {
-                what,
-                retry_after_secs: secs as u64,
-            })
-        }
+        affordable(b.tokens_at(rate, now), rate, cost, what)
     }
 
     /// Adjusts a bucket after the fact (positive `delta` charges more, negative refunds).

@@ -43,19 +43,22 @@ fn app(gw: &Arc<Gateway>, handler_panics: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(gw.clone(), detached))
 }
 
+async fn send_get(app: Router, path: &str) -> axum::response::Response {
+    app.oneshot(
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_answered_500_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path());
     let before = records(&gw).len();
-    let resp = app(&gw, true)
-        .oneshot(
-            http::Request::get("/boom")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = send_get(app(&gw, true), "/boom").await;
     assert_eq!(resp.status(), 500);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
@@ -86,14 +89,7 @@ async fn a_handler_that_returns_passes_through_unrecorded_by_the_layer() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path());
     let before = records(&gw).len();
-    let resp = app(&gw, false)
-        .oneshot(
-            http::Request::get("/boom")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = send_get(app(&gw, false), "/boom").await;
     assert_eq!(resp.status(), 200);
     // The layer records only what the handler could not; the handler's own record is its own.
     assert_eq!(records(&gw).len(), before);
@@ -121,11 +117,7 @@ async fn a_handler_finishes_its_work_after_the_caller_gives_up() {
             }),
         )
         .layer(axum::middleware::from_fn_with_state(gw.clone(), detached));
-    let call = app.oneshot(
-        http::Request::get("/slow")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    );
+    let call = send_get(app, "/slow");
     // The caller gives up after 20 ms: its future is dropped, as hyper drops it on a disconnect.
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(20), call)
