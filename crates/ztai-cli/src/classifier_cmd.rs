@@ -30,14 +30,24 @@ pub enum ClassifierCommand {
         epochs: usize,
         #[arg(long, default_value_t = 0x5EED)]
         seed: u64,
-        /// Leave out the rows of this fold (FNV-1a of the row `id` modulo 5), to score them
-        /// afterwards with `ztai eval --fold K`.
+        /// Leave out the rows of this fold (FNV-1a of the row `id`, or `source` with
+        /// `--fold-by source`, modulo 5), to score them afterwards with `ztai eval --fold K`.
         #[arg(long)]
         exclude_fold: Option<u64>,
+        /// What folds are drawn from (see `ztai eval --fold-by`).
+        #[arg(long, value_enum, default_value_t = crate::eval_cmd::FoldBy::Id)]
+        fold_by: crate::eval_cmd::FoldBy,
         /// The threshold is the best-F1 one whose out-of-fold false-positive rate on the real
-        /// (non-synthetic) rows stays within this.
-        #[arg(long, default_value_t = 0.01)]
+        /// (non-synthetic) rows stays within this. The folds are by source, so this is the rate
+        /// on material from sources the model did not see; 2% measured 1.6–2.7% on the
+        /// development corpora's held-out sources (docs/inspection.md).
+        #[arg(long, default_value_t = 0.02)]
         max_false_positive_rate: f32,
+        /// Findings are `high` (refused by the sample policies) from the lowest score whose
+        /// out-of-source precision reaches this, on at least 20 attacks; no such score, no
+        /// `high`.
+        #[arg(long, default_value_t = 0.99)]
+        high_precision: f32,
         /// Leave out rows whose `source` starts with this (repeatable): for corpora whose labels
         /// depend on context the text does not carry.
         #[arg(long)]
@@ -54,7 +64,10 @@ pub enum ClassifierCommand {
     },
 }
 
-fn load(paths: &[PathBuf], exclude_fold: Option<u64>) -> anyhow::Result<Vec<(String, Example)>> {
+fn load(
+    paths: &[PathBuf],
+    exclude_fold: Option<(u64, crate::eval_cmd::FoldBy)>,
+) -> anyhow::Result<Vec<(String, Example)>> {
     let mut out = Vec::new();
     for path in paths {
         let file =
@@ -71,8 +84,7 @@ fn load(paths: &[PathBuf], exclude_fold: Option<u64>) -> anyhow::Result<Vec<(Str
                 Some("benign") => false,
                 _ => continue,
             };
-            let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
-            if exclude_fold.is_some_and(|k| crate::eval_cmd::fold_of(id) == k) {
+            if exclude_fold.is_some_and(|(k, by)| by.fold(&row) == k) {
                 continue;
             }
             let source = row
@@ -81,12 +93,18 @@ fn load(paths: &[PathBuf], exclude_fold: Option<u64>) -> anyhow::Result<Vec<(Str
                 .unwrap_or("(none)")
                 .to_string();
             let calibrate = !source.starts_with("ztai-synthetic");
+            // Calibration folds by source: thresholds are then chosen on scores of sources the
+            // model did not see, as it will meet them.
+            // The quotient, not the remainder: calibration folds must not line up with the
+            // evaluation folds (FNV-1a modulo 5), or one calibration fold would be empty.
+            let group = crate::eval_cmd::fnv1a(&source) / crate::eval_cmd::FOLDS;
             out.push((
                 source,
                 Example {
                     text,
                     injection,
                     calibrate,
+                    group,
                 },
             ));
         }
@@ -108,10 +126,12 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
             epochs,
             seed,
             exclude_fold,
+            fold_by,
             max_false_positive_rate,
+            high_precision,
             exclude_source,
         } => {
-            let mut rows = load(&data, exclude_fold)?;
+            let mut rows = load(&data, exclude_fold.map(|k| (k, fold_by)))?;
             rows.retain(|(source, _)| {
                 !exclude_source
                     .iter()
@@ -123,6 +143,7 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
                 epochs,
                 seed,
                 max_false_positive_rate,
+                high_precision,
                 ..TrainOptions::default()
             };
             let (model, report) = train(&examples, &o);
@@ -139,8 +160,27 @@ pub fn run(command: ClassifierCommand) -> anyhow::Result<()> {
             );
             if let Some(f) = report.out_of_fold {
                 println!(
-                    "threshold {:.2} (out-of-fold: precision {:.3}, recall {:.3}, false-positive rate {:.3})",
+                    "threshold {:.3} (out-of-source folds: precision {:.3}, recall {:.3}, false-positive rate {:.3})",
                     f.threshold, f.precision, f.recall, f.false_positive_rate
+                );
+                match f.high {
+                    Some(h) => println!(
+                        "high from {:.3} (out-of-source folds: precision {:.3}, recall {:.3})",
+                        h.threshold, h.precision, h.recall
+                    ),
+                    None => println!(
+                        "no score reached the precision `high` needs: the classifier's findings stay medium"
+                    ),
+                }
+                let steps = model.calibration().steps();
+                println!(
+                    "calibration: {} steps, {}",
+                    steps.len(),
+                    [0.5f32, 0.8, 0.9, 0.95, 0.99]
+                        .iter()
+                        .map(|&s| format!("{s} -> {:.3}", model.calibration().apply(s)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             Ok(())

@@ -29,10 +29,16 @@ pub struct EvalArgs {
     /// else user).
     #[arg(long, value_enum)]
     pub source: Option<Source>,
-    /// Score only the rows of this fold (FNV-1a of the row `id` modulo 5): the fold that
-    /// `ztai classifier train --exclude-fold` kept out of training.
+    /// Score only the rows of this fold (FNV-1a of the row `id`, or of its `source` with
+    /// `--fold-by source`, modulo 5): the fold that `scripts/train-classifier --holdout K` kept
+    /// out of training.
     #[arg(long)]
     pub fold: Option<u64>,
+    /// What rows are put in folds by: `source` keeps every row of a source in one fold, so a
+    /// fold's figures are on material the model never saw (the honest estimate for other
+    /// public material); `id` spreads each source over all folds (in-source figures).
+    #[arg(long, value_enum, default_value_t = FoldBy::Id)]
+    pub fold_by: FoldBy,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -40,15 +46,38 @@ pub struct EvalArgs {
 /// Number of folds rows are split into.
 pub const FOLDS: u64 = 5;
 
-/// The fold of a row id: FNV-1a (64-bit) modulo `FOLDS` (the same function as
+/// What a row's fold is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FoldBy {
+    Id,
+    Source,
+}
+
+impl FoldBy {
+    /// The fold of a row.
+    pub fn fold(self, row: &Value) -> u64 {
+        let key = match self {
+            FoldBy::Id => "id",
+            FoldBy::Source => "source",
+        };
+        fold_of(row.get(key).and_then(Value::as_str).unwrap_or_default())
+    }
+}
+
+/// FNV-1a (64-bit): the hash folds are drawn from (the same function as
 /// `scripts/synth-injection-data.py`).
-pub fn fold_of(id: &str) -> u64 {
+pub fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in id.bytes() {
+    for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01B3);
     }
-    h % FOLDS
+    h
+}
+
+/// The fold of a row id (or source): FNV-1a modulo `FOLDS`.
+pub fn fold_of(id: &str) -> u64 {
+    fnv1a(id) % FOLDS
 }
 
 /// Confusion counts.
@@ -115,7 +144,11 @@ struct FileReport {
     errors: u64,
     overall: Counts,
     by_source: BTreeMap<String, Counts>,
+    by_kind: BTreeMap<String, Counts>,
     by_entity: BTreeMap<String, Counts>,
+    /// Injection/benign rows by the confidence of the strongest flagging finding (`None`: not
+    /// flagged): (injections, benign).
+    reliability: BTreeMap<Option<u8>, (u64, u64)>,
     seconds: f64,
     bytes: u64,
 }
@@ -124,7 +157,7 @@ fn evaluate_file(
     engine: &Engine,
     path: &PathBuf,
     channel: Channel,
-    only_fold: Option<u64>,
+    only_fold: Option<(u64, FoldBy)>,
 ) -> anyhow::Result<FileReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = FileReport::default();
@@ -135,8 +168,8 @@ fn evaluate_file(
         }
         let (row, text) =
             row_text(&line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
-        if let Some(k) = only_fold
-            && fold_of(row.get("id").and_then(Value::as_str).unwrap_or_default()) != k
+        if let Some((k, by)) = only_fold
+            && by.fold(&row) != k
         {
             continue;
         }
@@ -234,8 +267,55 @@ fn evaluate_file(
         };
         r.overall.add(truth, predicted);
         r.by_source.entry(source).or_default().add(truth, predicted);
+        if let Some(kind) = row.get("kind").and_then(Value::as_str) {
+            r.by_kind
+                .entry(kind.to_string())
+                .or_default()
+                .add(truth, predicted);
+        }
+        if matches!(label, "injection" | "benign") {
+            let confidence = scanned
+                .findings
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        f.category,
+                        FindingCategory::PromptInjection | FindingCategory::Obfuscation
+                    ) && f.severity >= engine.fail_on
+                })
+                .map(|f| f.confidence)
+                .fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
+            // Tenths; a confidence of exactly 1 belongs to the top bin.
+            let bin = confidence.map(|c| ((c.clamp(0.0, 1.0) * 10.0) as u8).min(9));
+            let e = r.reliability.entry(bin).or_default();
+            if truth {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
     }
     Ok(r)
+}
+
+/// The reliability table: per confidence bin, the rows in it and the share of injections had
+/// attacks and ordinary texts been equally common (each class's share of its own total), which
+/// is what the classifier's calibrated probability estimates.
+fn reliability_json(r: &FileReport) -> Value {
+    let injections: u64 = r.reliability.values().map(|v| v.0).sum();
+    let benign: u64 = r.reliability.values().map(|v| v.1).sum();
+    r.reliability
+        .iter()
+        .map(|(bin, (i, b))| {
+            let pi = *i as f64 / injections.max(1) as f64;
+            let pb = *b as f64 / benign.max(1) as f64;
+            let share = (pi + pb > 0.0).then(|| ((pi / (pi + pb)) * 1000.0).round() / 1000.0);
+            json!({
+                "confidence": bin.map_or("not flagged".to_string(), |b| format!("{:.1}-{:.1}", f64::from(b) / 10.0, f64::from(b + 1) / 10.0)),
+                "injections": i, "benign": b, "balanced_injection_share": share,
+            })
+        })
+        .collect()
 }
 
 /// Runs `ztai eval`; exit 2 when a file cannot be read.
@@ -249,7 +329,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             None if path.to_string_lossy().contains("indirect") => Channel::Untrusted,
             None => Channel::Input,
         };
-        let r = evaluate_file(&engine, path, channel, args.fold)?;
+        let r = evaluate_file(&engine, path, channel, args.fold.map(|k| (k, args.fold_by)))?;
         reports.push((path.display().to_string(), channel, r));
     }
     let out: Vec<Value> = reports
@@ -262,7 +342,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 "errors": r.errors,
                 "overall": r.overall.json(),
                 "by_source": r.by_source.iter().map(|(k, c)| (k.clone(), c.json())).collect::<serde_json::Map<_, _>>(),
+                "by_kind": r.by_kind.iter().map(|(k, c)| (k.clone(), c.json())).collect::<serde_json::Map<_, _>>(),
                 "by_entity": r.by_entity.iter().map(|(k, c)| (k.clone(), c.json())).collect::<serde_json::Map<_, _>>(),
+                "reliability": reliability_json(r),
                 "mean_us_per_text": if r.rows > 0 { (r.seconds * 1e6 / r.rows as f64).round() } else { 0.0 },
                 "mib_per_second": if r.seconds > 0.0 { (r.bytes as f64 / r.seconds / 1048576.0 * 10.0).round() / 10.0 } else { 0.0 },
             })
@@ -285,9 +367,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                     print_row(&format!("  source {k}"), v);
                 }
             }
+            if let Some(m) = f["by_kind"].as_object() {
+                for (k, v) in m {
+                    print_row(&format!("  kind {k}"), v);
+                }
+            }
             if let Some(m) = f["by_entity"].as_object() {
                 for (k, v) in m {
                     print_row(&format!("  entity {k}"), v);
+                }
+            }
+            if let Some(rows) = f["reliability"].as_array().filter(|r| !r.is_empty()) {
+                println!("  reliability (confidence of the flagging finding):");
+                for row in rows {
+                    println!(
+                        "    {:<12} injections {:>5}  benign {:>5}  balanced injection share {}",
+                        row["confidence"].as_str().unwrap_or_default(),
+                        row["injections"],
+                        row["benign"],
+                        row["balanced_injection_share"]
+                    );
                 }
             }
         }

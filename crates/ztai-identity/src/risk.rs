@@ -1,14 +1,21 @@
 //! Continuous verification: a risk score per principal, fed by what its recent requests carried.
 //!
-//! Each finding adds points by severity (low 1, medium 5, high 20, critical 40) to the principal
-//! that sent it; the score halves every `half_life` without new findings and is capped at 100, so
-//! a burst of attacks raises it quickly and good behaviour lowers it again without anyone resetting
-//! it. Policy reads it as `context.risk_score`. The monitoring issue will add other feeds through
-//! `RiskScores::add`. Pure: time comes in as milliseconds from the caller's clock.
+//! A finding that is evidence against its sender adds points by severity (low 1, medium 5,
+//! high 20, critical 40) times its confidence — a calibrated probability for the statistical
+//! detectors — to the principal that sent it; the score halves every `half_life` without new
+//! findings and is capped at 100, so a burst of attacks raises it quickly and good behaviour
+//! lowers it again without anyone resetting it. Evidence against the sender means attempts on the
+//! system (prompt injection, obfuscation, leaks of what the gateway protects, an organisation's
+//! own watch lists) and credentials on the move (a private key in a prompt is how a compromised
+//! session exfiltrates). Personal data is not: ordinary work is full of it, policy judges it
+//! request by request, and counting it would walk a support agent who pastes customers'
+//! addresses into refusals. Policy reads the score as
+//! `context.risk_score`. The monitoring issue will add other feeds through `RiskScores::add`.
+//! Pure: time comes in as milliseconds from the caller's clock.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use ztai_core::{Finding, Severity};
+use ztai_core::{Finding, FindingCategory, Severity};
 
 /// The highest score.
 pub const MAX_SCORE: f64 = 100.0;
@@ -22,6 +29,27 @@ pub fn points(severity: Severity) -> f64 {
         Severity::Medium => 5.0,
         Severity::High => 20.0,
         Severity::Critical => 40.0,
+    }
+}
+
+/// Points a finding adds to its sender's score: its severity's points weighed by its confidence,
+/// and none for categories that are not evidence against the sender.
+pub fn weight(finding: &Finding) -> f64 {
+    match finding.category {
+        FindingCategory::Pii => 0.0,
+        FindingCategory::Secret
+        | FindingCategory::PromptInjection
+        | FindingCategory::Obfuscation
+        | FindingCategory::Custom
+        | FindingCategory::Leak => {
+            let confidence = f64::from(finding.confidence);
+            let confidence = if confidence.is_finite() {
+                confidence.clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            points(finding.severity) * confidence
+        }
     }
 }
 
@@ -81,7 +109,7 @@ impl RiskScores {
         findings: impl IntoIterator<Item = &'a Finding>,
         now_ms: u64,
     ) {
-        let total: f64 = findings.into_iter().map(|f| points(f.severity)).sum();
+        let total: f64 = findings.into_iter().map(weight).sum();
         self.add(principal, total, now_ms);
     }
 
@@ -139,6 +167,40 @@ mod tests {
         // A clock that goes backwards does not raise the score.
         assert_eq!(r.score("agent:x", 0), 100);
         assert!(r.score("agent:x", 0) <= 100);
+    }
+
+    fn finding(category: FindingCategory, severity: Severity, confidence: f32) -> Finding {
+        Finding {
+            kind: "k".into(),
+            category,
+            severity,
+            confidence,
+            detector: "test",
+            span: ztai_core::Span::new(0, 1),
+            channel: ztai_core::Channel::Input,
+        }
+    }
+
+    #[test]
+    fn findings_weigh_by_confidence_and_only_evidence_against_the_sender_counts() {
+        use FindingCategory::*;
+        let r = RiskScores::new(Duration::from_secs(600), 100);
+        let sure = finding(PromptInjection, Severity::High, 1.0);
+        let unsure = finding(PromptInjection, Severity::Medium, 0.2);
+        r.observe("user:a", [&sure, &unsure], 0);
+        assert_eq!(r.score("user:a", 0), 21);
+        // A medium classifier finding at a calibrated probability of one half adds 2.5 points.
+        let half = finding(PromptInjection, Severity::Medium, 0.5);
+        assert!((weight(&half) - 2.5).abs() < 1e-9);
+        // Personal data the caller sends does not count against it.
+        assert_eq!(weight(&finding(Pii, Severity::Critical, 1.0)), 0.0);
+        for c in [Secret, Obfuscation, Custom, Leak] {
+            assert_eq!(weight(&finding(c, Severity::High, 1.0)), 20.0);
+        }
+        // A confidence out of range is clamped; a nonsense one counts in full (fail closed).
+        assert_eq!(weight(&finding(Leak, Severity::Low, 7.0)), 1.0);
+        assert_eq!(weight(&finding(Leak, Severity::Low, f32::NAN)), 1.0);
+        assert_eq!(weight(&finding(Leak, Severity::Low, -1.0)), 0.0);
     }
 
     #[test]

@@ -14,15 +14,22 @@
 
 mod train;
 
-pub use train::{Example, OutOfFold, TrainOptions, TrainReport, train};
+pub use train::{Example, HighCut, OutOfFold, TrainOptions, TrainReport, train};
 
 use crate::InspectError;
+use ztai_core::Severity;
 
 /// Window length in bytes of the squashed text, and the step between windows.
 pub const WINDOW: usize = 384;
 pub const STRIDE: usize = WINDOW / 2;
 
-const MAGIC: &[u8; 8] = b"ZTAIPIC1";
+const MAGIC: &[u8; 8] = b"ZTAIPIC2";
+
+/// A `high` threshold no score reaches (a model that never calls anything `high`).
+pub(crate) const NEVER: f32 = 2.0;
+
+/// The most calibration steps a model file may hold.
+const MAX_CALIBRATION_STEPS: usize = 4096;
 
 /// Texts of fewer words are not scored.
 pub const MIN_WORDS: usize = 3;
@@ -36,9 +43,52 @@ const BUILTIN: &[u8] = include_bytes!("../data/injection-classifier.bin");
 pub struct InjectionModel {
     bits: u32,
     bias: f32,
-    /// Probability at or above which a window counts as an injection.
+    /// Score at or above which a window counts as an injection (a `medium` finding).
     threshold: f32,
+    /// Score at or above which the finding is `high` (out-of-fold precision ≥ 0.97), or `NEVER`.
+    high_threshold: f32,
+    /// From the model's score to a calibrated probability.
+    calibration: Calibration,
     weights: Vec<f32>,
+}
+
+/// A monotone step function from the model's score to the share of injections among
+/// out-of-fold texts that scored as much (classes weighted equally; see `train::isotonic`).
+/// Why calibrate: the logistic output of a class-weighted, max-over-windows model is a ranking,
+/// not a probability, and the risk score and severities need a probability.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibration {
+    /// `(lowest score of the step, probability)`, scores ascending.
+    steps: Vec<(f32, f32)>,
+}
+
+impl Calibration {
+    pub(crate) fn new(mut steps: Vec<(f32, f32)>) -> Self {
+        steps.retain(|s| s.0.is_finite() && s.1.is_finite());
+        steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Monotone by construction from isotonic regression; enforced again for files.
+        let mut top = 0f32;
+        for s in &mut steps {
+            s.1 = s.1.clamp(top, 1.0);
+            top = s.1;
+        }
+        steps.truncate(MAX_CALIBRATION_STEPS);
+        Calibration { steps }
+    }
+
+    /// The calibrated probability of `score`; the score itself for an uncalibrated model.
+    pub fn apply(&self, score: f32) -> f32 {
+        let at = self.steps.partition_point(|s| s.0 <= score);
+        match at.checked_sub(1).and_then(|i| self.steps.get(i)) {
+            Some(s) => s.1,
+            None => self.steps.first().map_or(score, |s| s.1),
+        }
+    }
+
+    /// The steps, for reports (`ztai classifier info`).
+    pub fn steps(&self) -> &[(f32, f32)] {
+        &self.steps
+    }
 }
 
 impl std::fmt::Debug for InjectionModel {
@@ -262,8 +312,9 @@ impl InjectionModel {
         Self::from_bytes(BUILTIN)
     }
 
-    /// Parses a model file: magic, bits (u32), bias, threshold, scale (f32), then `2^bits`
-    /// little-endian i16 weights (multiplied by scale).
+    /// Parses a model file: magic, bits (u32), bias, threshold, high threshold, scale (f32),
+    /// the number of calibration steps (u32) and the steps (score, probability as f32), then
+    /// `2^bits` little-endian i16 weights (multiplied by scale).
     pub fn from_bytes(data: &[u8]) -> Result<Self, InspectError> {
         let bad = |m: &str| InspectError::Build {
             detector: "injection_classifier",
@@ -285,12 +336,36 @@ impl InjectionModel {
         }
         let bias = f32::from_le_bytes(word(1)?);
         let threshold = f32::from_le_bytes(word(2)?);
-        let scale = f32::from_le_bytes(word(3)?);
-        let body = rest.get(16..).ok_or_else(|| bad("truncated header"))?;
+        let high_threshold = f32::from_le_bytes(word(3)?);
+        let scale = f32::from_le_bytes(word(4)?);
+        let steps = u32::from_le_bytes(word(5)?) as usize;
+        if steps > MAX_CALIBRATION_STEPS {
+            return Err(bad("too many calibration steps"));
+        }
+        let calibration = Calibration::new(
+            (0..steps)
+                .map(|i| {
+                    Ok((
+                        f32::from_le_bytes(word(6 + 2 * i)?),
+                        f32::from_le_bytes(word(7 + 2 * i)?),
+                    ))
+                })
+                .collect::<Result<_, InspectError>>()?,
+        );
+        if calibration.steps.len() != steps {
+            return Err(bad("non-finite calibration step"));
+        }
+        let body = rest
+            .get(24 + 8 * steps..)
+            .ok_or_else(|| bad("truncated header"))?;
         if body.len() != (1usize << bits) * 2 {
             return Err(bad("weight table has the wrong size"));
         }
-        if !(bias.is_finite() && threshold.is_finite() && scale.is_finite()) {
+        if !(bias.is_finite()
+            && threshold.is_finite()
+            && high_threshold.is_finite()
+            && scale.is_finite())
+        {
             return Err(bad("non-finite parameters"));
         }
         let weights = body
@@ -306,6 +381,8 @@ impl InjectionModel {
             bits,
             bias,
             threshold,
+            high_threshold,
+            calibration,
             weights,
         })
     }
@@ -318,12 +395,20 @@ impl InjectionModel {
         } else {
             1.0
         };
-        let mut out = Vec::with_capacity(24 + self.weights.len() * 2);
+        let steps = self.calibration.steps();
+        let mut out = Vec::with_capacity(32 + steps.len() * 8 + self.weights.len() * 2);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.bits.to_le_bytes());
         out.extend_from_slice(&self.bias.to_le_bytes());
         out.extend_from_slice(&self.threshold.to_le_bytes());
+        out.extend_from_slice(&self.high_threshold.to_le_bytes());
         out.extend_from_slice(&scale.to_le_bytes());
+        // At most MAX_CALIBRATION_STEPS by construction.
+        out.extend_from_slice(&(steps.len() as u32).to_le_bytes());
+        for (score, probability) in steps {
+            out.extend_from_slice(&score.to_le_bytes());
+            out.extend_from_slice(&probability.to_le_bytes());
+        }
         for w in &self.weights {
             // In range by construction of `scale`; `as` saturates in any case.
             out.extend_from_slice(&((w / scale).round() as i16).to_le_bytes());
@@ -333,6 +418,27 @@ impl InjectionModel {
 
     pub fn threshold(&self) -> f32 {
         self.threshold
+    }
+
+    /// The score from which a finding is `high`, if the model has one.
+    pub fn high_threshold(&self) -> Option<f32> {
+        (self.high_threshold <= 1.0).then_some(self.high_threshold)
+    }
+
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// The severity of a window scoring `score`: none under the threshold, `medium` (worth
+    /// recording) above it, `high` from the high threshold (held-out precision ≥ 0.97).
+    pub fn severity(&self, score: f32) -> Option<Severity> {
+        if score >= self.high_threshold {
+            Some(Severity::High)
+        } else if score >= self.threshold {
+            Some(Severity::Medium)
+        } else {
+            None
+        }
     }
 
     /// The most suspicious window of `text` (byte span into `text`), or `None` for text with
@@ -525,7 +631,17 @@ mod tests {
         assert!((again.bias - m.bias).abs() < 1e-6);
         let bytes = m.to_bytes();
         assert!(InjectionModel::from_bytes(&bytes[..bytes.len() - 1]).is_err());
-        assert!(InjectionModel::from_bytes(b"ZTAIPIC1").is_err());
+        assert!(InjectionModel::from_bytes(b"ZTAIPIC2").is_err());
+        assert!(InjectionModel::from_bytes(&bytes[..40]).is_err());
+        // A model of the previous format is refused with a message, not misread.
+        let mut old = bytes.clone();
+        old[7] = b'1';
+        assert!(InjectionModel::from_bytes(&old).is_err());
+        assert_eq!(again.calibration(), m.calibration());
+        assert_eq!(again.high_threshold(), m.high_threshold());
+        let mut many_steps = bytes.clone();
+        many_steps[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(InjectionModel::from_bytes(&many_steps).is_err());
         assert!(InjectionModel::from_bytes(b"nonsense").is_err());
         let mut wrong_bits = bytes.clone();
         wrong_bits[8] = 40;

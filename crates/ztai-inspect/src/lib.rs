@@ -349,17 +349,17 @@ fn classify(
     let Some(s) = tier.model.score(scored) else {
         return;
     };
-    let threshold = tier.model.threshold();
-    if s.probability < threshold {
+    // The severity follows the held-out precision at the window's score: `medium` flags (worth
+    // recording, policy decides), `high` only where the out-of-source precision of training
+    // reached 0.97. The confidence is the calibrated probability, which the risk score weighs.
+    let Some(severity) = tier.model.severity(s.probability) else {
         return;
-    }
+    };
     out.push(Finding {
         kind: "injection_classifier".into(),
         category: FindingCategory::PromptInjection,
-        // Never more than medium: a statistical verdict (held-out false-positive rate of a few
-        // per cent, BENCHMARKS.md) flags, and policy decides whether medium blocks.
-        severity: Severity::Medium,
-        confidence: s.probability,
+        severity,
+        confidence: tier.model.calibration().apply(s.probability),
         detector: "injection_classifier",
         span: norm.original_span(Span::new(s.start, s.end)),
         channel,

@@ -111,6 +111,8 @@ pub struct PiiDetector {
     iban: Regex,
     ipv4: Regex,
     ipv6: Regex,
+    /// An extension after a phone number (`ext. 204`, `x12`, `#3`), part of the finding.
+    phone_extension: Regex,
     mac: Regex,
     wallet: Regex,
     date: Regex,
@@ -207,12 +209,17 @@ impl PiiDetector {
                 r"(?-u:\b)(?:[0-9]{4} [0-9]{4} [0-9]{4} [0-9]{4}(?: [0-9]{1,3})?|[0-9]{4}-[0-9]{4}-[0-9]{4}-[0-9]{4}(?:-[0-9]{1,3})?|[0-9]{4} [0-9]{6} [0-9]{5}|[0-9]{4}-[0-9]{6}-[0-9]{5}|[0-9]{12,19})(?-u:\b)",
             )?,
             phone: build(
-                r"(?:\+[1-9][0-9]{0,2}[ .-]?)?(?:\(0\)[ .-]?)?(?:\([0-9]{1,5}\)[ .-]?)?[0-9]{1,15}(?:[ .-][0-9]{1,6}){0,6}",
+                r"(?:\+[1-9][0-9]{0,2}[ .-]?)?(?:\(0\)[ .-]?)?(?:\([0-9]{1,5}\)[ .-]?)?[0-9]{1,15}(?:[ .-][0-9]{1,8}){0,6}",
             )?,
+            phone_extension: build(r"^(?i:,? ?(?:ext\.?|extension|x|#) ?[0-9]{1,6})(?-u:\b)")?,
             ssn: build(r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9}")?,
             iban: build(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?")?,
             ipv4: build(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")?,
-            ipv6: build(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}")?,
+            // Hex groups with an embedded IPv4 tail (mapped `::ffff:192.0.2.1`, compatible,
+            // NAT64) first, else plain groups; either with a zone (`fe80::1%eth0`).
+            ipv6: build(
+                r"(?:[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?:%[0-9A-Za-z_~-]{1,32}(?:\\.[0-9A-Za-z_~-]{1,16})?)?",
+            )?,
             mac: build(
                 r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
             )?,
@@ -262,16 +269,17 @@ impl PiiDetector {
             self.detect_ibans(text, channel, &mut numeric);
             self.detect_ssns(text, channel, &ctx, &mut numeric);
         }
-        if !gated || digits >= 4 {
-            self.detect_ips(text, channel, &mut numeric);
-        }
         let dashes = crate::gate::count_bytes(bytes, |b| b == b'-');
         if !gated || colons >= 5 || dashes >= 5 {
             self.detect_macs(text, channel, &mut numeric);
         }
         self.detect_dotted_macs(text, channel, &mut numeric);
+        // IPv6 before IPv4, so a mapped address is one finding, not its IPv4 tail.
         if !gated || colons >= 2 {
             self.detect_ipv6(text, channel, &mut numeric);
+        }
+        if !gated || digits >= 4 {
+            self.detect_ips(text, channel, &mut numeric);
         }
         if !gated || digits >= 1 {
             self.detect_wallets(text, channel, &mut numeric);
@@ -407,17 +415,63 @@ impl PiiDetector {
             let Ok(ip) = m.as_str().parse::<std::net::Ipv4Addr>() else {
                 continue; // an octet above 255 or with a leading zero
             };
-            // Internal and reserved addresses locate a network, not a person.
-            let internal = ip.is_private()
-                || ip.is_loopback()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_documentation()
-                || ip.is_broadcast();
-            let severity = if internal {
-                Severity::Low
-            } else {
-                Severity::Medium
+            if overlaps_any(out, m.start(), m.end()) {
+                continue; // the tail of a mapped IPv6 address, already found whole
+            }
+            out.push(pii(
+                "ip_address",
+                ipv4_severity(ip),
+                0.9,
+                m.start(),
+                m.end(),
+                channel,
+            ));
+        }
+    }
+
+    /// IPv6 in every written form: full, compressed (`2001:db8::1`, `::1`), with an embedded
+    /// IPv4 address (`::ffff:192.0.2.1`) and with a zone (`fe80::1%eth0`). Each is found and its
+    /// severity says what it locates: loopback, unspecified, link-local, unique-local,
+    /// multicast and documentation addresses locate a network, not a person (`low`); a mapped
+    /// address is judged by the IPv4 address inside it.
+    fn detect_ipv6(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        for m in self.ipv6.find_iter(text) {
+            let before_ok = m.start() == 0
+                || b.get(m.start() - 1)
+                    .is_none_or(|c| !c.is_ascii_alphanumeric() && !matches!(c, b':' | b'.'));
+            let after_ok = b.get(m.end()).is_none_or(|c| {
+                !c.is_ascii_alphanumeric()
+                    && *c != b':'
+                    && !(*c == b'.' && next_is_alnum(b, m.end()))
+            });
+            if !before_ok || !after_ok || overlaps_any(out, m.start(), m.end()) {
+                continue;
+            }
+            let (address, zone) = match m.as_str().split_once('%') {
+                Some((a, z)) => (a, Some(z)),
+                None => (m.as_str(), None),
+            };
+            let Ok(ip) = address.parse::<Ipv6Addr>() else {
+                continue;
+            };
+            let groups = address.split(':').filter(|g| !g.is_empty()).count();
+            let dotted = address.contains('.');
+            // `a::b` is as often a path in code (`ab::cd`) as an address: a compressed form
+            // with fewer than three groups needs a digit, and the unspecified `::` alone is
+            // punctuation.
+            let plausible = groups >= 3
+                || dotted
+                || zone.is_some()
+                || (address.contains("::")
+                    && groups >= 1
+                    && address.bytes().any(|c| c.is_ascii_digit()));
+            if !plausible {
+                continue;
+            }
+            let severity = match ip.to_ipv4_mapped() {
+                Some(v4) => ipv4_severity(v4),
+                None => ipv6_severity(ip),
             };
             out.push(pii(
                 "ip_address",
@@ -427,45 +481,6 @@ impl PiiDetector {
                 m.end(),
                 channel,
             ));
-        }
-    }
-
-    fn detect_ipv6(&self, text: &str, channel: Channel, out: &mut Vec<Finding>) {
-        for m in self.ipv6.find_iter(text) {
-            let b = text.as_bytes();
-            let before_ok = m.start() == 0
-                || b.get(m.start() - 1)
-                    .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b':');
-            let after_ok = b
-                .get(m.end())
-                .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b':' && *c != b'.');
-            let groups = m.as_str().split(':').filter(|g| !g.is_empty()).count();
-            if !before_ok || !after_ok || groups < 3 || overlaps_any(out, m.start(), m.end()) {
-                continue;
-            }
-            if let Ok(ip) = m.as_str().parse::<Ipv6Addr>() {
-                // As for IPv4: loopback, unique-local (fc00::/7), link-local (fe80::/10) and
-                // documentation (2001:db8::/32) addresses locate a network, not a person.
-                let seg = ip.segments();
-                let internal = ip.is_loopback()
-                    || ip.is_unspecified()
-                    || seg[0] & 0xfe00 == 0xfc00
-                    || seg[0] & 0xffc0 == 0xfe80
-                    || (seg[0] == 0x2001 && seg[1] == 0x0db8);
-                let severity = if internal {
-                    Severity::Low
-                } else {
-                    Severity::Medium
-                };
-                out.push(pii(
-                    "ip_address",
-                    severity,
-                    0.9,
-                    m.start(),
-                    m.end(),
-                    channel,
-                ));
-            }
         }
     }
 
@@ -599,7 +614,12 @@ impl PiiDetector {
 
     fn detect_phones(&self, text: &str, channel: Channel, ctx: &Contexts, out: &mut Vec<Finding>) {
         for m in self.phone.find_iter(text) {
-            let Some((s, e)) = phone_span(text, m.start(), m.end()) else {
+            // An extension written onto the number (`555-0132x12`) is part of it.
+            let extension_end = text
+                .get(m.end()..)
+                .and_then(|rest| self.phone_extension.find(rest))
+                .map_or(m.end(), |x| m.end() + x.end());
+            let Some((s, e)) = phone_span(text, m.start(), m.end(), extension_end) else {
                 continue;
             };
             if overlaps_any(out, s, e) {
@@ -610,6 +630,7 @@ impl PiiDetector {
             };
             let context = ctx.before(Context::Phone, s, 32);
             if let Some(confidence) = phone_confidence(candidate, context) {
+                let e = if e == m.end() { extension_end } else { e };
                 out.push(pii(
                     "phone_number",
                     Severity::Medium,
@@ -649,6 +670,48 @@ impl PiiDetector {
     }
 }
 
+/// Internal and reserved IPv4 addresses locate a network, not a person.
+fn ipv4_severity(ip: std::net::Ipv4Addr) -> Severity {
+    let [a, b, ..] = ip.octets();
+    let internal = ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_documentation()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        // Shared address space (RFC 6598), carrier-grade NAT.
+        || (a == 100 && b & 0xc0 == 64);
+    if internal {
+        Severity::Low
+    } else {
+        Severity::Medium
+    }
+}
+
+/// As for IPv4: loopback, unspecified, unique-local (fc00::/7), link-local (fe80::/10),
+/// multicast (ff00::/8) and documentation (2001:db8::/32, 3fff::/20) addresses are `low`.
+fn ipv6_severity(ip: Ipv6Addr) -> Severity {
+    let [s0, s1, ..] = ip.segments();
+    let internal = ip.is_loopback()
+        || ip.is_unspecified()
+        || s0 & 0xfe00 == 0xfc00
+        || s0 & 0xffc0 == 0xfe80
+        || s0 & 0xff00 == 0xff00
+        || (s0 == 0x2001 && s1 == 0x0db8)
+        || s0 & 0xfff0 == 0x3ff0;
+    if internal {
+        Severity::Low
+    } else {
+        Severity::Medium
+    }
+}
+
+/// Whether the byte after `at` + 1 is a letter or digit (a `.` inside a longer token).
+fn next_is_alnum(b: &[u8], at: usize) -> bool {
+    b.get(at + 1).is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
 /// Whether a matched date string names a real day (month/day order either way round).
 fn date_plausible(s: &str) -> bool {
     let nums: Vec<u32> = s
@@ -668,8 +731,14 @@ fn date_plausible(s: &str) -> bool {
 
 /// The span of a phone-number candidate after trimming what the pattern swept in: a leading
 /// postcode (`30971 21 253 109 8211`), or `None` when the candidate is part of a longer number.
-fn phone_span(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
-    if !standalone(text, start, end) {
+/// `extension_end` is where an extension written after the number ends (`end` without one).
+fn phone_span(
+    text: &str,
+    start: usize,
+    end: usize,
+    extension_end: usize,
+) -> Option<(usize, usize)> {
+    if !standalone(text, start, extension_end) {
         return None;
     }
     let cand = text.get(start..end)?;

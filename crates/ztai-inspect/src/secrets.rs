@@ -747,10 +747,35 @@ mod tests {
                 "connection_string_password",
                 "s3cr3tP4ss",
             ),
+            (
+                "REDIS_URL=redis://:S3cr3tRedisPass9@cache.internal:6379/0",
+                "connection_string_password",
+                "S3cr3tRedisPass9",
+            ),
+            (
+                r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#,
+                "jwk_private_key",
+                "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI",
+            ),
+            (
+                r#"{"d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI", "crv": "Ed25519", "kty": "OKP"}"#,
+                "jwk_private_key",
+                "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI",
+            ),
         ];
         for (text, kind, value) in cases {
             assert_finds(text, kind, value);
         }
+        let ppk = "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy\nPublic-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIOq3pLm9x\nzQ4v5b7p9Xq2mN8\nPrivate-Lines: 1\nAAAAIFb0zQ4v5b7p9Xq2mN8vL3kJ7hG5fD1sA9wE2rT6yU8iO0pQ3aZ5\n";
+        assert_eq!(
+            kinds(ppk).first().map(|k| k.0.as_str()),
+            Some("private_key")
+        );
+        // A public JWK has no `d`; a JSON `d` without a key type is not a key.
+        assert_clean(
+            r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"}"#,
+        );
+        assert_clean(r#"{"d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI", "type": "x"}"#);
         assert_finds(&format!("use {OPENAI} now"), "openai_api_key", OPENAI);
         assert_finds(&format!("key={ANTHROPIC}"), "anthropic_api_key", ANTHROPIC);
     }

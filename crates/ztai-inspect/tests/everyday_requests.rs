@@ -30,7 +30,8 @@ fn flagged(list: &str, channel: Channel) -> (usize, Vec<&str>) {
 }
 
 /// Flagged by the committed model: 5 of 180 (the model trained before everyday requests were
-/// among its negatives flagged 69). A retrained model must not do worse.
+/// among its negatives flagged 69; the model before issue 29's retraining, 5). A retrained model
+/// must not do worse.
 #[test]
 fn everyday_requests_are_rarely_taken_for_injections() {
     let (n, hits) = flagged(include_str!("data/everyday-requests.txt"), Channel::Input);
@@ -38,11 +39,53 @@ fn everyday_requests_are_rarely_taken_for_injections() {
     assert!(hits.len() <= 5, "{} of {n} flagged: {hits:#?}", hits.len());
 }
 
-/// Flagged by the committed model: 3 of 30 (before tool results were among its negatives, 7; the
-/// model before that, 5).
+/// Flagged by the committed model: 2 of 30 (before tool results were among its negatives, 7; the
+/// model before issue 29's retraining, 3).
 #[test]
 fn tool_results_are_rarely_taken_for_injections() {
     let (n, hits) = flagged(include_str!("data/tool-results.txt"), Channel::Untrusted);
     assert_eq!(n, 30);
-    assert!(hits.len() <= 3, "{} of {n} flagged: {hits:#?}", hits.len());
+    assert!(hits.len() <= 2, "{} of {n} flagged: {hits:#?}", hits.len());
+}
+
+/// The kinds of ordinary request issue 29 names (code generation, security tooling, role-play,
+/// security research, long creative briefs; documents on the untrusted channel), as
+/// `(kind, text)`; `\n` in the list stands for a line break.
+fn ordinary_kinds() -> Vec<(&'static str, String)> {
+    let mut kind = "";
+    let mut out = Vec::new();
+    for line in include_str!("data/ordinary-kinds.txt").lines() {
+        if let Some(k) = line.strip_prefix("## ") {
+            kind = k;
+        } else if !line.trim().is_empty() && !line.starts_with('#') {
+            out.push((kind, line.replace("\\n", "\n")));
+        }
+    }
+    out
+}
+
+/// Flagged, whole engine: 1 of 118 by the committed model (a policy excerpt about passwords, as
+/// a retrieved document); 15 by the model before issue 29's retraining, 5 of them requests for
+/// security tooling and 5 role-play set-ups.
+#[test]
+fn ordinary_requests_of_every_kind_are_rarely_taken_for_injections() {
+    let inspector = Inspector::with_default_rules().unwrap();
+    let rows = ordinary_kinds();
+    assert_eq!(rows.len(), 118);
+    let hits: Vec<&(&str, String)> = rows
+        .iter()
+        .filter(|(kind, text)| {
+            let channel = if *kind == "documents" {
+                Channel::Untrusted
+            } else {
+                Channel::Input
+            };
+            inspector
+                .inspect(text, channel)
+                .unwrap()
+                .iter()
+                .any(|f| f.category == FindingCategory::PromptInjection)
+        })
+        .collect();
+    assert!(hits.len() <= 1, "{} of 118 flagged: {hits:#?}", hits.len());
 }

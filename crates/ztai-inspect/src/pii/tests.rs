@@ -54,6 +54,29 @@ fn only_ascii_digits_make_a_card() {
 }
 
 #[test]
+fn issuer_ranges_beyond_the_big_four_are_cards() {
+    for card in [
+        "3521777777777779",    // JCB
+        "3589777777777777775", // JCB19
+        "587477777771",        // Maestro12
+        "675977777777777773",  // Maestro
+        "2201777777777778",    // Mir
+        "8112777777777773",    // RuPay
+        "9792777777777778",    // Troy
+        "6380777777777772",    // InstaPayment
+    ] {
+        let text = format!("paid with {card} yesterday");
+        assert_eq!(
+            kinds_found(&text, "credit_card"),
+            vec![card.to_string()],
+            "{card}"
+        );
+    }
+    // One digit off fails Luhn.
+    assert!(kinds_found("paid with 3521777777777778 yesterday", "credit_card").is_empty());
+}
+
+#[test]
 fn luhn_failures_and_unknown_issuers_are_not_cards() {
     assert!(
         kinds_found("4111111111111112", "credit_card").is_empty(),
@@ -124,6 +147,7 @@ fn ip_addresses_are_validated_and_internal_ones_are_low() {
         Channel::Input,
         &mut out,
     );
+    out.sort_by_key(|f| f.span.start);
     let ips: Vec<(&str, Severity)> = out
         .iter()
         .filter(|f| f.kind == "ip_address")
@@ -192,6 +216,82 @@ fn mac_addresses_and_wallets_are_found() {
 }
 
 #[test]
+fn ipv6_in_every_written_form_is_found_with_its_own_severity() {
+    let d = PiiDetector::new().unwrap();
+    for (text, want, severity) in [
+        (
+            "peer 2a02:6b8::1 connected",
+            "2a02:6b8::1",
+            Severity::Medium,
+        ),
+        ("loopback ::1 only", "::1", Severity::Low),
+        ("bound to fe80::1%eth0 now", "fe80::1%eth0", Severity::Low),
+        (
+            "link fe80::a00:27ff:fe4e:66a1%en0.",
+            "fe80::a00:27ff:fe4e:66a1%en0",
+            Severity::Low,
+        ),
+        (
+            "mapped ::ffff:203.0.113.9 seen",
+            "::ffff:203.0.113.9",
+            Severity::Low,
+        ),
+        (
+            "mapped ::ffff:81.2.69.160 seen",
+            "::ffff:81.2.69.160",
+            Severity::Medium,
+        ),
+        (
+            "nat64 64:ff9b::81.2.69.160 seen",
+            "64:ff9b::81.2.69.160",
+            Severity::Medium,
+        ),
+        (
+            "doc 2001:db8::8a2e:370:7334",
+            "2001:db8::8a2e:370:7334",
+            Severity::Low,
+        ),
+        ("doc 3fff:0:1::5", "3fff:0:1::5", Severity::Low),
+        ("group ff02::fb mdns", "ff02::fb", Severity::Low),
+        (
+            "full 2606:4700:4700:0000:0000:0000:0000:1111 ok",
+            "2606:4700:4700:0000:0000:0000:0000:1111",
+            Severity::Medium,
+        ),
+        ("upper 2A02:6B8::1 ok", "2A02:6B8::1", Severity::Medium),
+        (
+            "url http://[2a02:6b8::1]:8080/x",
+            "2a02:6b8::1",
+            Severity::Medium,
+        ),
+    ] {
+        let mut out = vec![];
+        d.detect(text, Channel::Input, &mut out);
+        let ips: Vec<(&str, Severity)> = out
+            .iter()
+            .filter(|f| f.kind == "ip_address")
+            .map(|f| (&text[f.span.start..f.span.end], f.severity))
+            .collect();
+        assert_eq!(ips, vec![(want, severity)], "{text}");
+    }
+    // Paths in code, times, MAC-like and hex words are not addresses.
+    for text in [
+        "use std::io::Write;",
+        "call Foo::bar() and ab::cd",
+        "at 12:30:45 today",
+        "the :: operator",
+        "deadbeef::cafe",
+        "ratio 1:2:3",
+    ] {
+        assert!(
+            kinds_found(text, "ip_address").is_empty(),
+            "{text}: {:?}",
+            found(text)
+        );
+    }
+}
+
+#[test]
 fn phone_numbers_in_international_formats() {
     for phone in [
         "+41 (0)96 471 07 95",
@@ -201,6 +301,15 @@ fn phone_numbers_in_international_formats() {
         "541-714-1388",
         "03.93.92.16.85",
         "0496 46 46 70",
+        "+1 415-555-0132 ext. 204",
+        "+44 20 7946 0958 x12",
+        "+49 (0)30 901820",
+        "0044 20 7946 0958",
+        "+33 1 42 68 53 00",
+        "+81 3-1234-5678",
+        "+1 (415) 555-0132",
+        "345-899-3560x4587",
+        "0378 3549890",
     ] {
         let text = format!("They're not answering at {phone}.");
         assert_eq!(

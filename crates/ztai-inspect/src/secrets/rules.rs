@@ -55,6 +55,39 @@ pub(super) const RULES: &[RuleSpec] = &[
         literals: &["-----BEGIN"],
         case_insensitive: false,
     },
+    // PuTTY's key file: the header says what it is, the private lines are the key.
+    RuleSpec {
+        kind: "private_key",
+        severity: Severity::Critical,
+        pattern: r"PuTTY-User-Key-File-[23]: [a-z0-9-]{3,40}(?s:.{0,2000}?)Private-Lines: [0-9]{1,3}\r?\n[A-Za-z0-9+/=\r\n]{40,8000}",
+        group: 0,
+        check: Check::Format,
+        bounded: false,
+        literals: &["PuTTY-User-Key-File-"],
+        case_insensitive: false,
+    },
+    // A JSON Web Key with its private member `d` (RSA, EC, OKP), whichever member comes first;
+    // the finding is the private value.
+    RuleSpec {
+        kind: "jwk_private_key",
+        severity: Severity::Critical,
+        pattern: r#""kty"\s{0,8}:\s{0,8}"(?:RSA|EC|OKP)"[^{}]{0,6000}?"d"\s{0,8}:\s{0,8}"([A-Za-z0-9_-]{20,2000})""#,
+        group: 1,
+        check: Check::Token,
+        bounded: false,
+        literals: &["\"kty\""],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "jwk_private_key",
+        severity: Severity::Critical,
+        pattern: r#""d"\s{0,8}:\s{0,8}"([A-Za-z0-9_-]{20,2000})"[^{}]{0,6000}?"kty"\s{0,8}:\s{0,8}"(?:RSA|EC|OKP)""#,
+        group: 1,
+        check: Check::Token,
+        bounded: false,
+        literals: &["\"kty\""],
+        case_insensitive: false,
+    },
     // Cloud providers.
     provider(
         "aws_access_key_id",
@@ -415,7 +448,8 @@ pub(super) const RULES: &[RuleSpec] = &[
     RuleSpec {
         kind: "connection_string_password",
         severity: Severity::High,
-        pattern: r#"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@"'<>;]{1,64}:([^\s:/@"'<>;]{3,128})@[A-Za-z0-9][A-Za-z0-9.-]{0,100}"#,
+        // The user part may be empty (`redis://:password@host`).
+        pattern: r#"[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@"'<>;]{0,64}:([^\s:/@"'<>;]{3,128})@[A-Za-z0-9][A-Za-z0-9.-]{0,100}"#,
         group: 1,
         check: Check::Password,
         bounded: false,
