@@ -58,6 +58,9 @@ def main():
         if "--json" in sys.argv:
             continue
         print(f"{name}")
+        if not sum(e["overall"].values()):
+            print("  no rows of this file in these folds")
+            continue
         print(f"  pooled  P {o['precision']:.3f}  R {o['recall']:.3f}  F1 {o['f1']:.3f}  "
               f"FPR {o['fpr']:.3f}  (tp {o['tp']} fp {o['fp']} fn {o['fn']} tn {o['tn']})")
         print("  folds   F1 " + " ".join(f"{x['f1']:.3f}" for x in e["folds"]) +
