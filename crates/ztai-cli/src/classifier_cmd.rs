@@ -46,7 +46,7 @@ pub enum ClassifierCommand {
         /// Findings are `high` (refused by the sample policies) from the lowest score whose
         /// out-of-source precision reaches this, on at least 20 attacks; no such score, no
         /// `high`.
-        #[arg(long, default_value_t = 0.99)]
+        #[arg(long, default_value_t = 0.995)]
         high_precision: f32,
         /// Leave out rows whose `source` starts with this (repeatable): for corpora whose labels
         /// depend on context the text does not carry.

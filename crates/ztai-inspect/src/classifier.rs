@@ -45,7 +45,8 @@ pub struct InjectionModel {
     bias: f32,
     /// Score at or above which a window counts as an injection (a `medium` finding).
     threshold: f32,
-    /// Score at or above which the finding is `high` (out-of-fold precision ≥ 0.97), or `NEVER`.
+    /// Score at or above which the finding is `high` (where the out-of-source precision of
+    /// training reached `TrainOptions::high_precision`), or `NEVER`.
     high_threshold: f32,
     /// From the model's score to a calibrated probability.
     calibration: Calibration,
@@ -85,7 +86,7 @@ impl Calibration {
         }
     }
 
-    /// The steps, for reports (`ztai classifier info`).
+    /// The steps, for reports (`ztai classifier train` prints a few).
     pub fn steps(&self) -> &[(f32, f32)] {
         &self.steps
     }

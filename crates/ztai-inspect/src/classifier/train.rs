@@ -38,7 +38,8 @@ pub struct TrainOptions {
     pub max_false_positive_rate: f32,
     /// The `high` threshold is the lowest at which out-of-fold precision reaches this. High is
     /// what the sample policies refuse, and attacks are far rarer in traffic than in training
-    /// data, so the bar is above the 0.97 the issue asks of `high` overall.
+    /// data, so the bar is well above the 0.97 asked of `high` overall: at 0.99 the classifier
+    /// refused 8 of 291 NotInject prompts out-of-source (trigger words in capitals), at 0.995 3.
     pub high_precision: f32,
 }
 
@@ -51,7 +52,7 @@ impl Default for TrainOptions {
             seed: 0x5EED,
             calibration_folds: 5,
             max_false_positive_rate: 0.03,
-            high_precision: 0.99,
+            high_precision: 0.995,
         }
     }
 }
