@@ -318,6 +318,11 @@ fn reliability_json(r: &FileReport) -> Value {
         .collect()
 }
 
+/// The semantic tier's counters, when the engine has the tier.
+fn semantic_stats(engine: &Engine) -> Option<ztai_inspect::SemanticStats> {
+    engine.inspector.semantic().map(|t| t.stats())
+}
+
 /// Runs `ztai eval`; exit 2 when a file cannot be read.
 #[allow(clippy::print_stdout, reason = "the command's report is its output")]
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -329,13 +334,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             None if path.to_string_lossy().contains("indirect") => Channel::Untrusted,
             None => Channel::Input,
         };
+        let before = semantic_stats(&engine);
         let r = evaluate_file(&engine, path, channel, args.fold.map(|k| (k, args.fold_by)))?;
-        reports.push((path.display().to_string(), channel, r));
+        let after = semantic_stats(&engine);
+        let semantic = after.map(|a| {
+            let b = before.unwrap_or_default();
+            let (considered, reached) = (a.considered - b.considered, a.reached - b.reached);
+            json!({
+                "considered": considered,
+                "reached": reached,
+                "flagged": a.flagged - b.flagged,
+                "share_reaching_encoder": if considered > 0 { reached as f64 / considered as f64 } else { 0.0 },
+            })
+        });
+        reports.push((path.display().to_string(), channel, r, semantic));
     }
     let out: Vec<Value> = reports
         .iter()
-        .map(|(path, channel, r)| {
+        .map(|(path, channel, r, semantic)| {
             json!({
+                "semantic": semantic,
                 "file": path,
                 "channel": channel.as_str(),
                 "rows": r.rows,
@@ -362,6 +380,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 f["mean_us_per_text"]
             );
             print_row("  overall", &f["overall"]);
+            if let Some(s) = f["semantic"].as_object() {
+                println!(
+                    "  semantic tier: {} of {} texts reached the encoder ({:.1}%), {} flagged by it",
+                    s["reached"],
+                    s["considered"],
+                    s["share_reaching_encoder"].as_f64().unwrap_or(0.0) * 100.0,
+                    s["flagged"]
+                );
+            }
             if let Some(m) = f["by_source"].as_object() {
                 for (k, v) in m {
                     print_row(&format!("  source {k}"), v);

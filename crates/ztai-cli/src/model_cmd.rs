@@ -612,7 +612,7 @@ fn hash_options(
 }
 
 /// A byte progress bar on stderr when it is a terminal.
-fn byte_bar(total: u64, what: &str) -> ProgressBar {
+pub(crate) fn byte_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -109,6 +109,8 @@ pub struct EngineArgs {
     /// finding of type NAME at SEVERITY (default high).
     #[arg(long = "dictionary", value_name = "NAME=FILE[:SEVERITY]")]
     pub dictionaries: Vec<String>,
+    #[command(flatten)]
+    pub semantic: crate::encoder_cmd::SemanticArgs,
 }
 
 /// Loads one `NAME=FILE[:SEVERITY]` dictionary argument.
@@ -178,6 +180,11 @@ impl EngineArgs {
                 CustomDictionaries::new(&dictionaries)
                     .context("building the custom dictionaries")?,
             ));
+        }
+        if categories.contains(&FindingCategory::PromptInjection)
+            && let Some(tier) = self.semantic.tier()?
+        {
+            inspector = inspector.with_semantic(tier);
         }
         inspector.retain_categories(&categories);
         Ok(Engine {

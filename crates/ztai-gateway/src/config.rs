@@ -136,6 +136,17 @@ struct RawInspect {
     redaction: Option<String>,
     redaction_session_ttl_secs: Option<u64>,
     redaction_max_sessions: Option<usize>,
+    #[serde(default)]
+    semantic: RawSemantic,
+}
+
+/// `[inspect.semantic]`: the second, semantic tier.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSemantic {
+    mode: Option<String>,
+    dir: Option<PathBuf>,
+    band: Option<f32>,
 }
 
 /// `[[inspect.dictionaries]]`: a custom term list, inline or in a file.
@@ -670,6 +681,48 @@ pub struct InspectConfig {
     pub redaction_session_ttl: Duration,
     /// ...or when this many newer sessions exist.
     pub redaction_max_sessions: usize,
+    pub semantic: SemanticConfig,
+}
+
+/// The semantic tier: whether it runs, where its fetched weights are, and the classifier score
+/// from which undecided text reaches it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticConfig {
+    pub mode: ztai_semantic::Mode,
+    pub dir: PathBuf,
+    pub band: f32,
+}
+
+// `band` is checked to be a number from 0 to 1 (never NaN), so equality is an equivalence.
+impl Eq for SemanticConfig {}
+
+impl SemanticConfig {
+    fn from_raw(raw: RawSemantic, base: &Path) -> Result<Self, ConfigError> {
+        let mode = match raw.mode.as_deref() {
+            None => ztai_semantic::Mode::default(),
+            Some(s) => ztai_semantic::Mode::parse(s).ok_or_else(|| {
+                err(
+                    "inspect.semantic.mode",
+                    format!("`{s}` is not a mode; use {}", ztai_semantic::Mode::NAMES),
+                )
+            })?,
+        };
+        let band = raw.band.unwrap_or(ztai_inspect::DEFAULT_BAND);
+        if !(0.0..=1.0).contains(&band) {
+            return Err(err(
+                "inspect.semantic.band",
+                format!("{band} is not a classifier score; use a number from 0 to 1"),
+            ));
+        }
+        Ok(SemanticConfig {
+            mode,
+            dir: raw
+                .dir
+                .map(|d| base.join(d))
+                .unwrap_or_else(ztai_semantic::weights::default_dir),
+            band,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1271,6 +1324,7 @@ impl Config {
                 }
                 Some(n) => n,
             },
+            semantic: SemanticConfig::from_raw(raw.inspect.semantic, base)?,
         };
 
         let pseudonymise = raw.audit.pseudonymise.unwrap_or_default();
@@ -1914,6 +1968,26 @@ groups = ["standard"]
 "#;
 
     #[test]
+    fn the_semantic_tier_defaults_to_auto_and_reads_its_keys() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/ztai")).unwrap();
+        assert_eq!(c.inspect.semantic.mode, ztai_semantic::Mode::Auto);
+        assert_eq!(c.inspect.semantic.band, ztai_inspect::DEFAULT_BAND);
+        let c = Config::parse(
+            &format!("{MINIMAL}\n[inspect.semantic]\nmode = \"off\"\ndir = \"enc\"\nband = 0.5"),
+            Path::new("/etc/ztai"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.inspect.semantic,
+            SemanticConfig {
+                mode: ztai_semantic::Mode::Off,
+                dir: PathBuf::from("/etc/ztai/enc"),
+                band: 0.5
+            }
+        );
+    }
+
+    #[test]
     fn a_minimal_file_gets_safe_defaults() {
         let c = Config::parse(MINIMAL, Path::new("/etc/ztai")).unwrap();
         assert_eq!(c.approvals.mode, ApprovalMode::Wait);
@@ -1956,6 +2030,14 @@ groups = ["standard"]
             (
                 format!("{MINIMAL}\n[inspect]\nredaction_max_sessions = 0"),
                 "inspect.redaction_max_sessions",
+            ),
+            (
+                format!("{MINIMAL}\n[inspect.semantic]\nmode = \"sometimes\""),
+                "inspect.semantic.mode",
+            ),
+            (
+                format!("{MINIMAL}\n[inspect.semantic]\nband = 1.5"),
+                "inspect.semantic.band",
             ),
             (
                 format!("{MINIMAL}\n[server]\nlisten = \"nowhere\""),

@@ -28,6 +28,7 @@ pub mod proxy;
 mod record;
 pub mod redaction;
 mod retrieval;
+mod semantic;
 pub mod server;
 pub mod sse;
 mod state;

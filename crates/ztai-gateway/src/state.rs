@@ -40,6 +40,13 @@ pub enum StartError {
     Audit(#[from] ztai_audit::AuditError),
     #[error("cannot build the detectors: {0}")]
     Inspect(#[from] ztai_inspect::InspectError),
+    #[error(
+        "cannot load the semantic tier ({source}); fetch its weights with `ztai encoder fetch`, or set inspect.semantic.mode = \"off\""
+    )]
+    Semantic {
+        #[source]
+        source: ztai_semantic::SemanticError,
+    },
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: String, message: String },
     #[error("cannot start audit export: {0}")]
@@ -232,6 +239,9 @@ impl Gateway {
             inspector = inspector.with_detector(Box::new(ztai_inspect::CustomDictionaries::new(
                 &config.inspect.dictionaries,
             )?));
+        }
+        if let Some(tier) = crate::semantic::tier(&config.inspect.semantic)? {
+            inspector = inspector.with_semantic(tier);
         }
         let mcp = crate::mcp::Mcp::new(&config.mcp, &config.data_dir)?;
         Ok(Arc::new(Gateway {

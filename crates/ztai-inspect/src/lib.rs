@@ -18,6 +18,7 @@ mod normalize;
 mod pii;
 mod redact;
 mod secrets;
+mod semantic;
 
 pub use classifier::InjectionModel;
 pub use custom::{CustomDictionaries, Dictionary};
@@ -31,6 +32,9 @@ pub use redact::{
     placeholder, redact,
 };
 pub use secrets::{SecretDetector, shannon_entropy};
+pub use semantic::{
+    DEFAULT_BAND, ENCODER_MAX_BYTES, Judgement, SemanticScorer, SemanticStats, SemanticTier,
+};
 
 use ztai_core::{Channel, Finding, FindingCategory, Severity, Span};
 
@@ -46,6 +50,10 @@ pub enum InspectError {
         detector: &'static str,
         message: String,
     },
+    #[error(
+        "the semantic tier could not score the text ({message}); the content is refused rather than passed unchecked"
+    )]
+    Semantic { message: String },
 }
 
 /// One detector: looks at text and appends what it finds.
@@ -77,6 +85,7 @@ pub struct Inspector {
     detectors: Vec<Box<dyn Detector>>,
     decoders: Option<Decoders>,
     classifier: Option<ClassifierTier>,
+    semantic: Option<SemanticTier>,
     max_bytes: usize,
 }
 
@@ -101,6 +110,7 @@ impl Inspector {
                 model: InjectionModel::builtin()?,
                 max_bytes: DEFAULT_CLASSIFIER_MAX_BYTES,
             }),
+            semantic: None,
             max_bytes: DEFAULT_MAX_BYTES,
         })
     }
@@ -111,8 +121,21 @@ impl Inspector {
             detectors,
             decoders: None,
             classifier: None,
+            semantic: None,
             max_bytes,
         }
+    }
+
+    /// Adds the semantic tier: the text the classifier was unsure of (see `SemanticTier`) gets a
+    /// second opinion from it. Without a classifier tier nothing reaches it.
+    pub fn with_semantic(mut self, tier: SemanticTier) -> Self {
+        self.semantic = Some(tier);
+        self
+    }
+
+    /// The semantic tier, if there is one (for its counters).
+    pub fn semantic(&self) -> Option<&SemanticTier> {
+        self.semantic.as_ref()
     }
 
     /// Adds a rules-tier detector (custom dictionaries, per-deployment checks).
@@ -148,6 +171,7 @@ impl Inspector {
             .retain(|d| d.categories().iter().any(|c| categories.contains(c)));
         if !categories.contains(&FindingCategory::PromptInjection) {
             self.classifier = None;
+            self.semantic = None;
         }
     }
 
@@ -219,7 +243,13 @@ impl Inspector {
             self.inspect_encoded(decoders, &norm, channel, out);
         }
         if let Some(tier) = &self.classifier {
-            classify(tier, &norm, channel, out);
+            let scored = classify(tier, &norm, channel, out);
+            if let (Some(semantic), Some(scored)) = (&self.semantic, scored) {
+                let decided = out.iter().skip(start).any(|f| {
+                    f.category == FindingCategory::PromptInjection && f.severity >= Severity::Medium
+                });
+                semantic.second_opinion(&norm, channel, scored, decided, out)?;
+            }
         }
         if channel == Channel::Untrusted {
             // Retrieved documents and tool results are data: any instruction in them is an attack.
@@ -321,12 +351,14 @@ impl Inspector {
 }
 
 /// The classifier tier over the normalised text.
+/// Runs the classifier tier and returns its most suspicious window (span in the normalised,
+/// scored text), which the semantic tier reads when the score falls in its band.
 fn classify(
     tier: &ClassifierTier,
     norm: &NormalizedText<'_>,
     channel: Channel,
     out: &mut Vec<Finding>,
-) {
+) -> Option<classifier::WindowScore> {
     let text = norm.as_str();
     let scored = if text.len() > tier.max_bytes {
         let cut = (0..=tier.max_bytes)
@@ -346,24 +378,22 @@ fn classify(
     } else {
         text
     };
-    let Some(s) = tier.model.score(scored) else {
-        return;
-    };
+    let s = tier.model.score(scored)?;
     // The severity follows the held-out precision at the window's score: `medium` flags (worth
     // recording, policy decides), `high` only where the out-of-source precision of training
     // reached 0.97. The confidence is the calibrated probability, which the risk score weighs.
-    let Some(severity) = tier.model.severity(s.probability) else {
-        return;
-    };
-    out.push(Finding {
-        kind: "injection_classifier".into(),
-        category: FindingCategory::PromptInjection,
-        severity,
-        confidence: tier.model.calibration().apply(s.probability),
-        detector: "injection_classifier",
-        span: norm.original_span(Span::new(s.start, s.end)),
-        channel,
-    });
+    if let Some(severity) = tier.model.severity(s.probability) {
+        out.push(Finding {
+            kind: "injection_classifier".into(),
+            category: FindingCategory::PromptInjection,
+            severity,
+            confidence: tier.model.calibration().apply(s.probability),
+            detector: "injection_classifier",
+            span: norm.original_span(Span::new(s.start, s.end)),
+            channel,
+        });
+    }
+    Some(s)
 }
 
 #[cfg(test)]
