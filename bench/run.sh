@@ -4,7 +4,10 @@
 # ~1 KiB chat body. Installs nginx and wrk from Debian packages when missing. Loopback only;
 # every run is bounded in time. EXPORT=ocsf|cef|json adds a SIEM export sink (rotated JSONL files)
 # to the gateway under test and reports how far it kept up. BIN=path runs another build of ztai
-# (an older commit's, for a before/after on the same machine).
+# (an older commit's, for a before/after on the same machine). SEMANTIC=on|auto|off sets the
+# semantic tier (default auto: on when its weights have been fetched). MIX=1 sends, instead of one
+# prompt, the 298 ordinary requests of crates/ztai-inspect/tests/data (everyday requests and the
+# kinds of issue 29) in turn: the share of them reaching the encoder is what the tier costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -42,6 +45,8 @@ name = "echo-small"
 upstream = "standin"
 upstream_model = "standin-echo"
 groups = ["standard"]
+[inspect.semantic]
+mode = "${SEMANTIC:-auto}"
 TOML
 if [ -n "${EXPORT:-}" ]; then
   cat >> "$work/ztai.toml" <<TOML
@@ -84,6 +89,34 @@ wrk.body = [[$body]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $ZTAI_API_KEY"
 LUA
+if [ -n "${MIX:-}" ]; then
+  python3 - "$work/post.lua" "$ZTAI_API_KEY" <<'PY'
+import json, sys
+rows = []
+for name in ["everyday-requests.txt", "ordinary-kinds.txt"]:
+    for line in open(f"crates/ztai-inspect/tests/data/{name}", encoding="utf-8"):
+        line = line.rstrip("\n")
+        if line.strip() and not line.startswith("#"):
+            rows.append(line.replace("\\n", "\n"))
+bodies = [json.dumps({"model": "echo-small", "messages": [{"role": "user", "content": r}]}) for r in rows]
+# JSON string escapes (\", \\, \n, \uXXXX for control characters) are valid Lua escapes once
+# \u is avoided; ensure_ascii=False keeps non-ASCII as UTF-8 bytes.
+literals = [json.dumps(b, ensure_ascii=False) for b in bodies]
+literals = [x for x in literals if "\\u" not in x]
+lua = ",\n".join(literals)
+with open(sys.argv[1], "w", encoding="utf-8") as fh:
+    fh.write(f"""bodies = {{
+{lua}
+}}
+i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {sys.argv[2]}"}}, bodies[i])
+end
+""")
+print(f"mix: {len(literals)} ordinary requests in turn")
+PY
+fi
 echo "body bytes: ${#body}"
 run() { # name url connections
   local out

@@ -124,3 +124,17 @@ fn a_wheel_that_is_not_the_pinned_one_is_refused() {
     assert!(matches!(err, weights::WheelError::Digest { .. }));
     assert!(err.to_string().contains(weights::WHEEL_SHA256));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Any text (the tokenizer is the encoder's parser of untrusted input): a finite score, and
+    /// windows within bounds.
+    #[test]
+    fn any_text_gets_a_finite_score_within_bounds(text in proptest::prelude::any::<String>()) {
+        let e = encoder();
+        let windows = e.windows(&text).unwrap();
+        proptest::prop_assert!(!windows.is_empty() && windows.len() <= 6);
+        proptest::prop_assert!(windows.iter().all(|w| w.len() >= 2 && w.len() <= WINDOW_TOKENS));
+        proptest::prop_assert!(e.logit(&text).unwrap().is_finite());
+    }
+}
