@@ -6,7 +6,7 @@ one-unit head over the mean-pooled output are trained on the same rows as the n-
 with the synthetic rows capped so they do not drown the corpora. Only each text's first window
 is trained on: inserted attacks are short, and the beginning of a long benign document teaches
 enough of what ordinary documents look like. The frozen layers' outputs are computed once, which
-is what makes training feasible on two CPU cores (about 20 minutes).
+is what makes training feasible on two CPU cores (15–20 minutes).
 
 Writes the tuned layers (half precision, Hugging Face names, so the Rust side replaces the
 published tensors by name) and the head, with the operating point in the file's metadata. With
