@@ -33,14 +33,15 @@ impl Wanted {
 /// One searchable set of literals.
 #[derive(Debug)]
 struct Literals {
-    /// Leftmost-first search, which aho-corasick accelerates with a packed SIMD prefilter: it
-    /// answers "is any literal here, and where is the first" at several GB/s.
-    first: AhoCorasick,
+    /// "Is any literal here, and where is the first": aho-corasick's packed SIMD searcher
+    /// (Teddy) where the CPU has it, at several GB/s.
+    first: First,
     /// Overlapping search (unaccelerated), run only from the first hit on, to learn every
     /// literal present, including literals nested in others (`sk-` in `sk-ant-`).
     all: AhoCorasick,
-    /// Pattern index → rule index.
-    rule_of: Vec<usize>,
+    /// Pattern index → the rules its literal wakes (a literal several rules share, such as
+    /// `sk-`, is one pattern: the packed prefilter's cost grows with the number of patterns).
+    rule_of: Vec<Vec<usize>>,
 }
 
 impl Literals {
@@ -48,15 +49,38 @@ impl Literals {
         let Some(first) = self.first.find(hay) else {
             return;
         };
-        let input = aho_corasick::Input::new(hay).range(first.start()..);
+        let input = aho_corasick::Input::new(hay).range(first..);
         for m in self.all.find_overlapping_iter(input) {
-            if let Some(w) = self
+            for &r in self
                 .rule_of
                 .get(m.pattern().as_usize())
-                .and_then(|&r| wanted.get_mut(r))
+                .into_iter()
+                .flatten()
             {
-                *w = true;
+                if let Some(w) = wanted.get_mut(r) {
+                    *w = true;
+                }
             }
+        }
+    }
+}
+
+/// The first-hit search of a literal set. The packed searcher is built directly rather than
+/// left to `AhoCorasick`'s prefilter heuristics, which for some sets pick a start-byte or
+/// rare-byte scan whose bytes (`.`, `_`, `-`) ordinary prose is full of.
+#[derive(Debug)]
+enum First {
+    Packed(aho_corasick::packed::Searcher),
+    /// Where the packed searcher is unavailable (no SIMD on this CPU).
+    Automaton(AhoCorasick),
+}
+
+impl First {
+    /// Where the first literal starts.
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            First::Packed(s) => s.find(hay).map(|m| m.start()),
+            First::Automaton(a) => a.find(hay).map(|m| m.start()),
         }
     }
 }
@@ -88,7 +112,7 @@ impl LiteralGate {
         rules: &[(&[&str], bool)],
     ) -> Result<Self, InspectError> {
         let mut exact: Vec<(String, usize)> = Vec::new();
-        let mut folded = (Vec::new(), Vec::new());
+        let mut folded: Vec<(String, usize)> = Vec::new();
         let mut folded_rules = Vec::new();
         let mut always = Vec::new();
         for (i, (literals, case_insensitive)) in rules.iter().enumerate() {
@@ -105,15 +129,31 @@ impl LiteralGate {
             }
             if *case_insensitive {
                 folded_rules.push(i);
-                for l in *literals {
-                    folded.0.push(l.to_ascii_lowercase());
-                    folded.1.push(i);
-                }
+                folded.extend(literals.iter().map(|l| (l.to_ascii_lowercase(), i)));
             } else {
                 exact.extend(literals.iter().map(|l| ((*l).to_string(), i)));
             }
         }
-        let build = |(words, rule_of): (Vec<String>, Vec<usize>)| {
+        // One pattern per distinct literal, in first-seen order.
+        let distinct = |pairs: Vec<(String, usize)>| {
+            let mut words: Vec<String> = Vec::new();
+            let mut rule_of: Vec<Vec<usize>> = Vec::new();
+            for (word, rule) in pairs {
+                match words.iter().position(|w| *w == word) {
+                    Some(at) => {
+                        if let Some(rules) = rule_of.get_mut(at) {
+                            rules.push(rule);
+                        }
+                    }
+                    None => {
+                        words.push(word);
+                        rule_of.push(vec![rule]);
+                    }
+                }
+            }
+            (words, rule_of)
+        };
+        let build = |(words, rule_of): (Vec<String>, Vec<Vec<usize>>)| {
             let automaton = |kind, dfa: bool| {
                 let mut b = AhoCorasick::builder();
                 b.match_kind(kind);
@@ -127,20 +167,39 @@ impl LiteralGate {
                     message: format!("literal gate: {e}"),
                 })
             };
+            let packed = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(&words)
+                .build();
+            let first = match packed {
+                Some(searcher) => First::Packed(searcher),
+                None => First::Automaton(automaton(MatchKind::LeftmostFirst, false)?),
+            };
             Ok::<_, InspectError>(Literals {
-                first: automaton(MatchKind::LeftmostFirst, false)?,
+                first,
                 all: automaton(MatchKind::Standard, true)?,
                 rule_of,
             })
         };
-        let exact = exact
+        // Longest literals first: Teddy fingerprints min(4, shortest literal) bytes, and a set
+        // holding no three-byte literal raises far fewer false candidates on prose.
+        let (mut words, mut rule_of) = distinct(exact);
+        let mut order: Vec<usize> = (0..words.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(words.get(i).map_or(0, String::len)));
+        (words, rule_of) = order
+            .iter()
+            .filter_map(|&i| Some((words.get(i)?.clone(), rule_of.get(i)?.clone())))
+            .unzip();
+        let exact = words
             .chunks(PACKED_LIMIT)
-            .map(|chunk| build(chunk.iter().cloned().unzip()))
+            .zip(rule_of.chunks(PACKED_LIMIT))
+            .map(|(w, r)| build((w.to_vec(), r.to_vec())))
             .collect::<Result<Vec<_>, _>>()?;
-        let folded = if folded.0.is_empty() {
+        let folded = if folded.is_empty() {
             None
         } else {
-            Some(build(folded)?)
+            Some(build(distinct(folded))?)
         };
         Ok(LiteralGate {
             rules: rules.len(),
@@ -203,6 +262,22 @@ mod tests {
         let w = g.wanted("PASSWORD: x");
         assert!(!w.get(0) && w.get(2), "folded rules ignore ASCII case");
         assert!(!g.wanted("SK-").get(0), "exact rules keep case");
+    }
+
+    #[test]
+    fn a_literal_shared_by_rules_wakes_each_of_them() {
+        // 70 rules on one literal and 70 on literals of their own: more than one packed set,
+        // and the shared literal is one pattern that wakes all of its rules.
+        let own: Vec<String> = (0..70).map(|i| format!("lit{i:03}_")).collect();
+        let shared: &[&str] = &["shared-"];
+        let own_refs: Vec<[&str; 1]> = own.iter().map(|l| [l.as_str()]).collect();
+        let mut rules: Vec<(&[&str], bool)> = vec![(shared, false); 70];
+        rules.extend(own_refs.iter().map(|l| (l.as_slice(), false)));
+        let g = LiteralGate::new("test", &rules).unwrap();
+        let w = g.wanted("x shared- y");
+        assert!((0..70).all(|i| w.get(i)) && (70..140).all(|i| !w.get(i)));
+        let w = g.wanted("only lit069_ here");
+        assert!((0..139).all(|i| !w.get(i)) && w.get(139));
     }
 
     #[test]

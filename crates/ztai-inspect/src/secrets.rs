@@ -27,6 +27,9 @@ pub(crate) enum Check {
     /// `Token`, and the value mixes upper case, lower case and digits (formats whose alphabet
     /// would otherwise admit ordinary words).
     MixedToken,
+    /// `MixedToken`, and the case changes as often as in random text: for short prefixes
+    /// (`rnd_`, `nfp_`) that camel-case identifiers (`rnd_generateSeed2024`) also start with.
+    RandomToken,
     /// A PEM block with a body of real key material.
     PemBody,
     /// Header and payload decode to JSON objects, the header naming `alg` or `typ`.
@@ -35,6 +38,11 @@ pub(crate) enum Check {
     Password,
     /// `user:password` on a command line: the password (or a lone user part) is the secret.
     UserPassword,
+    /// A field of a configuration format (an XML element or `key`/`value` attribute pair, a
+    /// URL query parameter, a connection-string keyword): group 1 is its name, which must say
+    /// secret; a field named as a password holds one whatever it looks like (short, a word),
+    /// unless it is a placeholder or a template; a key or token must look generated.
+    NamedValue,
     /// `name = value`: the name says secret, the value is neither a placeholder nor an
     /// identifier, path or version, and looks generated.
     Assignment,
@@ -334,6 +342,29 @@ fn secret_name(name: &str) -> bool {
         || last.ends_with("password")
 }
 
+/// Whether a secret name (see `secret_name`) names a password rather than a key or token.
+fn password_name(name: &str) -> bool {
+    identifier_parts(name).last().is_some_and(|last| {
+        matches!(
+            last.as_str(),
+            "password" | "passwd" | "passphrase" | "pass" | "pwd" | "pw"
+        ) || last.ends_with("password")
+            || last.ends_with("passwd")
+    })
+}
+
+/// Checks a configuration field's value (see `Check::NamedValue`).
+fn named_value_ok(name: &str, value: &str) -> bool {
+    if !secret_name(name) || !password_ok(value) {
+        return false;
+    }
+    if password_name(name) {
+        value.chars().count() >= 4
+    } else {
+        value.len() >= 12 && !looks_like_identifier(value) && looks_random(value)
+    }
+}
+
 /// Whether `value` reads as words, an identifier, a dotted member access, a path or a version
 /// rather than a generated secret.
 fn looks_like_identifier(value: &str) -> bool {
@@ -347,9 +378,10 @@ fn looks_like_identifier(value: &str) -> bool {
         && segments.iter().all(|s| {
             s.len() <= 4 || (s.bytes().all(|b| b.is_ascii_alphabetic()) && !random_case(s))
         });
-    // A single run of letters that is camel-case words (`APIOrganizationExist`) rather than a
-    // random mix of cases (`yqDVtkqPECriaLRi`).
-    let camel_words = value.bytes().all(|b| b.is_ascii_alphabetic()) && !random_case(value);
+    // A single run of letters that is camel-case words (`APIOrganizationExist`,
+    // `PasswordMinLength`) rather than a random mix of cases (`yqDVtkqPECriaLRi`).
+    let camel_words =
+        value.bytes().all(|b| b.is_ascii_alphabetic()) && (!random_case(value) || camel(value));
     // `module.member`, `XSalsa20.key_length`.
     let member = {
         let mut it = value.splitn(2, '.');
@@ -368,6 +400,17 @@ fn looks_like_identifier(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     let file = EXTENSIONS.iter().any(|e| lower.ends_with(e));
     wordy || camel_words || member || file
+}
+
+/// Whether a run is shaped like camel-case words: capitals at most one letter in three and
+/// never two in a row (`DbPassword`, `PasswordMinLength`, `generateSeedValue2024`), where random
+/// text has about as many capitals as small letters. Short words change case often enough to
+/// look random to `random_case`.
+fn camel(s: &str) -> bool {
+    let b = s.as_bytes();
+    let upper = b.iter().filter(|c| c.is_ascii_uppercase()).count();
+    let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    upper * 3 <= letters && !b.windows(2).any(|w| w.iter().all(u8::is_ascii_uppercase))
 }
 
 /// Whether letters change case more often than words do: more than one case change per four
@@ -398,9 +441,12 @@ fn jwt_valid(token: &str) -> bool {
     (header.contains_key("alg") || header.contains_key("typ")) && decode(parts.next()).is_some()
 }
 
-/// A PEM private key needs a body: at least 32 base64 characters after the header lines.
+/// A PEM private key needs a body: at least 32 base64 characters after the header lines. A
+/// block inside a JSON or YAML string (a cloud service-account file) has its line breaks
+/// escaped as `\n`, which count as line breaks.
 fn pem_has_body(block: &str) -> bool {
-    let body = block
+    let unescaped = block.replace("\\r\\n", "\n").replace("\\n", "\n");
+    let body = unescaped
         .lines()
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
@@ -483,7 +529,10 @@ fn assignment_ok(text: &str, caps: &Captures<'_>) -> bool {
     // `=` inside a value makes it another assignment (`id=jfrog_secret`); base64 pads only
     // at the end.
     let inner_equals = value.trim_end_matches('=').contains('=');
-    value.len() >= 10
+    // People choose passwords, machines generate keys: eight characters make a password (with
+    // the class and randomness checks below), a generated key has at least ten.
+    let min_len = if password_name(name) { 8 } else { 10 };
+    value.len() >= min_len
         && !inner_equals
         && secret_name(name)
         && !is_placeholder(value)
@@ -516,8 +565,8 @@ fn finding(rule: &Rule, start: usize, end: usize, channel: Channel) -> Finding {
         severity: rule.severity,
         confidence: match rule.check {
             Check::Format | Check::PemBody | Check::Jwt => 0.95,
-            Check::Token | Check::MixedToken => 0.9,
-            Check::Password | Check::UserPassword => 0.8,
+            Check::Token | Check::MixedToken | Check::RandomToken => 0.9,
+            Check::Password | Check::UserPassword | Check::NamedValue => 0.8,
             Check::Assignment => 0.7,
         },
         detector: "secrets",
@@ -567,6 +616,10 @@ impl SecretDetector {
     fn accept(rule: &Rule, text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
         match rule.check {
             Check::UserPassword => user_password(caps),
+            Check::NamedValue => {
+                let (name, m) = (caps.get(1)?, caps.get(rule.group)?);
+                named_value_ok(name.as_str(), m.as_str()).then_some((m.start(), m.end()))
+            }
             Check::Assignment => {
                 let m = caps.get(rule.group)?;
                 (assignment_ok(text, caps)
@@ -584,12 +637,19 @@ impl SecretDetector {
     fn accept_match(rule: &Rule, text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
         let value = text.get(start..end)?;
         let ok = match rule.check {
-            // Both need their capture groups and are settled in `accept`.
-            Check::UserPassword | Check::Assignment => false,
+            // These need their capture groups and are settled in `accept`.
+            Check::UserPassword | Check::Assignment | Check::NamedValue => false,
             Check::Format => true,
             Check::Token => !is_placeholder(value) && looks_random(value),
             Check::MixedToken => {
                 !is_placeholder(value) && looks_random(value) && mixes_classes(value)
+            }
+            Check::RandomToken => {
+                !is_placeholder(value)
+                    && looks_random(value)
+                    && mixes_classes(value)
+                    && random_case(value)
+                    && !camel(value)
             }
             // A block still arriving (no end marker yet) is held as a key, so a stream never
             // releases the start of one whose body has not come.
@@ -601,7 +661,10 @@ impl SecretDetector {
         (ok && bounded).then_some((start, end))
     }
 
-    /// Runs the rules `wanted` selects.
+    /// Runs the rules `wanted` selects. Rules run from the most specific (a vendor's format) to
+    /// the most general (a secret-looking assignment), and a value an earlier rule reported is
+    /// not reported again by a later one: one secret, one finding, named as precisely as the
+    /// rules can (`xml_password`, not also `generic_secret_assignment`).
     pub(crate) fn detect_rules(
         &self,
         text: &str,
@@ -609,14 +672,18 @@ impl SecretDetector {
         out: &mut Vec<Finding>,
         wanted: impl Fn(usize) -> bool,
     ) {
+        let first = out.len();
         for (i, rule) in self.rules.iter().enumerate() {
             if !wanted(i) {
                 continue;
             }
             // Capturing is costly: rules whose value is the whole match never capture, and the
             // others capture only within each match a plain search found.
-            let needs_captures =
-                rule.group != 0 || matches!(rule.check, Check::UserPassword | Check::Assignment);
+            let needs_captures = rule.group != 0
+                || matches!(
+                    rule.check,
+                    Check::UserPassword | Check::Assignment | Check::NamedValue
+                );
             for m in rule.regex.find_iter(text) {
                 let accepted = if needs_captures {
                     rule.regex
@@ -627,7 +694,14 @@ impl SecretDetector {
                     Self::accept_match(rule, text, m.start(), m.end())
                 };
                 if let Some((start, end)) = accepted {
-                    out.push(finding(rule, start, end, channel));
+                    let reported = out
+                        .get(first..)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|f| f.span.start < end && start < f.span.end);
+                    if !reported {
+                        out.push(finding(rule, start, end, channel));
+                    }
                 }
             }
         }
@@ -925,6 +999,77 @@ mod tests {
         ] {
             assert_clean(text);
         }
+    }
+
+    #[test]
+    fn configuration_fields_named_password_hold_passwords_unless_templates() {
+        assert_finds("<password>hunter2x</password>", "xml_password", "hunter2x");
+        assert_finds(
+            "Server=db;User Id=app;Password=Tr0ub4d;",
+            "connection_string_password",
+            "Tr0ub4d",
+        );
+        assert_finds(
+            "https://h.test/x?a=1&password=swordfish9",
+            "url_query_credential",
+            "swordfish9",
+        );
+        // A token-named field needs a generated value; a password-named one does not.
+        assert_clean("https://h.test/x?token=abc");
+        assert_clean("https://h.test/docs?token=see_the_docs_page");
+        for text in [
+            "<password>${env.PW}</password>",
+            "<password>{{ pw }}</password>",
+            "<password></password>",
+            "<passwordPolicy>strict</passwordPolicy>",
+            "<add key=\"PasswordMinLength\" value=\"12\" />",
+            "Server=db;User Id=app;Password=<secret>;",
+            "https://h.test/reset?password_reset=true",
+        ] {
+            assert_clean(text);
+        }
+    }
+
+    #[test]
+    fn one_secret_is_one_finding_under_its_most_precise_kind() {
+        // `Password=…;` in a connection string is also a `name=value` assignment.
+        let found = kinds("Server=db;User Id=app;Password=Tr0ub4dor&3xx;");
+        assert_eq!(
+            found,
+            vec![(
+                "connection_string_password".to_string(),
+                "Tr0ub4dor&3xx".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn pem_blocks_escaped_in_json_strings_have_a_body() {
+        let body = "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu";
+        let escaped = format!("-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----");
+        assert_finds(
+            &format!("{{\"private_key\": \"{escaped}\\n\"}}"),
+            "private_key",
+            &escaped,
+        );
+        assert_clean("\"-----BEGIN PRIVATE KEY-----\\nanything\\n-----END PRIVATE KEY-----\"");
+    }
+
+    #[test]
+    fn short_prefixes_need_random_case() {
+        assert_clean("rnd_generateSeedValueForTheTests2024");
+        assert_finds(
+            "key rnd_q8ZtK2mX9pLw4RvN7bYc1HsD5fJg3EaT here",
+            "render_api_key",
+            "rnd_q8ZtK2mX9pLw4RvN7bYc1HsD5fJg3EaT",
+        );
+    }
+
+    #[test]
+    fn camel_case_words_are_identifiers_not_secrets() {
+        assert!(camel("DbPassword") && camel("PasswordMinLength"));
+        assert!(!camel("yqDVtkqPECriaLRi") && !camel("aBcDeFgHiJ"));
+        assert_clean("key=\"DbPassword\"");
     }
 
     #[test]

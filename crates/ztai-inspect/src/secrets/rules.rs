@@ -212,7 +212,7 @@ pub(super) const RULES: &[RuleSpec] = &[
     provider(
         "sentry_token",
         r"sntry[su]_[A-Za-z0-9+/=_-]{60,400}",
-        &["sntrys_", "sntryu_"],
+        &["sntry"],
     ),
     provider("octopus_deploy_api_key", r"API-[A-Z0-9]{26}", &["API-"]),
     provider("openshift_token", r"sha256~[A-Za-z0-9_-]{43}", &["sha256~"]),
@@ -346,7 +346,7 @@ pub(super) const RULES: &[RuleSpec] = &[
     provider(
         "facebook_access_token",
         r"EAA[MC][A-Za-z0-9]{80,500}",
-        &["EAAM", "EAAC"],
+        &["EAA"],
     ),
     provider(
         "facebook_app_token",
@@ -362,12 +362,12 @@ pub(super) const RULES: &[RuleSpec] = &[
     provider(
         "square_token",
         r"EAAA[A-Za-z0-9_-]{60}|sq0atp-[A-Za-z0-9_-]{22}|sq0csp-[A-Za-z0-9_-]{43}",
-        &["EAAA", "sq0atp-", "sq0csp-"],
+        &["EAA", "sq0"],
     ),
     provider(
         "shopify_token",
         r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}",
-        &["shpat_", "shpca_", "shppa_", "shpss_"],
+        &["shp"],
     ),
     // Model and AI APIs.
     provider(
@@ -434,6 +434,298 @@ pub(super) const RULES: &[RuleSpec] = &[
         literals: &["AGE-SECRET-KEY-1"],
         case_insensitive: false,
     },
+    // Further vendor formats users of gitleaks and trufflehog expect, each with a prefix of its
+    // own. Prefixes of three or four letters that identifiers also start with (`rnd_`, `nfp_`)
+    // need a randomly cased value (`RandomToken`). Where a literal another rule already gates on
+    // occurs in every match (`sk-` in `sk-or-v1-`, `_live_` in `shippo_live_`), the rule gates
+    // on it too: the gate's packed search slows with every distinct literal.
+    provider(
+        "brevo_api_key",
+        r"x(?:keysib|smtpsib)-[a-f0-9]{64}-[A-Za-z0-9]{16}",
+        &["sib-"],
+    ),
+    provider(
+        "planetscale_token",
+        r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.=-]{32,64}",
+        &["pscale_"],
+    ),
+    provider(
+        "shippo_token",
+        r"shippo_(?:live|test)_[a-f0-9]{40}",
+        &["_live_", "_test_"],
+    ),
+    provider(
+        "duffel_token",
+        r"duffel_(?:test|live)_[A-Za-z0-9_=-]{43}",
+        &["_live_", "_test_"],
+    ),
+    provider(
+        "easypost_api_key",
+        r"EZ[AT]K[A-Za-z0-9]{54}",
+        &["EZAK", "EZTK"],
+    ),
+    provider(
+        "flutterwave_secret_key",
+        r"FLWSECK(?:_TEST)?-[a-h0-9]{32}-X",
+        &["FLWSECK"],
+    ),
+    provider("frameio_token", r"fio-u-[A-Za-z0-9_=-]{64}", &["fio-u-"]),
+    provider("typeform_token", r"tfp_[A-Za-z0-9_.=-]{59}", &["tfp_"]),
+    provider(
+        "hubspot_token",
+        r"pat-(?:na|eu)[0-9]-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}",
+        &["pat"],
+    ),
+    provider("adobe_client_secret", r"p8e-[A-Za-z0-9]{32}", &["p8e-"]),
+    provider("clojars_token", r"CLOJARS_[a-z0-9]{60}", &["CLOJARS_"]),
+    provider(
+        "defined_networking_key",
+        r"dnkey-[a-z0-9=_-]{26}-[a-z0-9=_-]{52}",
+        &["dnkey-"],
+    ),
+    provider("nuget_api_key", r"oy2[a-z0-9]{43}", &["oy2"]),
+    provider("contentful_token", r"CFPAT-[A-Za-z0-9_-]{43}", &["CFPAT-"]),
+    provider(
+        "firebase_cloud_messaging_key",
+        r"AAAA[A-Za-z0-9_-]{7}:APA91b[A-Za-z0-9_-]{134}",
+        &[":APA91b"],
+    ),
+    provider(
+        "dropbox_token",
+        r"sl\.(?:u\.)?[A-Za-z0-9_=-]{130,1400}",
+        &["sl."],
+    ),
+    provider(
+        "harness_token",
+        r"(?:pat|sat)\.[A-Za-z0-9_-]{22}\.[a-f0-9]{24}\.[A-Za-z0-9]{20}",
+        &["pat", "sat."],
+    ),
+    provider(
+        "salesforce_access_token",
+        r"00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,120}",
+        &["00D"],
+    ),
+    provider("scalingo_token", r"tk-us-[A-Za-z0-9_-]{48}", &["tk-us-"]),
+    provider(
+        "yandex_api_key",
+        r"AQVN[A-Za-z0-9_-]{35,38}|t1\.[A-Za-z0-9_-]{10,200}={0,2}\.[A-Za-z0-9_-]{86}={0,2}",
+        &["AQVN", "t1."],
+    ),
+    provider("neon_api_key", r"napi_[a-z0-9]{64}", &["napi_"]),
+    RuleSpec {
+        check: Check::RandomToken,
+        ..provider("render_api_key", r"rnd_[A-Za-z0-9]{32}", &["rnd_"])
+    },
+    RuleSpec {
+        check: Check::RandomToken,
+        ..provider("netlify_token", r"nfp_[A-Za-z0-9]{36}", &["nfp_"])
+    },
+    provider(
+        "plaid_access_token",
+        r"access-(?:sandbox|development|production)-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}",
+        &[
+            "access-sandbox-",
+            "access-development-",
+            "access-production-",
+        ],
+    ),
+    provider(
+        "braintree_access_token",
+        r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}",
+        &["access_token$"],
+    ),
+    provider(
+        "circleci_token",
+        r"CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}",
+        &["CCIPAT_"],
+    ),
+    provider("buildkite_token", r"bkua_[a-f0-9]{40}", &["bkua_"]),
+    provider("figma_token", r"figd_[A-Za-z0-9_-]{40}", &["figd_"]),
+    provider(
+        "supabase_secret_key",
+        r"sb_secret_[A-Za-z0-9_-]{31,64}",
+        &["secret_"],
+    ),
+    provider("mailersend_token", r"mlsn\.[a-f0-9]{64}", &["mlsn."]),
+    provider("tencent_secret_id", r"AKID[A-Za-z0-9]{32}", &["AKID"]),
+    // The app-only bearer token starts with 21 `A`s, which the filler check would refuse: the
+    // value checked (and redacted) is what follows them.
+    RuleSpec {
+        kind: "twitter_bearer_token",
+        severity: Severity::High,
+        pattern: r"A{21}([A-Za-z0-9%]{30,150})",
+        group: 1,
+        check: Check::Token,
+        bounded: false,
+        literals: &["AAAAAAAAAAAAAAAAAAAAA"],
+        case_insensitive: false,
+    },
+    // Model and agent-tooling APIs beyond the big three.
+    provider("nvidia_api_key", r"nvapi-[A-Za-z0-9_-]{64}", &["nvapi-"]),
+    provider("cerebras_api_key", r"csk-[a-z0-9]{48}", &["sk-"]),
+    provider("openrouter_api_key", r"sk-or-v1-[a-f0-9]{64}", &["sk-"]),
+    // `sk-` and 32 hexadecimal digits: DeepSeek, DashScope and other OpenAI-compatible APIs.
+    provider("sk_api_key", r"sk-[a-f0-9]{32}", &["sk-"]),
+    provider(
+        "langsmith_api_key",
+        r"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}",
+        &["lsv2_"],
+    ),
+    provider(
+        "langfuse_secret_key",
+        r"sk-lf-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}",
+        &["sk-"],
+    ),
+    provider(
+        "pinecone_api_key",
+        r"pcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{50,80}",
+        &["sk_"],
+    ),
+    provider(
+        "tavily_api_key",
+        r"tvly-(?:dev-|prod-)?[A-Za-z0-9]{32}",
+        &["tvly-"],
+    ),
+    RuleSpec {
+        check: Check::RandomToken,
+        ..provider("fireworks_api_key", r"fw_[A-Za-z0-9]{24}", &["fw_"])
+    },
+    provider("elevenlabs_api_key", r"sk_[a-f0-9]{48}", &["sk_"]),
+    // Webhook URLs: whoever holds one can post as the integration.
+    RuleSpec {
+        kind: "discord_webhook",
+        severity: Severity::High,
+        pattern: r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{60,72}",
+        group: 0,
+        check: Check::Token,
+        bounded: true,
+        literals: &["/api/webhooks/"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "teams_webhook",
+        severity: Severity::High,
+        pattern: r"https://(?:[A-Za-z0-9-]{1,63}\.webhook\.office\.com/webhookb2|outlook\.office(?:365)?\.com/webhook)/[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/[A-Za-z0-9]{32}/[a-f0-9-]{36}(?:/[A-Za-z0-9_-]{40,60})?",
+        group: 0,
+        check: Check::Token,
+        bounded: true,
+        literals: &["/IncomingWebhook/"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "zapier_webhook",
+        severity: Severity::Medium,
+        pattern: r"https://hooks\.zapier\.com/hooks/catch/[0-9]{5,12}/[a-z0-9]{5,12}/?",
+        group: 0,
+        check: Check::Token,
+        bounded: true,
+        literals: &["hooks.zapier.com/hooks/catch/"],
+        case_insensitive: false,
+    },
+    // Signed URLs: the signature is a bearer credential until the URL expires.
+    RuleSpec {
+        kind: "azure_sas_token",
+        severity: Severity::High,
+        pattern: r"[?&]sig=([A-Za-z0-9%+/]{40,120}(?:%3D|=){0,2})",
+        group: 1,
+        check: Check::Token,
+        bounded: true,
+        literals: &["sig="],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "presigned_url",
+        severity: Severity::Medium,
+        pattern: r"X-(?:Amz|Goog)-Signature=([a-f0-9]{64,512})",
+        group: 1,
+        check: Check::Token,
+        bounded: true,
+        literals: &["-Signature="],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "azure_shared_access_key",
+        severity: Severity::High,
+        pattern: r"SharedAccessKey=([A-Za-z0-9+/]{43}=)",
+        group: 1,
+        check: Check::Token,
+        bounded: true,
+        literals: &["SharedAccessKey="],
+        case_insensitive: false,
+    },
+    // Passwords in configuration formats: the field's name says what the value is.
+    RuleSpec {
+        kind: "xml_password",
+        severity: Severity::High,
+        // `<password>…</password>` (Maven, Tomcat, NuGet), `<db.secret>…</db.secret>`.
+        pattern: r"(?i)<([A-Za-z0-9_.:-]{0,40}(?:passw(?:or)?d|pwd|passphrase|secret|token|api_?key))>[ \t]*([^<>\s]{1,200})[ \t]*</",
+        group: 2,
+        check: Check::NamedValue,
+        bounded: false,
+        literals: &[
+            "passw",
+            "pwd",
+            "passphrase",
+            "secret",
+            "token",
+            "apikey",
+            "api_key",
+        ],
+        case_insensitive: true,
+    },
+    RuleSpec {
+        kind: "xml_password",
+        severity: Severity::High,
+        // .NET `<add key="DbPassword" value="…"/>`, Spring `<property name="…password" value="…"/>`.
+        pattern: r#"(?i)<(?:add|property|param|setting|entry)\s[^<>]{0,40}?(?:key|name)\s*=\s*"([^"]{1,80})"\s+value\s*=\s*"([^"]{1,200})""#,
+        group: 2,
+        check: Check::NamedValue,
+        bounded: false,
+        literals: &["<add", "<property", "<param", "<setting", "<entry"],
+        case_insensitive: true,
+    },
+    RuleSpec {
+        kind: "connection_string_password",
+        severity: Severity::High,
+        // ADO.NET, ODBC and JDBC keyword strings: `Server=…;User Id=…;Password=…;`.
+        pattern: r#"(?i)(?:server|data source|host|uid|user id|user|database|initial catalog|databasename|driver)\s*=[^;\r\n]{1,120};[^"'\r\n]{0,300}?(?-u:\b)(password|pwd)\s*=\s*([^;"'\s]{1,128})"#,
+        group: 2,
+        check: Check::NamedValue,
+        bounded: false,
+        literals: &["password", "pwd"],
+        case_insensitive: true,
+    },
+    RuleSpec {
+        kind: "url_query_credential",
+        severity: Severity::High,
+        pattern: r#"(?i)[?&;]((?:password|passwd|pwd|pass|secret|client_secret|api_?key|access_token|auth_token|token))=([^&;\s"'#<>]{1,200})"#,
+        group: 2,
+        check: Check::NamedValue,
+        bounded: false,
+        literals: &["pass", "pwd", "secret", "key", "token"],
+        case_insensitive: true,
+    },
+    RuleSpec {
+        kind: "netrc_password",
+        severity: Severity::High,
+        pattern: r"(?m)^[ \t]*machine[ \t]+\S{1,200}(?:[ \t]*\r?\n[ \t]*|[ \t]+)login[ \t]+\S{1,200}(?:[ \t]*\r?\n[ \t]*|[ \t]+)password[ \t]+(\S{4,200})",
+        group: 1,
+        check: Check::Password,
+        bounded: false,
+        literals: &["machine"],
+        case_insensitive: false,
+    },
+    RuleSpec {
+        kind: "pgpass_password",
+        severity: Severity::High,
+        // `host:port:database:user:password`, gated on PostgreSQL's port or the wildcard.
+        pattern: r"(?m)^[A-Za-z0-9.*_-]{1,253}:(?:5432|\*):[^:\s]{1,63}:[^:\s]{1,63}:(\S{4,128})$",
+        group: 1,
+        check: Check::Password,
+        bounded: false,
+        literals: &[":5432:", ":*:"],
+        case_insensitive: false,
+    },
     // Structured tokens and credentials in context.
     RuleSpec {
         kind: "jwt",
@@ -482,7 +774,7 @@ pub(super) const RULES: &[RuleSpec] = &[
         severity: Severity::Medium,
         // Groups: 1 the keyword and its suffix (the rest of the name is found by walking back
         // from it, which keeps the pattern anchored on a literal), 2 the separator, 3 the value.
-        pattern: r#"(?i)((?:passw(?:or)?d|passphrase|pass|pwd|[_.-]pw|secret|token|key|credentials?|creds|auth)[A-Za-z0-9_-]{0,4})["'\]]?([ \t]*(?::=|=>|=|:|\|\|)[ \t]*|[ \t]+)(?:["'`]|\{[ \t]*["'])?([A-Za-z0-9/+_.~!@#$%^&*=-]{10,200})"#,
+        pattern: r#"(?i)((?:passw(?:or)?d|passphrase|pass|pwd|[_.-]pw|secret|token|key|credentials?|creds|auth)[A-Za-z0-9_-]{0,4})["'\]]?([ \t]*(?::=|=>|=|:|\|\|)[ \t]*|[ \t]+)(?:["'`]|\{[ \t]*["'])?([A-Za-z0-9/+_.~!@#$%^&*=-]{8,200})"#,
         group: 3,
         check: Check::Assignment,
         bounded: false,
