@@ -694,11 +694,14 @@ impl SecretDetector {
                     Self::accept_match(rule, text, m.start(), m.end())
                 };
                 if let Some((start, end)) = accepted {
+                    // Only a value wholly inside an earlier finding is dropped: a later
+                    // rule that sees more of the secret (a longer span) still reports it, so
+                    // redaction never shrinks.
                     let reported = out
                         .get(first..)
                         .unwrap_or_default()
                         .iter()
-                        .any(|f| f.span.start < end && start < f.span.end);
+                        .any(|f| f.span.start <= start && end <= f.span.end);
                     if !reported {
                         out.push(finding(rule, start, end, channel));
                     }
