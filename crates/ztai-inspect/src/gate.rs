@@ -71,7 +71,8 @@ impl Literals {
 #[derive(Debug)]
 enum First {
     Packed(aho_corasick::packed::Searcher),
-    /// Where the packed searcher is unavailable (no SIMD on this CPU).
+    /// Where the packed searcher cannot be built (more literals than it takes). Without SIMD
+    /// the packed searcher still answers, by Rabin-Karp.
     Automaton(AhoCorasick),
 }
 
