@@ -11,7 +11,7 @@ use crate::checkpoint::CheckpointVerifier;
 use crate::merkle::{Frontier, leaf_hash};
 use crate::writer::leaf_of;
 use sha2::{Digest, Sha256};
-use ztai_store::{AuditLeaf, AuditRow, Store};
+use ztai_store::{AuditLeaf, AuditRow, AuditStore};
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -210,7 +210,7 @@ pub struct VerifyOptions<'a> {
 }
 
 /// Walks the chain only (no checkpoints); see `verify_log`.
-pub fn verify_chain(store: &Store) -> Result<ChainReport, AuditError> {
+pub fn verify_chain(store: &dyn AuditStore) -> Result<ChainReport, AuditError> {
     verify_log(store, &VerifyOptions::default())
 }
 
@@ -223,7 +223,10 @@ struct Claim {
 
 /// Walks every row in order and reports every place the log does not hold: the chain, each
 /// row's leaf hash, and the Merkle root at every checkpoint's size.
-pub fn verify_log(store: &Store, options: &VerifyOptions<'_>) -> Result<ChainReport, AuditError> {
+pub fn verify_log(
+    store: &dyn AuditStore,
+    options: &VerifyOptions<'_>,
+) -> Result<ChainReport, AuditError> {
     let mut problems = Vec::new();
     let mut claims = Vec::new();
     let read = |e: ztai_store::StoreError| AuditError::Read(e.to_string());

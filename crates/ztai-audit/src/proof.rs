@@ -10,7 +10,7 @@ use crate::checkpoint::{CheckpointError, CheckpointVerifier};
 use crate::merkle::{self, Hash, ProofError};
 use crate::writer::leaf_of;
 use serde::{Deserialize, Serialize};
-use ztai_store::{CheckpointRow, Store};
+use ztai_store::{AuditStore, CheckpointRow};
 
 /// A self-contained proof, serialised as JSON by the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ fn read(e: ztai_store::StoreError) -> AuditError {
 }
 
 /// Leaf hashes of the first `size` records.
-fn leaves(store: &Store, size: u64) -> Result<Vec<Hash>, AuditError> {
+fn leaves(store: &dyn AuditStore, size: u64) -> Result<Vec<Hash>, AuditError> {
     let mut out = Vec::new();
     let mut after = 0i64;
     while (out.len() as u64) < size {
@@ -75,7 +75,7 @@ fn leaves(store: &Store, size: u64) -> Result<Vec<Hash>, AuditError> {
     Ok(out)
 }
 
-fn checkpoint_of(store: &Store, size: Option<u64>) -> Result<CheckpointRow, AuditError> {
+fn checkpoint_of(store: &dyn AuditStore, size: Option<u64>) -> Result<CheckpointRow, AuditError> {
     let all = store.checkpoints().map_err(read)?;
     match size {
         Some(s) => all
@@ -100,7 +100,7 @@ fn hexes(path: &[Hash]) -> Vec<String> {
 
 /// Proves that record `seq` is in the tree of the checkpoint of `size` (default: the latest).
 pub fn prove_inclusion(
-    store: &Store,
+    store: &dyn AuditStore,
     seq: u64,
     size: Option<u64>,
 ) -> Result<AuditProof, AuditError> {
@@ -132,7 +132,11 @@ pub fn prove_inclusion(
 }
 
 /// Proves that the checkpoint of `new` extends the checkpoint of `old`.
-pub fn prove_consistency(store: &Store, old: u64, new: u64) -> Result<AuditProof, AuditError> {
+pub fn prove_consistency(
+    store: &dyn AuditStore,
+    old: u64,
+    new: u64,
+) -> Result<AuditProof, AuditError> {
     let old_cp = checkpoint_of(store, Some(old))?;
     let new_cp = checkpoint_of(store, Some(new))?;
     let all = leaves(store, new)?;
@@ -245,7 +249,7 @@ pub struct PruneReport {
 /// Unless `ignore_export` is set, nothing an export sink has yet to deliver goes either (a sink
 /// that no longer exists must have its cursor dropped: `ztai audit cursors --drop NAME`).
 pub fn prune(
-    store: &mut Store,
+    store: &dyn AuditStore,
     before: &str,
     now: &str,
     reason: &str,

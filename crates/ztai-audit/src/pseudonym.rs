@@ -55,7 +55,7 @@ impl Pseudonymiser {
     /// The kinds a data directory pseudonymises, as a gateway stored them (`meta` key
     /// `audit.pseudonymise`), so offline commands record the way the gateway does.
     pub fn for_data_dir(
-        store: &ztai_store::Store,
+        store: &dyn ztai_store::MetaStore,
         data_dir: &std::path::Path,
     ) -> Result<Option<Self>, crate::AuditError> {
         let kinds: Vec<String> = store

@@ -582,6 +582,7 @@ mod tests {
     use super::*;
     use crate::verify_chain;
     use ztai_core::{AuditRecord, Decision, StageTimings};
+    use ztai_store::AuditStore;
 
     pub(crate) fn record(id: &str) -> AuditRecord {
         AuditRecord {
@@ -622,7 +623,7 @@ mod tests {
             .len();
         assert!(wal < 32 << 20, "WAL grew to {wal} bytes");
         drop(log);
-        let store = Store::open(&path).unwrap();
+        let store = ztai_store::Sqlite::open(&path).unwrap();
         let report = verify_chain(&store).unwrap();
         assert_eq!(report.records, 6_000);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -648,7 +649,7 @@ mod tests {
         assert_eq!(seqs, (1..=500).collect::<Vec<_>>());
         assert!(log.batches() <= 500);
         // Durable: another connection sees every record and the chain verifies.
-        let store = Store::open(&path).unwrap();
+        let store = ztai_store::Sqlite::open(&path).unwrap();
         assert_eq!(store.audit_count().unwrap(), 500);
         let report = verify_chain(&store).unwrap();
         assert_eq!(report.records, 500);
@@ -665,7 +666,7 @@ mod tests {
         }
         let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
         assert_eq!(log.append(record("b")).await.unwrap(), 2);
-        let report = verify_chain(&Store::open(&path).unwrap()).unwrap();
+        let report = verify_chain(&ztai_store::Sqlite::open(&path).unwrap()).unwrap();
         assert!(report.problems.is_empty());
     }
 
@@ -676,27 +677,18 @@ mod tests {
         let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
         log.append(record("ok")).await.unwrap();
         // Sabotage the table from outside, as a full disk or a hostile admin would.
-        let conn = rusqlite_free::rename_table(&path, "audit_log", "audit_log_gone");
+        let conn = ztai_store::testing::RawSqlite::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE audit_log RENAME TO audit_log_gone")
+            .unwrap();
         let err = log.append(record("lost")).await.unwrap_err();
         assert!(matches!(err, AuditError::Append(_)), "{err:?}");
         assert_eq!(log.failed(), 1);
-        drop(conn);
-        rusqlite_free::rename_table(&path, "audit_log_gone", "audit_log");
+        conn.execute_batch("ALTER TABLE audit_log_gone RENAME TO audit_log")
+            .unwrap();
         // The chain resumes from the last durable row: no gap, no fork.
         assert_eq!(log.append(record("again")).await.unwrap(), 2);
-        let report = verify_chain(&Store::open(&path).unwrap()).unwrap();
+        let report = verify_chain(&ztai_store::Sqlite::open(&path).unwrap()).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-    }
-
-    /// Raw SQL from outside the store, standing in for a full disk or a hostile administrator.
-    mod rusqlite_free {
-        use std::path::Path;
-        pub fn rename_table(path: &Path, from: &str, to: &str) -> rusqlite::Connection {
-            let c = rusqlite::Connection::open(path).unwrap();
-            c.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
-                .unwrap();
-            c
-        }
     }
 
     #[tokio::test]

@@ -16,7 +16,9 @@ use ztai_audit::{
     prove_consistency, prove_inclusion, verify_log, verify_proof,
 };
 use ztai_core::{AuditRecord, Decision, StageTimings};
-use ztai_store::Store;
+use ztai_store::Sqlite;
+use ztai_store::prelude::*;
+use ztai_store::testing::RawSqlite;
 
 fn record(i: usize) -> AuditRecord {
     AuditRecord {
@@ -69,12 +71,12 @@ async fn build(path: &Path) -> (CheckpointVerifier, Vec<String>) {
     (verifier, notes)
 }
 
-fn raw(path: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(path).unwrap()
+fn raw(path: &Path) -> RawSqlite {
+    RawSqlite::open(path).unwrap()
 }
 
 fn problems(path: &Path, v: &CheckpointVerifier, external: &[String]) -> Vec<ChainProblem> {
-    let store = Store::open(path).unwrap();
+    let store = Sqlite::open(path).unwrap();
     let options = VerifyOptions {
         verifier: Some(v),
         external: external
@@ -88,31 +90,18 @@ fn problems(path: &Path, v: &CheckpointVerifier, external: &[String]) -> Vec<Cha
 
 /// Rewrites every row from `from` on so the chain and the leaf hashes are internally
 /// consistent again: what an administrator who knows the format would do.
-fn rehash_from(c: &rusqlite::Connection, from: i64) {
+fn rehash_from(path: &Path, from: i64) {
+    let store = Sqlite::open(path).unwrap();
     let mut prev: Vec<u8> = if from == 1 {
         vec![0; 32]
     } else {
-        c.query_row(
-            "SELECT hash FROM audit_log WHERE seq = ?1",
-            [from - 1],
-            |r| r.get(0),
-        )
-        .unwrap()
+        store.audit_row(from - 1).unwrap().unwrap().hash
     };
-    let rows: Vec<(i64, String)> = c
-        .prepare("SELECT seq, record_json FROM audit_log WHERE seq >= ?1 ORDER BY seq")
-        .unwrap()
-        .query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (seq, json) in rows {
-        let h = chain_hash(&prev, seq, &json).to_vec();
-        c.execute(
-            "UPDATE audit_log SET prev_hash = ?1, hash = ?2, leaf_hash = ?3 WHERE seq = ?4",
-            rusqlite::params![prev, h, leaf_hash(json.as_bytes()).to_vec(), seq],
-        )
-        .unwrap();
+    let c = raw(path);
+    for row in store.audit_rows_after(from - 1, 100_000).unwrap() {
+        let h = chain_hash(&prev, row.seq, &row.record_json).to_vec();
+        c.set_audit_hashes(row.seq, &prev, &h, &leaf_hash(row.record_json.as_bytes()))
+            .unwrap();
         prev = h;
     }
 }
@@ -122,7 +111,7 @@ async fn an_untouched_log_verifies_against_its_signed_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
     let (v, notes) = build(&path).await;
-    let store = Store::open(&path).unwrap();
+    let store = Sqlite::open(&path).unwrap();
     let report = verify_log(
         &store,
         &VerifyOptions {
@@ -143,17 +132,14 @@ async fn a_modified_record_is_named_even_when_its_hashes_are_recomputed() {
     let path = dir.path().join("a.db");
     let (v, _) = build(&path).await;
     let c = raw(&path);
-    c.execute(
-        "UPDATE audit_log SET record_json = replace(record_json, '\"allow\"', '\"deny\"') WHERE seq = 7",
-        [],
-    )
+    c.execute("UPDATE audit_log SET record_json = replace(record_json, '\"allow\"', '\"deny\"') WHERE seq = 7")
     .unwrap();
     let p = problems(&path, &v, &[]);
     assert!(p.contains(&ChainProblem::Modified { seq: 7 }), "{p:?}");
     assert!(p.contains(&ChainProblem::LeafModified { seq: 7 }), "{p:?}");
     // The careful forger rehashes everything after the change: the chain is whole again, but
     // the signed tree heads are not the log's any more.
-    rehash_from(&c, 7);
+    rehash_from(&path, 7);
     let p = problems(&path, &v, &[]);
     assert!(
         !p.iter().any(|x| matches!(x, ChainProblem::Modified { .. })),
@@ -172,8 +158,7 @@ async fn deleted_inserted_and_reordered_records_are_named() {
     let path = dir.path().join("a.db");
     let (v, _) = build(&path).await;
     let c = raw(&path);
-    c.execute("DELETE FROM audit_log WHERE seq = 20", [])
-        .unwrap();
+    c.execute("DELETE FROM audit_log WHERE seq = 20").unwrap();
     let p = problems(&path, &v, &[]);
     assert!(
         p.contains(&ChainProblem::Gap {
@@ -199,11 +184,8 @@ async fn deleted_inserted_and_reordered_records_are_named() {
     let c3 = raw(&path3);
     // Insert a forged record at the end, chained correctly, but not covered by any checkpoint
     // that mentions it; and one with a foreign prev hash in the middle of the sequence space.
-    c3.execute(
-        "INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash)
-         VALUES(1000, 'x', 't', 'user:evil', 'invoke', 'allow', '{}', x'00', x'00')",
-        [],
-    )
+    c3.execute("INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash)
+         VALUES(1000, 'x', 't', 'user:evil', 'invoke', 'allow', '{}', x'00', x'00')")
     .unwrap();
     let p = problems(&path3, &v3, &[]);
     assert!(p.contains(&ChainProblem::BrokenLink { seq: 1000 }), "{p:?}");
@@ -222,8 +204,7 @@ async fn truncation_is_named_by_stored_and_by_saved_checkpoints() {
     let path = dir.path().join("a.db");
     let (v, notes) = build(&path).await;
     let c = raw(&path);
-    c.execute("DELETE FROM audit_log WHERE seq > 60", [])
-        .unwrap();
+    c.execute("DELETE FROM audit_log WHERE seq > 60").unwrap();
     let p = problems(&path, &v, &[]);
     assert!(
         p.iter().any(|x| matches!(
@@ -237,7 +218,7 @@ async fn truncation_is_named_by_stored_and_by_saved_checkpoints() {
         "{p:?}"
     );
     // Removing the checkpoints as well hides it from the database alone...
-    c.execute("DELETE FROM audit_checkpoints WHERE tree_size > 60", [])
+    c.execute("DELETE FROM audit_checkpoints WHERE tree_size > 60")
         .unwrap();
     assert!(problems(&path, &v, &[]).is_empty());
     // ...but not from a checkpoint saved outside it.
@@ -273,10 +254,7 @@ async fn a_checkpoint_not_signed_by_the_configured_key_is_named() {
     let path2 = dir.path().join("b.db");
     let (v2, _) = build(&path2).await;
     raw(&path2)
-        .execute(
-            "UPDATE audit_checkpoints SET root = zeroblob(32) WHERE tree_size = 50",
-            [],
-        )
+        .execute("UPDATE audit_checkpoints SET root = zeroblob(32) WHERE tree_size = 50")
         .unwrap();
     let p = problems(&path2, &v2, &[]);
     assert!(
@@ -291,7 +269,7 @@ async fn inclusion_and_consistency_proofs_verify_offline_and_forgeries_do_not() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
     let (v, _) = build(&path).await;
-    let store = Store::open(&path).unwrap();
+    let store = Sqlite::open(&path).unwrap();
     for seq in [1, 2, 33, 50, 69, 70] {
         let proof = prove_inclusion(&store, seq, None).unwrap();
         // Round-trips through JSON, as the CLI hands it over.
@@ -359,7 +337,7 @@ async fn a_reopened_log_resumes_its_tree_from_the_last_checkpoint() {
     let note = log.checkpoint_now().await.unwrap().unwrap();
     assert!(note.contains("\n71\n"));
     // The new head is consistent with the one signed before the restart.
-    let store = Store::open(&path).unwrap();
+    let store = Sqlite::open(&path).unwrap();
     let report = verify_log(&store, &VerifyOptions::default()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(verify_proof(&prove_inclusion(&store, 5, Some(50)).unwrap(), &v).is_ok());
@@ -372,16 +350,13 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
     let (v, notes) = build(&path).await;
     // Records 1..=30 are "old": give them an older time than the rest.
     raw(&path)
-        .execute(
-            "UPDATE audit_log SET time = '2026-01-01T00:00:00.000000Z' WHERE seq <= 30",
-            [],
-        )
+        .execute("UPDATE audit_log SET time = '2026-01-01T00:00:00.000000Z' WHERE seq <= 30")
         .unwrap();
-    let mut store = Store::open(&path).unwrap();
+    let store = Sqlite::open(&path).unwrap();
     // A SIEM sink that has delivered only up to 20 holds back the rest of the old records.
     store.set_export_cursor("siem", 20, "t").unwrap();
     let held = ztai_audit::prune(
-        &mut store,
+        &store,
         "2026-06-01T00:00:00.000000Z",
         "2026-11-22T00:00:00.000000Z",
         "retention",
@@ -392,7 +367,7 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
     assert_eq!(held.held_by, Some(("siem".to_string(), 20)));
     store.set_export_cursor("siem", 70, "t").unwrap();
     let report = ztai_audit::prune(
-        &mut store,
+        &store,
         "2026-06-01T00:00:00.000000Z",
         "2026-11-22T00:00:00.000000Z",
         "retention",
@@ -416,10 +391,7 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
     assert!(e.to_string().contains("pruned"), "{e}");
     // A forger who edits a pruned leaf breaks the signed heads.
     raw(&path)
-        .execute(
-            "UPDATE audit_pruned SET leaf_hash = zeroblob(32) WHERE seq = 3",
-            [],
-        )
+        .execute("UPDATE audit_pruned SET leaf_hash = zeroblob(32) WHERE seq = 3")
         .unwrap();
     let p = verify_log(&store, &options).unwrap().problems;
     assert!(
@@ -429,7 +401,7 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
     );
     // Nothing newer than the latest checkpoint is ever pruned.
     let again = ztai_audit::prune(
-        &mut store,
+        &store,
         "2099-01-01T00:00:00.000000Z",
         "2026-11-22T00:00:00.000000Z",
         "retention",

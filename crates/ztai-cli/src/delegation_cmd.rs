@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ztai_identity::task_token::{self, Narrowing, TaskTokenVerifier, rfc3339};
+use ztai_store::prelude::*;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
@@ -429,7 +430,7 @@ fn standing(token: &str, report: &task_token::TokenReport, data_dir: &std::path:
     let mut revoked = Vec::new();
     let db = data_dir.join("ztai.db");
     if db.is_file()
-        && let Ok(store) = ztai_store::Store::open(&db)
+        && let Ok(store) = ztai_store::Sqlite::open(&db)
     {
         for r in store.revocations_after(0).unwrap_or_default() {
             let hit = match r.kind.as_str() {

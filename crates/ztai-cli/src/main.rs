@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use ztai_store::prelude::*;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -460,14 +461,14 @@ pub(crate) fn key_issue_record(
     }
 }
 
-fn open_audit_store(data_dir: &std::path::Path) -> anyhow::Result<ztai_store::Store> {
+fn open_audit_store(data_dir: &std::path::Path) -> anyhow::Result<ztai_store::Sqlite> {
     let db = data_dir.join("ztai.db");
     anyhow::ensure!(
         db.is_file(),
         "no audit log at `{}`; pass --data-dir",
         db.display()
     );
-    Ok(ztai_store::Store::open(&db)?)
+    Ok(ztai_store::Sqlite::open(&db)?)
 }
 
 fn init_logging() {
@@ -610,7 +611,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // refuses to run beside a gateway serving this directory (which would fork the
             // chain); use its admin API then.
             let audit = ztai_audit::AuditLog::open(ztai_audit::AuditLogConfig::new(db.clone()))?;
-            let store = ztai_store::Store::open(&db)?;
+            let store = ztai_store::Sqlite::open(&db)?;
             let g = ztai_identity::generate_key();
             let row = ztai_store::KeyRow {
                 key_id: g.key_id.clone(),
@@ -798,10 +799,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ignore_export,
                 },
         } => {
-            let mut store = open_audit_store(&data_dir)?;
+            let store = open_audit_store(&data_dir)?;
             let before = ztai_audit::query_time(&before)?;
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-            let report = ztai_audit::prune(&mut store, &before, &now, &reason, ignore_export)?;
+            let report = ztai_audit::prune(&store, &before, &now, &reason, ignore_export)?;
             if let Some((sink, cursor)) = &report.held_by {
                 eprintln!(
                     "note: export sink `{sink}` has delivered only up to record {cursor}; newer records were kept (--ignore-export prunes them anyway)"

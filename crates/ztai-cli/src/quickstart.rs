@@ -9,7 +9,8 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use ztai_core::PrincipalKind;
 use ztai_identity::{ApiKeyRegistry, generate_key};
-use ztai_store::{KeyRow, Store};
+use ztai_store::prelude::*;
+use ztai_store::{KeyRow, Sqlite};
 
 const SAMPLE_POLICIES: &[(&str, &str)] = &[
     (
@@ -69,7 +70,7 @@ const SAMPLE_AGENTS: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Registers the sample agents once; an agent already there (or revoked) is left alone.
-fn ensure_agents(store: &Store) -> anyhow::Result<()> {
+fn ensure_agents(store: &dyn Backend) -> anyhow::Result<()> {
     let known: Vec<String> = store
         .list_agents()?
         .into_iter()
@@ -144,7 +145,7 @@ fn read_env_file(path: &Path) -> Vec<(String, String)> {
 /// stored row when a new key was issued (so its issue can be recorded).
 /// The administrator's approver signing key: made on first run and registered in the store, so
 /// `ztai approvals approve --key` works out of the box with signed decisions required.
-fn ensure_approver_key(store: &Store, path: &Path) -> anyhow::Result<()> {
+fn ensure_approver_key(store: &dyn Backend, path: &Path) -> anyhow::Result<()> {
     const ADMIN: &str = "user:admin";
     let key = if path.exists() {
         crate::approver_key::load(path)?
@@ -172,7 +173,7 @@ fn ensure_approver_key(store: &Store, path: &Path) -> anyhow::Result<()> {
 }
 
 fn ensure_key(
-    store: &Store,
+    store: &dyn Backend,
     existing: Option<&str>,
     principal: &str,
     groups: &[&str],
@@ -441,7 +442,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let approver_key_path = dir.join("approver.key");
     let ((admin_key, admin_row), (demo_key, demo_row)) = {
-        let store = Store::open(&dir.join("ztai.db"))?;
+        let store = Sqlite::open(&dir.join("ztai.db"))?;
         let admin = ensure_key(
             &store,
             get("ZTAI_ADMIN_TOKEN"),

@@ -187,7 +187,7 @@ fn checkpoints_proofs_and_tampering_through_the_cli() {
     // database alone no longer shows it, the saved checkpoint does.
     let saved = dir.path().join("saved-checkpoint.txt");
     std::fs::write(&saved, &note).unwrap();
-    let c = rusqlite::Connection::open(dir.path().join("ztai.db")).unwrap();
+    let c = ztai_store::testing::RawSqlite::open(&dir.path().join("ztai.db")).unwrap();
     c.execute_batch("DELETE FROM audit_log WHERE seq > 3; DELETE FROM audit_checkpoints;")
         .unwrap();
     let (code, _) = ztai(&["audit", "verify"], dir.path());
@@ -205,7 +205,6 @@ fn checkpoints_proofs_and_tampering_through_the_cli() {
     // A modified record is named.
     c.execute(
         "UPDATE audit_log SET record_json = replace(record_json, 'allow', 'deny') WHERE seq = 2",
-        [],
     )
     .unwrap();
     let (code, out) = ztai(&["audit", "verify"], dir.path());
@@ -264,14 +263,11 @@ fn kill_9_under_load_loses_no_record_of_an_answered_request() {
     let (code, out) = ztai(&["audit", "verify", "--json"], &data);
     assert_eq!(code, 0, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let c = rusqlite::Connection::open(data.join("ztai.db")).unwrap();
-    let durable_answers: u64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'invoke' AND json_extract(record_json, '$.status') = 200",
-            [],
-            |r| r.get(0),
-        )
+    let c = ztai_store::testing::RawSqlite::open(&data.join("ztai.db")).unwrap();
+    let durable_answers = c
+        .query_i64("SELECT COUNT(*) FROM audit_log WHERE action = 'invoke' AND json_extract(record_json, '$.status') = 200")
         .unwrap();
+    let durable_answers = u64::try_from(durable_answers).unwrap();
     eprintln!("kill -9: {total_answered} answered, {durable_answers} durable records of answers");
     assert!(
         durable_answers >= total_answered,
@@ -401,14 +397,10 @@ fn pseudonymised_users_are_linkable_but_not_named_in_the_log() {
     // The real identifier is in no record this gateway made (read beside the running writer);
     // only the quick start, which ran before pseudonymisation was configured, named the user
     // when it issued their key.
-    let c = rusqlite::Connection::open(s.data.join("ztai.db")).unwrap();
+    let c = ztai_store::testing::RawSqlite::open(&s.data.join("ztai.db")).unwrap();
     let named: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE (principal LIKE '%demo%' OR record_json LIKE '%user:demo%')
-               AND principal != 'service:ztai-up'",
-            [],
-            |r| r.get(0),
-        )
+        .query_i64("SELECT COUNT(*) FROM audit_log WHERE (principal LIKE '%demo%' OR record_json LIKE '%user:demo%')
+               AND principal != 'service:ztai-up'")
         .unwrap();
     assert_eq!(named, 0);
     // Retention while the gateway runs: sign a head, prune everything it covers, keep serving.
@@ -449,11 +441,7 @@ fn pseudonymised_users_are_linkable_but_not_named_in_the_log() {
         String::from_utf8_lossy(&out.stderr)
     );
     let carol: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE record_json LIKE '%carol%'",
-            [],
-            |r| r.get(0),
-        )
+        .query_i64("SELECT COUNT(*) FROM audit_log WHERE record_json LIKE '%carol%'")
         .unwrap();
     assert_eq!(carol, 0, "the offline issue is pseudonymised too");
     let (code, out) = ztai(
@@ -547,13 +535,9 @@ fn every_credential_issue_is_recorded_and_offline_issue_refuses_to_fork_a_served
         err.contains("another process is writing this audit log"),
         "{err}"
     );
-    let c = rusqlite::Connection::open(s.data.join("ztai.db")).unwrap();
+    let c = ztai_store::testing::RawSqlite::open(&s.data.join("ztai.db")).unwrap();
     let eves: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM api_keys WHERE principal_id = 'eve'",
-            [],
-            |r| r.get(0),
-        )
+        .query_i64("SELECT COUNT(*) FROM api_keys WHERE principal_id = 'eve'")
         .unwrap();
     assert_eq!(eves, 0, "no unrecorded key");
     drop(s);

@@ -441,7 +441,7 @@ fn when_the_audit_log_fails_requests_are_refused_and_then_recover() {
     let s = setup();
     assert_eq!(chat(s.gw, &s.key, "ok", "before", false).status, 200);
     let db = s.data.join("ztai.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    let conn = ztai_store::testing::RawSqlite::open(&db).unwrap();
     conn.execute_batch("ALTER TABLE audit_log RENAME TO audit_log_away")
         .unwrap();
     let r = chat(s.gw, &s.key, "ok", "unrecordable", false);
@@ -486,8 +486,8 @@ fn tampering_with_a_record_is_detected_and_named() {
         );
     }
     let db = s.data.join("ztai.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE audit_log SET record_json = replace(record_json, '\"status\":200', '\"status\":201') WHERE seq = 2", []).unwrap();
+    let conn = ztai_store::testing::RawSqlite::open(&db).unwrap();
+    conn.execute("UPDATE audit_log SET record_json = replace(record_json, '\"status\":200', '\"status\":201') WHERE seq = 2").unwrap();
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(&s.data)
@@ -498,8 +498,7 @@ fn tampering_with_a_record_is_detected_and_named() {
     assert!(text.contains("record 2 was modified"), "{text}");
     // Deleting a record in the middle is named too. (Cutting records off the end needs signed
     // checkpoints to detect; that is the audit issue's work.)
-    conn.execute("DELETE FROM audit_log WHERE seq = 3", [])
-        .unwrap();
+    conn.execute("DELETE FROM audit_log WHERE seq = 3").unwrap();
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(&s.data)
@@ -531,12 +530,9 @@ fn edited_search_columns_are_named_by_verify_and_never_shown_by_search() {
     assert_eq!(verify().status.code(), Some(0));
     // Hide record 2 from searches by its principal: edit the searchable copy, not the record.
     let db = s.data.join("ztai.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    let conn = ztai_store::testing::RawSqlite::open(&db).unwrap();
     let changed = conn
-        .execute(
-            "UPDATE audit_log SET principal = 'user:somebody-else' WHERE seq = 2",
-            [],
-        )
+        .execute("UPDATE audit_log SET principal = 'user:somebody-else' WHERE seq = 2")
         .unwrap();
     assert_eq!(changed, 1);
     let out = verify();
@@ -579,10 +575,9 @@ fn edited_search_columns_are_named_by_verify_and_never_shown_by_search() {
         ("decision", "'deny'"),
         ("record_id", "'0000'"),
     ] {
-        conn.execute(
-            &format!("UPDATE audit_log SET {column} = {value} WHERE seq = 3"),
-            [],
-        )
+        conn.execute(&format!(
+            "UPDATE audit_log SET {column} = {value} WHERE seq = 3"
+        ))
         .unwrap();
         let text = String::from_utf8_lossy(&verify().stdout).into_owned();
         assert!(

@@ -212,23 +212,16 @@ fn new_ticket() -> String {
 
 async fn load(gw: &Arc<Gateway>, id: &str) -> Result<Option<ApprovalRow>, GatewayError> {
     let (g, id) = (gw.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || {
-        g.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_approval(&id)
-    })
-    .await
-    .map_err(GatewayError::store)?
-    .map_err(GatewayError::store)
+    tokio::task::spawn_blocking(move || g.store.get_approval(&id))
+        .await
+        .map_err(GatewayError::store)?
+        .map_err(GatewayError::store)
 }
 
 async fn spend(gw: &Arc<Gateway>, row: &ApprovalRow) -> Result<bool, GatewayError> {
     let (g, id, until) = (gw.clone(), row.approval_id.clone(), spend_deadline(row));
     tokio::task::spawn_blocking(move || {
         g.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .use_approval(&id, crate::clock::unix_now_i64(), until)
     })
     .await
@@ -333,15 +326,10 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
     let mut waiter = gw.approvals.subscribe(&row.approval_id);
     let inserted = {
         let (g, r) = (gw.clone(), row.clone());
-        tokio::task::spawn_blocking(move || {
-            g.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert_approval(&r)
-        })
-        .await
-        .map_err(GatewayError::store)
-        .and_then(|r| r.map_err(GatewayError::store))
+        tokio::task::spawn_blocking(move || g.store.insert_approval(&r))
+            .await
+            .map_err(GatewayError::store)
+            .and_then(|r| r.map_err(GatewayError::store))
     };
     if let Err(e) = inserted {
         gw.metrics.fail("store");

@@ -17,7 +17,8 @@ use ztai_core::{
 use ztai_identity::task_token::{
     CachedTaskToken, Ceiling, TaskTokenCache, TaskTokenVerifier, TokenAuthority, VerifiedTaskToken,
 };
-use ztai_store::{AgentRow, Store};
+use ztai_store::AgentRow;
+use ztai_store::prelude::*;
 
 /// The task token signing key in a data directory (hex, owner-only).
 pub fn token_key_path(data_dir: &Path) -> PathBuf {
@@ -115,7 +116,7 @@ fn load_or_create_authority(data_dir: &Path) -> Result<TokenAuthority, StartErro
 }
 
 impl Delegation {
-    pub fn load(data_dir: &Path, store: &Store) -> Result<Self, StartError> {
+    pub fn load(data_dir: &Path, store: &dyn AgentStore) -> Result<Self, StartError> {
         let authority = load_or_create_authority(data_dir)?;
         let d = Delegation {
             verifier: authority.verifier(),
@@ -129,7 +130,7 @@ impl Delegation {
     }
 
     /// Re-reads the agents and any revocations recorded since the last look.
-    pub fn refresh(&self, store: &Store) -> Result<(), ztai_store::StoreError> {
+    pub fn refresh(&self, store: &dyn AgentStore) -> Result<(), ztai_store::StoreError> {
         let mut agents = HashMap::new();
         let mut corrupt = Vec::new();
         for row in store.list_agents()? {
@@ -570,7 +571,7 @@ mod tests {
     #[test]
     fn a_stale_read_of_the_store_never_undoes_a_revocation_or_loses_an_agent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in_memory().unwrap();
+        let store = ztai_store::Sqlite::open(&dir.path().join("ztai.db")).unwrap();
         store.insert_agent(&row("bot", false)).unwrap();
         let d = Delegation::load(dir.path(), &store).unwrap();
         assert!(d.agent("bot").is_some_and(|a| !a.revoked()));
@@ -595,7 +596,7 @@ mod tests {
     #[test]
     fn revocations_recorded_elsewhere_are_followed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in_memory().unwrap();
+        let store = ztai_store::Sqlite::open(&dir.path().join("ztai.db")).unwrap();
         let d = Delegation::load(dir.path(), &store).unwrap();
         assert!(!d.user_revoked("bob"));
         store

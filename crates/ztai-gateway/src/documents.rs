@@ -11,7 +11,8 @@
 
 use crate::config::{CatalogueEntry, Config};
 use std::collections::HashMap;
-use ztai_store::{Store, StoreError};
+use ztai_store::StoreError;
+use ztai_store::prelude::*;
 
 /// Ids, collections, readers and labels read per store page.
 const PAGE: usize = 10_000;
@@ -21,7 +22,10 @@ pub(crate) type Documents = HashMap<String, CatalogueEntry>;
 
 /// Reads the store's registry and lays the configuration's entries over it. A stored row that no
 /// longer passes the checks (edited by hand) is left out, so it is withheld, and reported.
-pub(crate) fn load(config: &Config, store: &Store) -> Result<(Documents, i64), StoreError> {
+pub(crate) fn load(
+    config: &Config,
+    store: &dyn DocumentStore,
+) -> Result<(Documents, i64), StoreError> {
     let version = store.documents_version()?;
     let mut out = HashMap::new();
     let mut after: Option<String> = None;

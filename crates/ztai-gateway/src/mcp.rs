@@ -360,10 +360,7 @@ pub async fn delete(
         let g = gw.clone();
         let hash = s.hash.clone();
         tokio::task::spawn_blocking(move || {
-            g.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .end_mcp_session(&hash, crate::clock::unix_now_i64())
+            g.store.end_mcp_session(&hash, crate::clock::unix_now_i64())
         })
         .await
         .map_err(crate::GatewayError::store)?
@@ -530,18 +527,13 @@ pub(crate) async fn task_taint(
         return Ok(BTreeSet::new());
     };
     let g = gw.clone();
-    let row = tokio::task::spawn_blocking(move || {
-        g.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .mcp_session(&key)
-    })
-    .await
-    .map_err(crate::GatewayError::store)?
-    .map_err(|e| {
-        gw.metrics.fail("store");
-        crate::GatewayError::store(e)
-    })?;
+    let row = tokio::task::spawn_blocking(move || g.store.mcp_session(&key))
+        .await
+        .map_err(crate::GatewayError::store)?
+        .map_err(|e| {
+            gw.metrics.fail("store");
+            crate::GatewayError::store(e)
+        })?;
     Ok(row.map(|r| r.taint).unwrap_or_default())
 }
 
@@ -585,7 +577,7 @@ async fn open_session(
     let (h, c) = (hash.clone(), claims.clone());
     let task = task_key(who);
     let row = tokio::task::spawn_blocking(move || {
-        let store = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = g.store.as_ref();
         let mut row = store.mcp_session(&h)?;
         // What the task read in its other sessions counts here too.
         if let (Some(r), Some((key, _))) = (row.as_mut(), task)
@@ -656,7 +648,7 @@ async fn add_taint(
     let principal = identity_of(who).0;
     let known = s.taint.clone();
     s.taint = tokio::task::spawn_blocking(move || {
-        let mut store = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = g.store.as_ref();
         let mut taint = store.add_mcp_taint(&hash, &labels)?;
         if let Some((key, expires)) = task {
             match store.add_mcp_taint(&key, &labels) {
@@ -966,7 +958,7 @@ async fn initialize(
     };
     let g = gw.clone();
     tokio::task::spawn_blocking(move || {
-        let store = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = g.store.as_ref();
         // Expired sessions are dropped as new ones arrive; a failure here is not the caller's.
         let _ = store.prune_mcp_sessions(now);
         store.insert_mcp_session(&row)
@@ -1024,7 +1016,7 @@ async fn sight_tool(
         gw.config.mcp.tool_approval,
     );
     let sighting = tokio::task::spawn_blocking(move || {
-        let store = g.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = g.store.as_ref();
         let existing = store.mcp_tool(&server, &tool_name)?;
         let s = pins::sight(
             existing.as_ref(),
@@ -1270,15 +1262,10 @@ async fn pinned(
     tool: &str,
 ) -> Result<(), RpcError> {
     let read = |gw: Arc<Gateway>, server: String, tool: String| async move {
-        tokio::task::spawn_blocking(move || {
-            gw.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .mcp_tool(&server, &tool)
-        })
-        .await
-        .map_err(crate::GatewayError::store)?
-        .map_err(crate::GatewayError::store)
+        tokio::task::spawn_blocking(move || gw.store.mcp_tool(&server, &tool))
+            .await
+            .map_err(crate::GatewayError::store)?
+            .map_err(crate::GatewayError::store)
     };
     let mut row = read(gw.clone(), cfg.name.clone(), tool.to_string()).await?;
     if row.is_none() {

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 
 use ztai_core::ModelState;
-use ztai_store::{ModelVersionRow, Store, StoreError};
+use ztai_store::prelude::*;
+use ztai_store::{ModelVersionRow, StoreError};
 
 /// Where a gated model's traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub(crate) struct ModelRoutes {
 }
 
 impl ModelRoutes {
-    pub(crate) fn load(store: &Store) -> Result<Self, StoreError> {
+    pub(crate) fn load(store: &dyn RegistryStore) -> Result<Self, StoreError> {
         let mut routes = HashMap::new();
         let versions = store.model_versions(None)?;
         for model in store.registered_models()? {

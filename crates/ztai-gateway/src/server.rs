@@ -197,7 +197,7 @@ pub async fn start(gw: Arc<Gateway>) -> Result<RunningGateway, StartError> {
         gw.config.instance.clone(),
     ));
     let exporters = ztai_audit::export::spawn_exporters(
-        gw.config.db_path(),
+        gw.store.clone(),
         gw.config.audit.export.clone(),
         reporter,
         rx.clone(),

@@ -19,7 +19,7 @@ use ztai_core::{Decision, PrincipalKind};
 use ztai_identity::{ApiKeyRegistry, KeyEntry};
 use ztai_inspect::Inspector;
 use ztai_policy::{PolicyEngine, PolicyError};
-use ztai_store::Store;
+use ztai_store::prelude::*;
 
 /// Why the gateway could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +104,9 @@ pub struct Gateway {
     pub(crate) models: HashMap<String, ModelConfig>,
     /// Where registry-gated models' traffic goes (the deployment gate).
     pub(crate) model_routes: ArcSwap<crate::model_gate::ModelRoutes>,
-    /// Control-plane store connection (keys, policy versions, audit queries).
-    pub(crate) store: Mutex<Store>,
+    /// The store, through its domain traits (a pool of connections for SQLite): keys, agents,
+    /// approvals, registries, policy versions, audit queries.
+    pub(crate) store: Arc<dyn Backend>,
     /// The MCP servers fronted at `/mcp/{server}` and the session key.
     pub(crate) mcp: crate::mcp::Mcp,
     /// Open redaction sessions (numbering, hash keys, token vaults), in memory only.
@@ -149,7 +150,7 @@ impl Gateway {
             message: e.to_string(),
         })?;
         restrict_permissions(&config.data_dir);
-        let store = Store::open(&config.db_path())?;
+        let store: Arc<dyn Backend> = Arc::new(ztai_store::Sqlite::open(&config.db_path())?);
         // Offline commands (`ztai keys create`) read this to record the way this gateway does.
         store.meta_set(
             ztai_audit::pseudonym::META_KEY,
@@ -165,16 +166,16 @@ impl Gateway {
                 }
             }
         }
-        let delegation = crate::delegation::Delegation::load(&config.data_dir, &store)?;
-        let (documents, documents_version) = crate::documents::load(&config, &store)?;
-        let model_routes = crate::model_gate::ModelRoutes::load(&store)?;
+        let delegation = crate::delegation::Delegation::load(&config.data_dir, store.as_ref())?;
+        let (documents, documents_version) = crate::documents::load(&config, store.as_ref())?;
+        let model_routes = crate::model_gate::ModelRoutes::load(store.as_ref())?;
         let signature = dir_signature(&config.policy_dir);
         let engine =
             PolicyEngine::load_dir(&config.policy_dir).map_err(|source| StartError::Policy {
                 dir: config.policy_dir.display().to_string(),
                 source,
             })?;
-        let version = record_policy_version(&store, &engine, "startup")?;
+        let version = record_policy_version(store.as_ref(), &engine, "startup")?;
         // Every gateway signs tree heads of its log with a key kept in its data directory.
         let key_name: String = format!("ztai-audit-{}", config.instance)
             .chars()
@@ -266,7 +267,7 @@ impl Gateway {
             upstream_clients,
             upstream_auth,
             models,
-            store: Mutex::new(store),
+            store,
             mcp,
             redaction: crate::redaction::RedactionSessions::new(
                 config.inspect.redaction,
@@ -281,7 +282,7 @@ impl Gateway {
     /// Re-reads the documents catalogue when the store's registry changed (or always, `force`).
     pub(crate) fn refresh_documents(
         &self,
-        store: &ztai_store::Store,
+        store: &dyn DocumentStore,
         force: bool,
     ) -> Result<(), ztai_store::StoreError> {
         use std::sync::atomic::Ordering;
@@ -297,7 +298,7 @@ impl Gateway {
     /// Rebuilds the deployment gate's routes from the registry.
     pub(crate) fn refresh_model_routes(
         &self,
-        store: &ztai_store::Store,
+        store: &dyn RegistryStore,
     ) -> Result<(), ztai_store::StoreError> {
         let routes = crate::model_gate::ModelRoutes::load(store)?;
         self.model_routes.store(Arc::new(routes));
@@ -398,12 +399,12 @@ impl Gateway {
             }
             let gw = self.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = gw.refresh_documents(&store, false) {
+                let store = gw.store.as_ref();
+                if let Err(e) = gw.refresh_documents(store, false) {
                     gw.metrics.fail("documents");
                     tracing::error!(error = %e, "cannot re-read the documents registry; the last known catalogue stays in force");
                 }
-                if let Err(e) = gw.refresh_model_routes(&store) {
+                if let Err(e) = gw.refresh_model_routes(store) {
                     gw.metrics.fail("model_registry");
                     tracing::error!(error = %e, "cannot re-read the model registry; the last known routes stay in force");
                 }
@@ -416,7 +417,7 @@ impl Gateway {
                         tracing::error!(error = %e, "cannot sweep expired approval requests");
                     }
                 }
-                gw.delegation.refresh(&store)
+                gw.delegation.refresh(store)
             })
             .await;
             match outcome {
@@ -540,8 +541,8 @@ impl Gateway {
                         .load(std::sync::atomic::Ordering::Relaxed));
                 }
                 let version = {
-                    let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-                    record_policy_version(&store, &engine, actor).map_err(|e| PolicyError::Io {
+                    let store = self.store.as_ref();
+                    record_policy_version(store, &engine, actor).map_err(|e| PolicyError::Io {
                         file: "store".into(),
                         message: e.to_string(),
                     })?
@@ -623,7 +624,7 @@ impl Gateway {
 }
 
 fn record_policy_version(
-    store: &Store,
+    store: &dyn PolicySetStore,
     engine: &PolicyEngine,
     author: &str,
 ) -> Result<i64, ztai_store::StoreError> {

@@ -1,16 +1,37 @@
-//! Storage for ZTAI: the embedded SQLite backend.
+//! Storage for ZTAI: the domain traits every backend implements, and the embedded SQLite backend.
 //!
-//! Everything durable goes through this crate — API key hashes, registered agents, revocations, the audit log and
-//! versioned policy sets — so no other crate knows which database runs. Calls are synchronous: the
-//! gateway keeps them off its async threads (a dedicated writer thread for the audit log,
-//! `spawn_blocking` for control-plane calls). SQLite runs in WAL mode so readers never block the
-//! audit writer.
+//! Everything durable goes through this crate (API key hashes, agents and revocations, approvals,
+//! the registries, policy set versions, the audit log) so no other crate knows which database
+//! runs: they hold a `dyn Backend` or the narrowest domain trait (`contracts`). Calls are
+//! synchronous: the gateway keeps them off its async threads (a dedicated writer thread for the
+//! audit log, `spawn_blocking` for everything else). SQLite runs in WAL mode behind a small
+//! connection pool (`pool`), so readers never block each other or the audit writer; its schema is
+//! a list of numbered steps (`migrations`).
 
+mod contracts;
 mod mcp;
+mod migrations;
+mod pool;
 mod registry;
 mod sqlite;
+pub mod testing;
 
+pub use contracts::{
+    AgentStore, ApprovalStore, AuditStore, Backend, DocumentStore, KeyStore, McpStore, MetaStore,
+    PolicySetStore, RegistryStore,
+};
 pub use mcp::{McpSessionRow, McpToolRow};
+pub use migrations::SCHEMA_VERSION;
+
+/// The domain traits, for callers that hold a `dyn Backend` and call its methods
+/// (`use ztai_store::prelude::*`).
+pub mod prelude {
+    pub use crate::contracts::{
+        AgentStore, ApprovalStore, AuditStore, Backend, DocumentStore, KeyStore, McpStore,
+        MetaStore, PolicySetStore, RegistryStore,
+    };
+}
+pub use pool::{CHECKOUT_TIMEOUT, DEFAULT_POOL_SIZE, Sqlite};
 pub use registry::{
     ModelRow, ModelVersionRow, RevokedSignerRow, VerificationEvidence, VersionMove,
 };
@@ -33,6 +54,24 @@ pub enum StoreError {
     },
     #[error("store query failed: {0}; the store may be full, locked or corrupt")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "cannot upgrade the store's schema to version {to} ({why}): {source}; the store is left at the previous version: restore a backup or report the error"
+    )]
+    Migration {
+        to: i64,
+        why: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Every pooled connection stayed in use for `waited`: the store is overloaded or stuck.
+    #[error(
+        "no store connection came free within {} s ({message}); the store is overloaded or a call is stuck",
+        waited.as_secs()
+    )]
+    Busy {
+        waited: std::time::Duration,
+        message: String,
+    },
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} not found")]

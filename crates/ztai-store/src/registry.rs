@@ -293,7 +293,9 @@ impl Store {
             by,
             now,
         } = *m;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let state: Option<String> = tx
             .query_row(
                 "SELECT state FROM registry_versions WHERE model = ?1 AND version = ?2",

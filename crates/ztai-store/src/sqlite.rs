@@ -1,197 +1,11 @@
 //! The SQLite backend.
 //!
 //! One `Store` holds one connection; open one per thread that needs it (the audit writer owns its
-//! own). The schema is created on open and versioned in `PRAGMA user_version` so later releases can
-//! migrate it.
+//! own). Opening applies the numbered schema steps of `migrations` that the file has not seen.
 
 use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-
-const SCHEMA_VERSION: i64 = 9;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    secret_hash BLOB NOT NULL,
-    principal_kind TEXT NOT NULL,
-    principal_id TEXT NOT NULL,
-    groups_json TEXT NOT NULL,
-    label TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    record_id TEXT NOT NULL,
-    time TEXT NOT NULL,
-    principal TEXT NOT NULL,
-    action TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    record_json TEXT NOT NULL,
-    prev_hash BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    leaf_hash BLOB
-);
-CREATE INDEX IF NOT EXISTS audit_log_principal ON audit_log(principal, seq);
-CREATE TABLE IF NOT EXISTS audit_pruned (
-    seq INTEGER PRIMARY KEY,
-    leaf_hash BLOB NOT NULL,
-    hash BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_prunes (
-    id INTEGER PRIMARY KEY,
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    time TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    tree_size INTEGER PRIMARY KEY,
-    root BLOB NOT NULL,
-    time TEXT NOT NULL,
-    note TEXT NOT NULL,
-    frontier BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS policy_sets (
-    version INTEGER PRIMARY KEY,
-    digest TEXT NOT NULL,
-    source TEXT NOT NULL,
-    author TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    policies_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS export_cursors (
-    sink TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    groups_json TEXT NOT NULL,
-    ceiling_json TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    revoked_at TEXT,
-    revoked_by TEXT
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    revoked_at TEXT NOT NULL,
-    revoked_by TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    UNIQUE(kind, subject)
-);
-CREATE TABLE IF NOT EXISTS approvals (
-    approval_id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    chain_json TEXT NOT NULL,
-    action TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    approver_group TEXT NOT NULL,
-    request_digest TEXT NOT NULL,
-    summary_json TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    decided_by TEXT,
-    decided_at INTEGER,
-    reason TEXT,
-    signature TEXT,
-    used_at INTEGER,
-    approver_key TEXT
-);
-CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_at);
-CREATE TABLE IF NOT EXISTS approver_keys (
-    key_id TEXT PRIMARY KEY,
-    principal TEXT NOT NULL,
-    verifier_key TEXT NOT NULL,
-    label TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    revoked_at TEXT,
-    revoked_by TEXT
-);
-CREATE INDEX IF NOT EXISTS approver_keys_by_principal ON approver_keys(principal);
-CREATE TABLE IF NOT EXISTS documents (
-    document_id TEXT PRIMARY KEY,
-    collections_json TEXT NOT NULL,
-    classification TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    readers_json TEXT NOT NULL,
-    labels_json TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    updated_by TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mcp_tools (
-    server TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    status TEXT NOT NULL,
-    pinned_digest TEXT,
-    seen_digest TEXT NOT NULL,
-    definition_json TEXT NOT NULL,
-    findings_json TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    first_seen INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    approved_by TEXT,
-    approved_at INTEGER,
-    PRIMARY KEY (server, tool)
-);
-CREATE TABLE IF NOT EXISTS registry_models (
-    name TEXT PRIMARY KEY,
-    owners_json TEXT NOT NULL,
-    approved_uses_json TEXT NOT NULL,
-    risk_tier TEXT NOT NULL,
-    description TEXT NOT NULL,
-    fallback INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS registry_versions (
-    model TEXT NOT NULL REFERENCES registry_models(name),
-    version TEXT NOT NULL,
-    state TEXT NOT NULL,
-    path TEXT NOT NULL,
-    signature_path TEXT NOT NULL,
-    upstream_model TEXT NOT NULL,
-    lineage_json TEXT NOT NULL,
-    root_digest TEXT,
-    signer_json TEXT,
-    signer_fingerprints_json TEXT NOT NULL,
-    scan_json TEXT,
-    state_reason TEXT NOT NULL,
-    registered_by TEXT NOT NULL,
-    registered_at INTEGER NOT NULL,
-    updated_by TEXT NOT NULL,
-    updated_at INTEGER NOT NULL,
-    deployed_at INTEGER,
-    PRIMARY KEY (model, version)
-);
-CREATE TABLE IF NOT EXISTS registry_revoked_signers (
-    fingerprint TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    revoked_by TEXT NOT NULL,
-    revoked_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mcp_sessions (
-    session_hash TEXT PRIMARY KEY,
-    server TEXT NOT NULL,
-    principal TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    ended_at INTEGER,
-    taint_json TEXT NOT NULL
-);
-";
 
 fn policy_set_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicySetRow> {
     Ok(PolicySetRow {
@@ -390,31 +204,21 @@ impl Store {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL lets readers run beside the audit writer; NORMAL sync in WAL mode is durable against
         // process crashes (kill -9), which is what "an answered request is recorded" needs.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "the store's schema version {version} is newer than this binary understands ({SCHEMA_VERSION}); upgrade ztai"
-            )));
-        }
-        if version == 1 {
-            // Version 2 adds Merkle leaf hashes; older rows keep NULL and are hashed on read.
-            conn.execute_batch("ALTER TABLE audit_log ADD COLUMN leaf_hash BLOB")?;
-        }
-        if version == 5 {
-            // Version 6 records which approver key signed a decision; older decisions were
-            // signed by the gateway alone and keep NULL.
-            conn.execute_batch("ALTER TABLE approvals ADD COLUMN approver_key TEXT")?;
-        }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        crate::migrations::migrate(&mut conn)?;
         Ok(Store { conn })
+    }
+
+    /// Whether the connection answers a trivial query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Stops this connection from checkpointing the WAL on commit, for a writer whose commits
@@ -774,7 +578,9 @@ impl Store {
             serde_json::to_string(v)
                 .map_err(|e| StoreError::Corrupt(format!("document `{id}`: {e}")))
         };
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO documents(document_id, collections_json, classification, owner, readers_json, labels_json, updated_at, updated_by)
@@ -818,7 +624,9 @@ impl Store {
 
     /// Deletes a document; false when there was none.
     pub fn delete_document(&mut self, document_id: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "DELETE FROM documents WHERE document_id = ?1",
             params![document_id],
@@ -1021,7 +829,9 @@ impl Store {
         time: &str,
         reason: &str,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let first: Option<i64> = tx
             .query_row(
                 "SELECT MIN(seq) FROM audit_log WHERE seq <= ?1",
@@ -1110,7 +920,9 @@ impl Store {
 
     /// Appends rows in one transaction: all become durable together or none do.
     pub fn append_audit_batch(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO audit_log(seq, record_id, time, principal, action, decision, record_json, prev_hash, hash, leaf_hash)

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use ztai_store::Store;
+use ztai_store::AuditStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExportError {
@@ -166,10 +166,10 @@ pub trait ExportObserver: Send + Sync + 'static {
     fn unrenderable(&self, sink: &str, error: &FormatError);
 }
 
-/// Starts one task per sink on the current runtime. Each opens its own read connection to the
-/// store at `db`; they stop when `shutdown` turns true.
+/// Starts one task per sink on the current runtime, reading the log through `store` (each read
+/// on the blocking pool); they stop when `shutdown` turns true.
 pub fn spawn_exporters(
-    db: PathBuf,
+    store: Arc<dyn AuditStore>,
     sinks: Vec<SinkConfig>,
     observer: Arc<dyn ExportObserver>,
     shutdown: watch::Receiver<bool>,
@@ -177,11 +177,10 @@ pub fn spawn_exporters(
     let mut tasks = Vec::with_capacity(sinks.len());
     for config in sinks {
         let sink = sink::Sink::new(&config.target)?;
-        let store = Store::open(&db).map_err(|e| ExportError::Store(e.to_string()))?;
         let runner = Runner {
             config,
             sink,
-            store: Some(store),
+            store: store.clone(),
             observer: observer.clone(),
             shutdown: shutdown.clone(),
         };
@@ -193,8 +192,7 @@ pub fn spawn_exporters(
 struct Runner {
     config: SinkConfig,
     sink: sink::Sink,
-    /// Taken while a blocking store call runs on the blocking pool.
-    store: Option<Store>,
+    store: Arc<dyn AuditStore>,
     observer: Arc<dyn ExportObserver>,
     shutdown: watch::Receiver<bool>,
 }
@@ -214,21 +212,14 @@ struct Batch {
 
 impl Runner {
     async fn with_store<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&Store) -> Result<T, ztai_store::StoreError> + Send + 'static,
+        &self,
+        f: impl FnOnce(&dyn AuditStore) -> Result<T, ztai_store::StoreError> + Send + 'static,
     ) -> Result<T, ExportError> {
-        let store = self
-            .store
-            .take()
-            .ok_or_else(|| ExportError::Store("the export store connection was lost".into()))?;
-        let (store, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&store);
-            (store, r)
-        })
-        .await
-        .map_err(|e| ExportError::Store(format!("store task stopped: {e}")))?;
-        self.store = Some(store);
-        result.map_err(|e| ExportError::Store(e.to_string()))
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ExportError::Store(format!("store task stopped: {e}")))?
+            .map_err(|e| ExportError::Store(e.to_string()))
     }
 
     /// Sleeps for `d` unless shutdown comes first; returns whether to stop.

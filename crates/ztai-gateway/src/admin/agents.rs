@@ -97,10 +97,7 @@ pub(super) async fn register_agent(
         };
         let r2 = row.clone();
         blocking(&g, move |gw| {
-            gw.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert_agent(&r2)
+            gw.store.insert_agent(&r2)
                 .map_err(|e| match e {
                     ztai_store::StoreError::Conflict(m) => GatewayError::Conflict(format!(
                         "{m}; agent ids are never reused, pick another"
@@ -142,14 +139,10 @@ pub(super) async fn revoke_agent(
                     e.row.revoked_by.get_or_insert(by.clone());
                     gw.delegation.put_agent(e);
                 }
-                gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .revoke_agent(&id, &at, &by)
-                    .map_err(|e| match e {
-                        ztai_store::StoreError::NotFound(m) => GatewayError::NotFound(m),
-                        other => GatewayError::store(other),
-                    })?;
+                gw.store.revoke_agent(&id, &at, &by).map_err(|e| match e {
+                    ztai_store::StoreError::NotFound(m) => GatewayError::NotFound(m),
+                    other => GatewayError::store(other),
+                })?;
                 gw.delegation
                     .agent(&id)
                     .ok_or_else(|| GatewayError::store("the agent vanished after it was revoked"))
@@ -203,7 +196,7 @@ pub(super) async fn issue_token(
         let user_groups = match req.user_groups {
             Some(groups) => groups,
             None => blocking(&g, move |gw| {
-                let keys = gw.store.lock().unwrap_or_else(|p| p.into_inner()).list_keys().map_err(GatewayError::store)?;
+                let keys = gw.store.list_keys().map_err(GatewayError::store)?;
                 let mut groups: Vec<String> = keys
                     .into_iter()
                     .filter(|k| k.principal_kind == "user" && k.principal_id == user && k.revoked_at.is_none())
@@ -283,10 +276,7 @@ pub(super) async fn revoke(
         let (k2, s2, reason) = (kind.clone(), subject.clone(), req.reason.clone());
         blocking(&g, move |gw| {
             gw.delegation.revoke(&k2, &s2);
-            gw.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert_revocation(&k2, &s2, &rfc3339(SystemTime::now()), &by, &reason)
+            gw.store.insert_revocation(&k2, &s2, &rfc3339(SystemTime::now()), &by, &reason)
                 .map_err(GatewayError::store)
         })
         .await?;
@@ -312,11 +302,7 @@ pub(super) async fn list_revocations(State(gw): State<Arc<Gateway>>, caller: Cal
         "admin::list_revocations",
         |_| async move {
             let rows = blocking(&g, |gw| {
-                gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .revocations_after(0)
-                    .map_err(GatewayError::store)
+                gw.store.revocations_after(0).map_err(GatewayError::store)
             })
             .await?;
             let list: Vec<Value> = rows

@@ -90,8 +90,6 @@ pub(super) async fn list(
             let now = unix_now_i64();
             let rows = blocking(&g, move |gw| {
                 gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .list_approvals((!q.all).then_some(now), MAX_LISTED)
                     .map_err(GatewayError::store)
             })
@@ -112,11 +110,7 @@ pub(super) async fn list(
 
 async fn load(gw: &Arc<Gateway>, id: String) -> Result<Option<ApprovalRow>, GatewayError> {
     blocking(gw, move |gw| {
-        gw.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_approval(&id)
-            .map_err(GatewayError::store)
+        gw.store.get_approval(&id).map_err(GatewayError::store)
     })
     .await
 }
@@ -325,10 +319,7 @@ async fn decide(
                 approver_key.clone(),
             );
             let decided = blocking(&g, move |gw| {
-                gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .decide_approval(&id2, approved, &by2, now, &reason2, &sig2, key2.as_deref())
+                gw.store.decide_approval(&id2, approved, &by2, now, &reason2, &sig2, key2.as_deref())
                     .map_err(GatewayError::store)
             })
             .await?;

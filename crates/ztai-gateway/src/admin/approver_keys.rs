@@ -75,8 +75,6 @@ pub(super) async fn list(
         |_| async move {
             let rows = blocking(&g, move |gw| {
                 gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .list_approver_keys(q.principal.as_deref())
                     .map_err(GatewayError::store)
             })
@@ -142,10 +140,7 @@ pub(super) async fn register(
             };
             let r2 = row.clone();
             blocking(&g, move |gw| {
-                gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert_approver_key(&r2)
+                gw.store.insert_approver_key(&r2)
                     .map_err(|e| match e {
                         StoreError::Conflict(_) => GatewayError::Conflict(format!(
                             "approver key `{}` is already registered (or was, and was revoked); make a new one with `ztai approvals keygen`",
@@ -177,8 +172,6 @@ pub(super) async fn revoke(
             let by = format!("{}:{}", actor.kind, actor.id);
             blocking(&g, move |gw| {
                 gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .revoke_approver_key(&id, &rfc3339(SystemTime::now()), &by)
                     .map_err(|e| match e {
                         StoreError::NotFound(m) => GatewayError::NotFound(m),
@@ -200,8 +193,6 @@ pub(super) fn active_keys(
 ) -> Result<Vec<CheckpointVerifier>, GatewayError> {
     let rows = gw
         .store
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
         .list_approver_keys(Some(approver))
         .map_err(GatewayError::store)?;
     rows.iter()

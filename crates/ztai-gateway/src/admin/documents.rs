@@ -118,9 +118,9 @@ pub(super) async fn upsert(
         }
         let n = rows.len();
         let version = blocking(&g, move |gw| {
-            let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             let v = store.upsert_documents(&rows).map_err(GatewayError::store)?;
-            gw.refresh_documents(&store, true).map_err(GatewayError::store)?;
+            gw.refresh_documents(store, true).map_err(GatewayError::store)?;
             Ok(v)
         })
         .await?;
@@ -144,10 +144,7 @@ pub(super) async fn list(
     governed(&gw, &caller, "documents", "admin::list_documents", |_| async move {
         let limit = q.limit.unwrap_or(100).clamp(1, MAX_LISTED);
         let rows = blocking(&g, move |gw| {
-            gw.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .list_documents(q.after.as_deref(), limit)
+            gw.store.list_documents(q.after.as_deref(), limit)
                 .map_err(GatewayError::store)
         })
         .await?;
@@ -213,9 +210,9 @@ pub(super) async fn delete(
             }
             let id2 = id.clone();
             let deleted = blocking(&g, move |gw| {
-                let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = gw.store.as_ref();
                 let d = store.delete_document(&id2).map_err(GatewayError::store)?;
-                gw.refresh_documents(&store, true)
+                gw.refresh_documents(store, true)
                     .map_err(GatewayError::store)?;
                 Ok(d)
             })

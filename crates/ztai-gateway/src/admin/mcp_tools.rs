@@ -53,8 +53,6 @@ pub(super) async fn list(
         |_| async move {
             let rows = blocking(&g, move |gw| {
                 gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .list_mcp_tools(q.server.as_deref())
                     .map_err(GatewayError::store)
             })
@@ -91,7 +89,7 @@ pub(super) async fn approve(
         let by = format!("{}:{}", actor.kind, actor.id);
         let (s, t) = (server.clone(), tool.clone());
         let (approved, row) = blocking(&g, move |gw| {
-            let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             let ok = store
                 .approve_mcp_tool(&s, &t, &req.digest, &by, crate::clock::unix_now_i64())
                 .map_err(GatewayError::store)?;
@@ -143,8 +141,6 @@ pub(super) async fn block(
             let (s, t) = (server.clone(), tool.clone());
             let done = blocking(&g, move |gw| {
                 gw.store
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .block_mcp_tool(&s, &t, &reason, crate::clock::unix_now_i64())
                     .map_err(GatewayError::store)
             })

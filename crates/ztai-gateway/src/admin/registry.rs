@@ -60,7 +60,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, Ga
         .map_err(|e| GatewayError::Unprocessable(format!("expected {shape}: {e}")))
 }
 
-fn routes_changed(gw: &Gateway, store: &ztai_store::Store) -> Result<(), GatewayError> {
+fn routes_changed(gw: &Gateway, store: &dyn ztai_store::RegistryStore) -> Result<(), GatewayError> {
     gw.refresh_model_routes(store).map_err(GatewayError::store)
 }
 
@@ -83,7 +83,7 @@ pub(super) async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Resp
         "admin::list_models",
         |_| async move {
             let (models, versions) = blocking(&g, |gw| {
-                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = gw.store.as_ref();
                 Ok((
                     store
                         .registered_models()
@@ -176,9 +176,9 @@ pub(super) async fn create(
         };
         let view = model_view(&row);
         blocking(&g, move |gw| {
-            let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             store.create_model(&row).map_err(GatewayError::from_store)?;
-            routes_changed(gw, &store)
+            routes_changed(gw, store)
         })
         .await?;
         Ok((StatusCode::CREATED, view))
@@ -200,7 +200,7 @@ pub(super) async fn show(
         |_| async move {
             let n = name.clone();
             let (model, versions) = blocking(&g, move |gw| {
-                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = gw.store.as_ref();
                 Ok((
                     store
                         .registered_model(&n)
@@ -284,7 +284,7 @@ pub(super) async fn register_version(
         };
         let (m, v) = (row.model.clone(), row.version.clone());
         let stored = blocking(&g, move |gw| {
-            let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             store.register_model_version(&row).map_err(GatewayError::from_store)?;
             store.model_version(&m, &v).map_err(GatewayError::from_store)
         })
@@ -409,7 +409,7 @@ pub(super) async fn verify(
         let (n, v) = (name.clone(), version.clone());
         let outcome = blocking(&g, move |gw| {
             let row = {
-                let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = gw.store.as_ref();
                 store.model_version(&n, &v).map_err(GatewayError::from_store)?
             }
             .ok_or_else(|| GatewayError::NotFound(format!("version `{v}` of model `{n}` is not registered")))?;
@@ -427,7 +427,7 @@ pub(super) async fn verify(
             let verified = ztai_supply::signing::Bundle::parse(&bundle_bytes).and_then(|bundle| {
                 ztai_supply::signing::verify_model(&model_path, &bundle, &verifier, &ignore, true, &|_| {})
             });
-            let store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             let verified = match verified {
                 Ok(v) => v,
                 Err(e) => {
@@ -442,9 +442,7 @@ pub(super) async fn verify(
                 store.note_model_version(&n, &v, &why, None, &by, now).map_err(GatewayError::from_store)?;
                 return Err(GatewayError::Unprocessable(why));
             }
-            drop(store);
             let (verdict, scan) = scan_model(&model_path).map_err(GatewayError::Unprocessable)?;
-            let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
             // The evidence is kept whatever the scan says: who signed a malicious model is what
             // an investigation, and a signer revocation, need.
             let evidence = VerificationEvidence {
@@ -477,7 +475,7 @@ pub(super) async fn verify(
                     now,
                 })
                 .map_err(GatewayError::from_store)?;
-            routes_changed(gw, &store)?;
+            routes_changed(gw, store)?;
             Ok(changed)
         })
         .await?;
@@ -533,7 +531,7 @@ pub(super) async fn transition(
         let by = format!("{}:{}", actor.kind, actor.id);
         let reason = crate::approvals::one_line(&req.reason);
         let changed = blocking(&g, move |gw| {
-            let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = gw.store.as_ref();
             let changed = store
                 .transition_model_version(&VersionMove {
                     model: &name,
@@ -545,7 +543,7 @@ pub(super) async fn transition(
                     now: crate::clock::unix_now_i64(),
                 })
                 .map_err(GatewayError::from_store)?;
-            routes_changed(gw, &store)?;
+            routes_changed(gw, store)?;
             Ok(changed)
         })
         .await?;
@@ -584,7 +582,7 @@ pub(super) async fn revoke_signer(
             }
             let by = format!("{}:{}", actor.kind, actor.id);
             let changed = blocking(&g, move |gw| {
-                let mut store = gw.store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = gw.store.as_ref();
                 let changed = store
                     .revoke_model_signer(
                         &req.fingerprint,
@@ -593,7 +591,7 @@ pub(super) async fn revoke_signer(
                         crate::clock::unix_now_i64(),
                     )
                     .map_err(GatewayError::from_store)?;
-                routes_changed(gw, &store)?;
+                routes_changed(gw, store)?;
                 Ok(changed)
             })
             .await?;
@@ -610,7 +608,7 @@ pub(super) async fn revoked_signers(State(gw): State<Arc<Gateway>>, caller: Call
     let g = gw.clone();
     governed(&gw, &caller, "registry", "admin::list_revoked_signers", |_| async move {
         let rows = blocking(&g, |gw| {
-            gw.store.lock().unwrap_or_else(|p| p.into_inner()).revoked_model_signers().map_err(GatewayError::from_store)
+            gw.store.revoked_model_signers().map_err(GatewayError::from_store)
         })
         .await?;
         let out: Vec<Value> = rows

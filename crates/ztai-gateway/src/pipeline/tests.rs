@@ -20,8 +20,6 @@ pub(crate) fn gateway(dir: &Path) -> Arc<Gateway> {
 
 fn records(gw: &Gateway) -> Vec<serde_json::Value> {
     gw.store
-        .lock()
-        .unwrap()
         .audit_rows_after(0, 1000)
         .unwrap()
         .into_iter()
