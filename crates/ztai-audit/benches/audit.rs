@@ -38,7 +38,11 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(AuditLogConfig::new(dir.path().join("bench.db"))).unwrap();
+    let log = AuditLog::open(
+        &ztai_store::Sqlite::open(&dir.path().join("bench.db")).unwrap(),
+        AuditLogConfig::default(),
+    )
+    .unwrap();
     let mut group = c.benchmark_group("audit");
     const CONCURRENT: u64 = 256;
     group.throughput(Throughput::Elements(CONCURRENT));

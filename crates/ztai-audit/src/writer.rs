@@ -6,29 +6,23 @@
 //! encoding, the leaf hash) before handing a record over; the writer hashes the chain link,
 //! folds the leaf into the frontier (amortised two 64-byte hashes) and commits in batches.
 //!
-//! Copying the WAL into the database (a SQLite checkpoint, with its two fsyncs) runs on a
-//! second thread with its own connection, beside the commits: done inline it held up the next
-//! request's record for ~10 ms every thousand records, which was the gateway's whole p99 at one
-//! connection. A copy made beside a busy writer leaves the frames committed during it, and the
-//! WAL only starts over once every frame is copied, so after each background copy the writer
-//! copies that remainder itself (a few frames), and after `WAL_RESTART_EVERY` records regardless.
+//! The backend's housekeeping (for SQLite, copying the WAL into the database) runs between
+//! batches through `AuditWriter::maintain`, never inside a commit a request is waiting for; the
+//! backend also guarantees this is the log's only writer (`ztai_store`'s `audit_writer`).
 
 use crate::checkpoint::{Checkpoint, CheckpointSigner};
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::{AuditError, GENESIS_HASH, chain_hash};
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use ztai_core::{AuditRecord, Decision};
-use ztai_store::{AuditLeaf, AuditRow, CheckpointRow, Store};
+use ztai_store::{AuditLeaf, AuditRow, AuditWriter, Backend, CheckpointRow};
 
 /// Tuning for the writer.
 #[derive(Debug)]
 pub struct AuditLogConfig {
-    /// The SQLite file.
-    pub path: PathBuf,
     /// Most records per transaction.
     pub max_batch: usize,
     /// Records that may wait for the writer before appends apply back-pressure.
@@ -44,10 +38,9 @@ pub struct AuditLogConfig {
     pub checkpoint_interval: Duration,
 }
 
-impl AuditLogConfig {
-    pub fn new(path: PathBuf) -> Self {
+impl Default for AuditLogConfig {
+    fn default() -> Self {
         AuditLogConfig {
-            path,
             max_batch: 1024,
             queue: 65_536,
             signer: None,
@@ -99,18 +92,13 @@ struct Stats {
 impl AuditLog {
     /// Opens the log and starts its writer thread (and, with a signer, a clock thread that
     /// prompts time-based checkpoints).
-    pub fn open(config: AuditLogConfig) -> Result<Self, AuditError> {
-        let lock = writer_lock(&config.path)?;
-        let store = Store::open(&config.path).map_err(|e| AuditError::Open(e.to_string()))?;
-        // The writer checkpoints the WAL itself, between batches (see `Writer::maybe_checkpoint`),
-        // never inside a commit a request is waiting for.
-        store
-            .disable_autocheckpoint()
-            .map_err(|e| AuditError::Open(e.to_string()))?;
-        let head = store
-            .audit_head()
-            .map_err(|e| AuditError::Open(e.to_string()))?;
-        let (frontier, last_checkpoint) = resume_frontier(&store)?;
+    pub fn open(store: &dyn Backend, config: AuditLogConfig) -> Result<Self, AuditError> {
+        let open = |e: ztai_store::StoreError| AuditError::Open(e.to_string());
+        // The backend refuses a second writer (here or in another process): two would fork the
+        // chain.
+        let writer = store.audit_writer().map_err(open)?;
+        let head = writer.head().map_err(open)?;
+        let (frontier, last_checkpoint) = resume_frontier(writer.as_ref())?;
         let seq = head.as_ref().map(|(s, _)| *s).unwrap_or(0);
         if u64::try_from(seq).ok() != Some(frontier.size()) {
             return Err(AuditError::Open(format!(
@@ -118,14 +106,12 @@ impl AuditLog {
                 frontier.size()
             )));
         }
-        let wal = WalCopier::start(&config.path)?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(Stats::default());
         let interval = config.checkpoint_interval;
         let signing = config.signer.is_some();
         let writer = Writer {
-            _lock: lock,
-            store,
+            store: writer,
             rx,
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
@@ -133,9 +119,6 @@ impl AuditLog {
             head: head
                 .map(|(_, h)| h)
                 .unwrap_or_else(|| GENESIS_HASH.to_vec()),
-            since_wal_copy: 0,
-            since_wal_restart: 0,
-            wal,
             frontier,
             signer: config.signer,
             origin: config.origin,
@@ -230,7 +213,7 @@ impl AuditLog {
 
 /// The Merkle frontier at the log's head: from the latest checkpoint's stored frontier plus
 /// the leaves after it, or from every leaf when there is no checkpoint.
-fn resume_frontier(store: &Store) -> Result<(Frontier, u64), AuditError> {
+fn resume_frontier(store: &dyn AuditWriter) -> Result<(Frontier, u64), AuditError> {
     let open = |e: ztai_store::StoreError| AuditError::Open(e.to_string());
     let latest = store.latest_checkpoint().map_err(open)?;
     let (mut frontier, mut after) = match &latest {
@@ -252,7 +235,7 @@ fn resume_frontier(store: &Store) -> Result<(Frontier, u64), AuditError> {
     };
     let last_checkpoint = frontier.size();
     loop {
-        let leaves = store.audit_leaves_after(after, 8192).map_err(open)?;
+        let leaves = store.leaves_after(after, 8192).map_err(open)?;
         let Some((last, _)) = leaves.last() else {
             break;
         };
@@ -275,19 +258,13 @@ pub(crate) fn leaf_of(leaf: &AuditLeaf) -> Hash {
 }
 
 struct Writer {
-    /// Held for the writer's life: one chain has one writer.
-    _lock: std::fs::File,
-    store: Store,
+    /// The log's one writer (the backend refuses a second).
+    store: Box<dyn AuditWriter>,
     rx: mpsc::Receiver<Msg>,
     stats: Arc<Stats>,
     max_batch: usize,
     seq: i64,
     head: Vec<u8>,
-    /// Records committed since the last background WAL copy was started...
-    since_wal_copy: usize,
-    /// ...and since the writer last checkpointed the WAL itself (which lets it start over).
-    since_wal_restart: usize,
-    wal: WalCopier,
     frontier: Frontier,
     signer: Option<CheckpointSigner>,
     origin: String,
@@ -300,12 +277,6 @@ struct Writer {
 
 /// How long a busy writer waits for more records before committing.
 const COMMIT_DELAY: Duration = Duration::from_micros(150);
-
-/// Start a background WAL copy once this many records have been committed since the last...
-const WAL_COPY_EVERY: usize = 1_000;
-/// ...and checkpoint on the writer's own connection once this many have, so the WAL starts over
-/// and stays bounded even when the writer never pauses.
-const WAL_RESTART_EVERY: usize = 20_000;
 
 impl Writer {
     fn run(mut self) {
@@ -335,12 +306,11 @@ impl Writer {
                     let _ = ask.send(result.clone());
                 }
             }
-            self.maybe_wal_checkpoint();
+            self.store.maintain();
         }
-        // Shutting down: the tail gets a signed head too.
+        // Shutting down: the tail gets a signed head too (dropping the writer then does the
+        // backend's last housekeeping and lets go of the log).
         let _ = self.sign_checkpoint();
-        let _guard = self.wal.running.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.store.checkpoint(false);
     }
 
     fn take(
@@ -413,26 +383,6 @@ impl Writer {
         }
     }
 
-    /// Asks the copier for a background WAL copy every `WAL_COPY_EVERY` records. After each copy
-    /// it has finished (and every `WAL_RESTART_EVERY` records in any case, should the copier fall
-    /// behind) checkpoints here: with no other writer that copies the rest of the WAL, a few
-    /// frames, and the next commit starts the WAL over, so the file stays bounded.
-    fn maybe_wal_checkpoint(&mut self) {
-        let copied = self.wal.copied.swap(false, Ordering::Relaxed);
-        if copied || self.since_wal_restart >= WAL_RESTART_EVERY {
-            // Waits for a background copy in progress: two checkpoints at once would make this one
-            // return busy without copying anything.
-            let _guard = self.wal.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = self.store.checkpoint(false) {
-                tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
-            }
-            self.since_wal_restart = 0;
-            self.since_wal_copy = 0;
-        } else if self.since_wal_copy >= WAL_COPY_EVERY && self.wal.request() {
-            self.since_wal_copy = 0;
-        }
-    }
-
     fn commit(&mut self, jobs: &mut Vec<Job>) {
         let mut rows = Vec::with_capacity(jobs.len());
         let mut head = self.head.clone();
@@ -454,7 +404,7 @@ impl Writer {
             });
             head = hash.to_vec();
         }
-        let result = self.store.append_audit_batch(&rows);
+        let result = self.store.append(&rows);
         match &result {
             Ok(()) => {
                 self.seq = seq;
@@ -466,8 +416,6 @@ impl Writer {
                     .appended
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.since_wal_copy += rows.len();
-                self.since_wal_restart += rows.len();
             }
             Err(e) => {
                 tracing::error!(error = %e, records = rows.len(), "audit append failed; refusing the requests it carried");
@@ -483,96 +431,6 @@ impl Writer {
             };
             // The requester may have gone (client disconnected); the record is durable anyway.
             let _ = job.done.send(answer);
-        }
-    }
-}
-
-/// The background WAL copier: a thread with its own connection to the log's database.
-struct WalCopier {
-    wake: std::sync::mpsc::SyncSender<()>,
-    /// Held while a checkpoint runs, on either connection.
-    running: Arc<Mutex<()>>,
-    /// Set when a background copy has finished: the writer then copies the few frames committed
-    /// meanwhile itself, which lets the WAL start over.
-    copied: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl WalCopier {
-    fn start(path: &std::path::Path) -> Result<Self, AuditError> {
-        let store = Store::open(path).map_err(|e| AuditError::Open(e.to_string()))?;
-        store
-            .disable_autocheckpoint()
-            .map_err(|e| AuditError::Open(e.to_string()))?;
-        // One pending request is enough: a copy started later covers everything committed before.
-        let (wake, asked) = std::sync::mpsc::sync_channel::<()>(1);
-        let running = Arc::new(Mutex::new(()));
-        let lock = running.clone();
-        let copied = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = copied.clone();
-        std::thread::Builder::new()
-            .name("ztai-audit-wal".into())
-            .spawn(move || {
-                // Ends when the writer (the only sender) is dropped.
-                while asked.recv().is_ok() {
-                    let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    match store.checkpoint(false) {
-                        Ok(_) => done.store(true, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "audit WAL copy failed; will retry"),
-                    }
-                }
-            })
-            .map_err(|e| AuditError::Open(format!("cannot start the WAL copier thread: {e}")))?;
-        Ok(WalCopier {
-            wake,
-            running,
-            copied,
-        })
-    }
-
-    /// Asks for a copy; false when one is already pending (ask again later).
-    fn request(&self) -> bool {
-        self.wake.try_send(()).is_ok()
-    }
-}
-
-/// Takes the exclusive lock that makes this process the log's only writer. Two writers would fork
-/// the chain (both extend the same head), so a second gateway or an offline command on a data
-/// directory a gateway is serving is refused. A writer that is still shutting down (its handle
-/// just dropped) gets a few seconds to let go.
-fn writer_lock(db: &std::path::Path) -> Result<std::fs::File, AuditError> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".writer-lock");
-    let path = PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            AuditError::Open(format!(
-                "cannot open the lock file `{}`: {e}",
-                path.display()
-            ))
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::Open(format!(
-                    "another process is writing this audit log (`{}` is locked): a gateway is serving this data directory; stop it, or make the change through its admin API so it is recorded in order",
-                    db.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(AuditError::Open(format!(
-                    "cannot lock `{}`: {e}",
-                    path.display()
-                )));
-            }
         }
     }
 }
@@ -614,7 +472,11 @@ mod tests {
         // copier and the writer's own checkpoints the WAL would hold all of them (~70 MB).
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+        let log = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
         for i in 0..6_000 {
             log.append(record(&format!("r{i}"))).await.unwrap();
         }
@@ -633,7 +495,11 @@ mod tests {
     async fn concurrent_appends_are_durable_chained_and_batched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+        let log = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
         let mut tasks = Vec::new();
         for i in 0..500 {
             let log = log.clone();
@@ -661,10 +527,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
         {
-            let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+            let log = AuditLog::open(
+                &ztai_store::Sqlite::open(&path).unwrap(),
+                AuditLogConfig::default(),
+            )
+            .unwrap();
             assert_eq!(log.append(record("a")).await.unwrap(), 1);
         }
-        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+        let log = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
         assert_eq!(log.append(record("b")).await.unwrap(), 2);
         let report = verify_chain(&ztai_store::Sqlite::open(&path).unwrap()).unwrap();
         assert!(report.problems.is_empty());
@@ -674,7 +548,11 @@ mod tests {
     async fn a_failing_store_refuses_the_append_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+        let log = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
         log.append(record("ok")).await.unwrap();
         // Sabotage the table from outside, as a full disk or a hostile admin would.
         let conn = ztai_store::testing::RawSqlite::open(&path).unwrap();
@@ -695,11 +573,23 @@ mod tests {
     async fn a_second_writer_on_the_same_log_is_refused_until_the_first_stops() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
-        let e = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap_err();
+        let log = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
+        let e = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("another process"), "{e}");
         drop(log);
-        let again = AuditLog::open(AuditLogConfig::new(path)).unwrap();
+        let again = AuditLog::open(
+            &ztai_store::Sqlite::open(&path).unwrap(),
+            AuditLogConfig::default(),
+        )
+        .unwrap();
         assert_eq!(again.append(record("r1")).await.unwrap(), 1);
     }
 }

@@ -52,11 +52,13 @@ fn record(i: usize) -> AuditRecord {
 async fn build(path: &Path) -> (CheckpointVerifier, Vec<String>) {
     let (pkcs8, signer) = CheckpointSigner::generate("ztai-test").unwrap();
     let verifier = CheckpointVerifier::parse(&signer.verifier_key()).unwrap();
-    let mut config = AuditLogConfig::new(path.to_path_buf());
-    config.signer = Some(CheckpointSigner::from_pkcs8("ztai-test", &pkcs8).unwrap());
-    config.origin = "ztai-audit/test".into();
-    config.checkpoint_every = 1_000_000;
-    let log = AuditLog::open(config).unwrap();
+    let config = AuditLogConfig {
+        signer: Some(CheckpointSigner::from_pkcs8("ztai-test", &pkcs8).unwrap()),
+        origin: "ztai-audit/test".into(),
+        checkpoint_every: 1_000_000,
+        ..AuditLogConfig::default()
+    };
+    let log = AuditLog::open(&Sqlite::open(path).unwrap(), config).unwrap();
     let mut notes = vec![];
     for i in 1..=50 {
         log.append(record(i)).await.unwrap();
@@ -330,9 +332,11 @@ async fn a_reopened_log_resumes_its_tree_from_the_last_checkpoint() {
     // `build` dropped its handle; the writer signed nothing new at shutdown (no new records).
     let (pkcs8, signer) = CheckpointSigner::generate("ztai-other").unwrap();
     drop(signer);
-    let mut config = AuditLogConfig::new(path.clone());
-    config.signer = Some(CheckpointSigner::from_pkcs8("ztai-other", &pkcs8).unwrap());
-    let log = AuditLog::open(config).unwrap();
+    let config = AuditLogConfig {
+        signer: Some(CheckpointSigner::from_pkcs8("ztai-other", &pkcs8).unwrap()),
+        ..AuditLogConfig::default()
+    };
+    let log = AuditLog::open(&Sqlite::open(&path).unwrap(), config).unwrap();
     assert_eq!(log.append(record(71)).await.unwrap(), 71);
     let note = log.checkpoint_now().await.unwrap().unwrap();
     assert!(note.contains("\n71\n"));
@@ -411,6 +415,6 @@ async fn pruning_removes_old_content_but_keeps_the_log_verifiable_and_provable()
     assert_eq!(again.range, Some((31, 70)));
     assert_eq!(store.audit_count().unwrap(), 0);
     // The writer resumes after a fully pruned log.
-    let log = AuditLog::open(AuditLogConfig::new(path.clone())).unwrap();
+    let log = AuditLog::open(&Sqlite::open(&path).unwrap(), AuditLogConfig::default()).unwrap();
     assert_eq!(log.append(record(71)).await.unwrap(), 71);
 }

@@ -11,7 +11,6 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use ztai_identity::task_token::{self, Narrowing, TaskTokenVerifier, rfc3339};
 use ztai_store::prelude::*;
@@ -148,9 +147,9 @@ pub enum TokenCommand {
     Inspect {
         /// The token, or `-` to read it from stdin.
         token: String,
-        /// The gateway's data directory (for `task-token.pub` and the revocation list).
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        /// The gateway's store (for `task-token.pub` and the revocation list).
+        #[command(flatten)]
+        store: crate::store_args::StoreArgs,
         #[arg(long)]
         json: bool,
     },
@@ -367,11 +366,9 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             println!("{narrowed}");
             Ok(ExitCode::SUCCESS)
         }
-        TokenCommand::Inspect {
-            token,
-            data_dir,
-            json,
-        } => inspect(&read_token(&token)?, &data_dir, json),
+        TokenCommand::Inspect { token, store, json } => {
+            inspect(&read_token(&token)?, &store.data_dir()?, json)
+        }
         TokenCommand::Revoke {
             admin,
             revocation_id,

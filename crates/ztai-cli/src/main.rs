@@ -16,6 +16,7 @@ mod model_cmd;
 mod policy_cmd;
 mod quickstart;
 mod scan_cmd;
+mod store_args;
 
 // The request path allocates many small short-lived buffers (JSON values, findings, headers);
 // mimalloc serves those markedly faster than the system allocator under concurrency.
@@ -186,8 +187,8 @@ enum Command {
 enum KeysCommand {
     /// Create a key and print it once.
     Create {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// The principal's id, e.g. `alice`.
         #[arg(long)]
         principal: String,
@@ -208,8 +209,8 @@ enum AuditCommand {
     /// records), every record's Merkle leaf, and the log against every signed checkpoint
     /// (truncation, rewritten history, checkpoints not signed by the key).
     Verify {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// The checkpoint verifier key (`name+id+key`) or a file holding it. Defaults to the
         /// data directory's `audit-checkpoint.pub`; pin a copy kept elsewhere for independence.
         #[arg(long)]
@@ -228,8 +229,8 @@ enum AuditCommand {
     Prove {
         /// The record's sequence number (the `seq` of `GET /api/v1/audit`).
         seq: Option<u64>,
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// The checkpoint to prove against, by tree size (default: the latest).
         #[arg(long)]
         size: Option<u64>,
@@ -239,8 +240,8 @@ enum AuditCommand {
     },
     /// Search the audit log, newest first.
     Search {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         #[command(flatten)]
         filter: AuditFilterArgs,
         /// Most records to print.
@@ -252,8 +253,8 @@ enum AuditCommand {
     },
     /// Print the newest records, oldest first; with --follow keep printing new ones.
     Tail {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         #[command(flatten)]
         filter: AuditFilterArgs,
         #[arg(long, short = 'n', default_value_t = 20)]
@@ -271,8 +272,8 @@ enum AuditCommand {
         /// RFC 3339; records before this time are pruned, e.g. 2026-01-01T00:00:00Z.
         #[arg(long)]
         before: String,
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// Recorded with the pruned range.
         #[arg(long, default_value = "retention")]
         reason: String,
@@ -284,8 +285,8 @@ enum AuditCommand {
     /// Write audit records as SIEM events to standard output, oldest first: to replay a range a
     /// sink skipped, back-fill a new SIEM, or feed a pipeline. One event per line.
     Export {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// `ocsf` (OCSF 1.3 JSON), `cef`, or `json` (the stored record with its seq).
         #[arg(long, default_value = "ocsf", value_parser = ["ocsf", "cef", "json"])]
         format: String,
@@ -300,8 +301,8 @@ enum AuditCommand {
     /// one. Changing a cursor while a gateway runs is overwritten by its next delivery: stop it
     /// first.
     Cursors {
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         /// `NAME=SEQ`: the sink resumes after SEQ (e.g. `siem=0` re-sends everything).
         #[arg(long)]
         set: Option<String>,
@@ -315,8 +316,8 @@ enum AuditCommand {
     /// gateway pseudonymises its kind (`[audit] pseudonymise`); needs the data directory's key.
     Pseudonym {
         principal: String,
-        #[arg(long, default_value = ".ztai")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
     },
     /// Check a proof made by `ztai audit prove`, offline, against the pinned verifier key.
     VerifyProof {
@@ -594,13 +595,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command:
                 KeysCommand::Create {
-                    data_dir,
+                    store,
                     principal,
                     kind,
                     groups,
                     label,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let kind = ztai_core::PrincipalKind::parse(&kind).with_context(|| {
                 format!("--kind `{kind}` must be user, agent, service or model")
             })?;
@@ -610,8 +612,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The issue is recorded before the key exists: the audit log's writer lock also
             // refuses to run beside a gateway serving this directory (which would fork the
             // chain); use its admin API then.
-            let audit = ztai_audit::AuditLog::open(ztai_audit::AuditLogConfig::new(db.clone()))?;
             let store = ztai_store::Sqlite::open(&db)?;
+            let audit = ztai_audit::AuditLog::open(&store, ztai_audit::AuditLogConfig::default())?;
             let g = ztai_identity::generate_key();
             let row = ztai_store::KeyRow {
                 key_id: g.key_id.clone(),
@@ -645,12 +647,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Verify {
-                    data_dir,
+                    store,
                     key,
                     checkpoints,
                     json,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let default_key = ztai_audit::keyfile::verifier_path(&data_dir);
             let key = key.or_else(|| {
@@ -709,11 +712,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command:
                 AuditCommand::Prove {
                     seq,
-                    data_dir,
+                    store,
                     size,
                     consistency,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let proof = match (consistency, seq) {
                 (Some(old), None) => {
@@ -737,12 +741,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Search {
-                    data_dir,
+                    store,
                     filter,
                     limit,
                     json,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let rows = store.audit_search(&filter.filter()?, limit)?;
             let mut withheld = false;
@@ -759,13 +764,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Tail {
-                    data_dir,
+                    store,
                     filter,
                     lines,
                     follow,
                     json,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let mut filter = filter.filter()?;
             let mut rows = store.audit_search(&filter, lines)?;
@@ -794,11 +800,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command:
                 AuditCommand::Prune {
                     before,
-                    data_dir,
+                    store,
                     reason,
                     ignore_export,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let before = ztai_audit::query_time(&before)?;
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
@@ -823,12 +830,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Export {
-                    data_dir,
+                    store,
                     format,
                     after,
                     until,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let format = ztai_audit::export::ExportFormat::parse(&format)
                 .context("use --format ocsf, cef or json")?;
@@ -864,12 +872,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Cursors {
-                    data_dir,
+                    store,
                     set,
                     drop,
                     json,
                 },
         } => {
+            let data_dir = store.data_dir()?;
             let store = open_audit_store(&data_dir)?;
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
             if let Some(spec) = set {
@@ -906,12 +915,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command:
-                AuditCommand::Pseudonym {
-                    principal,
-                    data_dir,
-                },
+            command: AuditCommand::Pseudonym { principal, store },
         } => {
+            let data_dir = store.data_dir()?;
             let path = ztai_audit::keyfile::pseudonym_key_path(&data_dir);
             let key = std::fs::read(&path).with_context(|| {
                 format!(

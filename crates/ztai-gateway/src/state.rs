@@ -187,16 +187,18 @@ impl Gateway {
                 }
             })
             .collect();
-        let mut audit_config = AuditLogConfig::new(config.db_path());
         let signer = ztai_audit::keyfile::load_or_create_signer(&config.data_dir, &key_name)?;
         // The same key, loaded again, signs approval decisions.
         let approval_signer =
             ztai_audit::keyfile::load_or_create_signer(&config.data_dir, &key_name)?;
         let audit_verifier_key = signer.verifier_key();
-        audit_config.signer = Some(signer);
-        audit_config.origin = format!("ztai-audit/{}", config.instance);
-        audit_config.checkpoint_every = config.audit.checkpoint_every;
-        audit_config.checkpoint_interval = config.audit.checkpoint_interval;
+        let audit_config = AuditLogConfig {
+            signer: Some(signer),
+            origin: format!("ztai-audit/{}", config.instance),
+            checkpoint_every: config.audit.checkpoint_every,
+            checkpoint_interval: config.audit.checkpoint_interval,
+            ..AuditLogConfig::default()
+        };
         let pseudonymiser = if config.audit.pseudonymise.is_empty() {
             None
         } else {
@@ -205,7 +207,7 @@ impl Gateway {
                 config.audit.pseudonymise.clone(),
             ))
         };
-        let audit = AuditLog::open(audit_config)?;
+        let audit = AuditLog::open(store.as_ref(), audit_config)?;
         let mut upstream_auth = HashMap::new();
         for u in &config.upstreams {
             let header = match u.resolve_key()? {

@@ -270,7 +270,7 @@ contract! {
 
 contract! {
     /// The audit log as readers, exporters and retention see it. Rows are appended only by the
-    /// log's single writer (the `Store` connection the audit writer owns), so readers see a chain that only grows at its
+    /// log's single writer (`Backend::audit_writer`), so readers see a chain that only grows at its
     /// head and shrinks only at its start, by `prune_audit`. Readers never block the writer.
     pub trait AuditStore {
         /// The last row of the chain (its `seq` and `hash`), if any.
@@ -328,4 +328,6 @@ pub trait Backend:
 {
     /// Whether the backend answers a trivial query now (readiness probes).
     fn ping(&self) -> Result<(), StoreError>;
+    /// Opens the audit log's one writer; `WriterBusy` while another (in any process) is open.
+    fn audit_writer(&self) -> Result<Box<dyn crate::AuditWriter>, StoreError>;
 }

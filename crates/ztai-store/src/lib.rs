@@ -8,6 +8,7 @@
 //! connection pool (`pool`), so readers never block each other or the audit writer; its schema is
 //! a list of numbered steps (`migrations`).
 
+mod audit_writer;
 mod contracts;
 mod mcp;
 mod migrations;
@@ -16,6 +17,7 @@ mod registry;
 mod sqlite;
 pub mod testing;
 
+pub use audit_writer::AuditWriter;
 pub use contracts::{
     AgentStore, ApprovalStore, AuditStore, Backend, DocumentStore, KeyStore, McpStore, MetaStore,
     PolicySetStore, RegistryStore,
@@ -26,6 +28,7 @@ pub use migrations::SCHEMA_VERSION;
 /// The domain traits, for callers that hold a `dyn Backend` and call its methods
 /// (`use ztai_store::prelude::*`).
 pub mod prelude {
+    pub use crate::audit_writer::AuditWriter;
     pub use crate::contracts::{
         AgentStore, ApprovalStore, AuditStore, Backend, DocumentStore, KeyStore, McpStore,
         MetaStore, PolicySetStore, RegistryStore,
@@ -36,9 +39,10 @@ pub use registry::{
     ModelRow, ModelVersionRow, RevokedSignerRow, VerificationEvidence, VersionMove,
 };
 
+pub(crate) use sqlite::Store;
 pub use sqlite::{
     AgentRow, ApprovalRow, ApproverKeyRow, AuditFilter, AuditLeaf, AuditRow, CheckpointRow,
-    DOCUMENTS_VERSION_KEY, DocumentRow, KeyRow, PolicySetRow, PrunedRow, RevocationRow, Store,
+    DOCUMENTS_VERSION_KEY, DocumentRow, KeyRow, PolicySetRow, PrunedRow, RevocationRow,
 };
 
 /// Everything that can go wrong talking to the store.
@@ -72,6 +76,15 @@ pub enum StoreError {
         waited: std::time::Duration,
         message: String,
     },
+    /// Another writer holds the audit log: two would fork its chain.
+    #[error(
+        "another process is writing this audit log (`{path}` is locked): a gateway is serving this data directory; stop it, or make the change through its admin API so it is recorded in order"
+    )]
+    WriterBusy { path: String },
+    #[error("cannot lock `{path}`: {message}")]
+    Lock { path: String, message: String },
+    #[error("{0}")]
+    Thread(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} not found")]

@@ -106,6 +106,12 @@ impl crate::Backend for Sqlite {
     fn ping(&self) -> Result<(), StoreError> {
         self.conn()?.ping()
     }
+
+    fn audit_writer(&self) -> Result<Box<dyn crate::AuditWriter>, StoreError> {
+        Ok(Box::new(crate::audit_writer::SqliteAuditWriter::open(
+            &self.path,
+        )?))
+    }
 }
 
 /// Sends r2d2's background connection errors to our log instead of the `log` crate's.

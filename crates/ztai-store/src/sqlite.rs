@@ -184,8 +184,10 @@ pub struct PolicySetRow {
     pub policies_json: String,
 }
 
+/// One connection. Other crates never see it: they hold the pooled `Sqlite` through the domain
+/// traits, and the audit writer through `AuditWriter`.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     pub(crate) conn: Connection,
 }
 
@@ -199,7 +201,8 @@ impl Store {
         Self::init(conn)
     }
 
-    /// An in-memory store, for tests and one-shot tools.
+    /// An in-memory store, for this crate's unit tests.
+    #[cfg(test)]
     pub fn open_in_memory() -> Result<Self, StoreError> {
         Self::init(Connection::open_in_memory()?)
     }

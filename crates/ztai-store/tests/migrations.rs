@@ -13,7 +13,8 @@
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::Path;
-use ztai_store::{SCHEMA_VERSION, Store};
+use ztai_store::prelude::*;
+use ztai_store::{SCHEMA_VERSION, Sqlite};
 
 /// Tables with their columns (name, type, not-null, default, primary-key position) and the
 /// names of the explicit indexes: what a query can notice of a schema.
@@ -78,7 +79,7 @@ fn shipped() -> Vec<(i64, String, String)> {
 fn every_shipped_schema_opens_as_the_current_one_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("fresh.db");
-    Store::open(&fresh).unwrap();
+    Sqlite::open(&fresh).unwrap();
     let want = shape(&fresh);
 
     let schemas = shipped();
@@ -107,7 +108,7 @@ fn every_shipped_schema_opens_as_the_current_one_and_keeps_its_rows() {
             )
             .unwrap();
         }
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let store = Sqlite::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             store.list_keys().unwrap().len(),
             1,
@@ -134,8 +135,8 @@ fn every_shipped_schema_opens_as_the_current_one_and_keeps_its_rows() {
 fn reopening_a_current_store_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ztai.db");
-    Store::open(&path).unwrap();
+    Sqlite::open(&path).unwrap();
     let before = shape(&path);
-    Store::open(&path).unwrap();
+    Sqlite::open(&path).unwrap();
     assert_eq!(shape(&path), before);
 }
