@@ -6,6 +6,53 @@
 //! defined once, here, with no I/O. It is line-based, one fact per line; free text is reduced to
 //! one line so it cannot forge another.
 
+/// Where a held request stands, as stored. A pending request past its deadline counts as
+/// expired before the sweep writes it so (see the gateway's `TicketState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalStatus {
+    /// The stored and displayed form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "denied" => ApprovalStatus::Denied,
+            "expired" => ApprovalStatus::Expired,
+            _ => return None,
+        })
+    }
+
+    /// The status a decision writes.
+    pub fn decided(approved: bool) -> Self {
+        if approved {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// At most this many characters of free text (a reason, an id) go into a statement.
 pub const MAX_LINE_CHARS: usize = 500;
 
@@ -34,7 +81,7 @@ impl DecisionStatement<'_> {
         format!(
             "ztai-approval-decision/v1\napproval {}\ndecision {}\napprover {}\nrequester {}\nresource {}\nrequest {}\ndecided_at {}\nreason {}\n",
             one_line(self.approval_id),
-            if self.approved { "approved" } else { "denied" },
+            ApprovalStatus::decided(self.approved).as_str(),
             one_line(self.approver),
             one_line(self.requester),
             one_line(self.resource),
@@ -57,6 +104,17 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_reads_back_as_itself_and_nothing_else_parses() {
+        use ApprovalStatus::*;
+        for s in [Pending, Approved, Denied, Expired] {
+            assert_eq!(ApprovalStatus::parse(s.as_str()), Some(s));
+        }
+        for bad in ["", "Pending", "used", "approved ", "deny"] {
+            assert_eq!(ApprovalStatus::parse(bad), None, "{bad:?}");
+        }
+    }
 
     fn statement(reason: &str) -> String {
         DecisionStatement {

@@ -13,7 +13,7 @@ pub mod model_lifecycle;
 pub mod principal;
 pub mod resource;
 
-pub use approval::DecisionStatement;
+pub use approval::{ApprovalStatus, DecisionStatement};
 pub use audit::{AuditRecord, CredentialEvent, CredentialOperation, FindingSummary, StageTimings};
 pub use decision::{Decision, Obligation, PolicyDecision};
 pub use finding::{Channel, Finding, FindingCategory, Severity, Span};

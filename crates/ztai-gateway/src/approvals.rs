@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
-use ztai_core::DecisionStatement;
 pub(crate) use ztai_core::approval::one_line;
+use ztai_core::{ApprovalStatus, DecisionStatement};
 use ztai_store::ApprovalRow;
 
 /// The request header that carries an approval ticket when a request is resent.
@@ -165,12 +165,39 @@ pub(crate) fn statement_for<'a>(
     }
 }
 
-/// The status a row has at `now`: a pending request past its deadline has expired.
-pub(crate) fn effective_status(row: &ApprovalRow, now: i64) -> &str {
-    match row.status.as_str() {
-        "pending" if now >= row.expires_at => "expired",
-        "approved" if row.used_at.is_some() => "used",
-        s => s,
+/// Where a ticket stands at a given moment, as callers and approvers see it: the stored status,
+/// except that a pending request past its deadline has expired and an approval already spent
+/// is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TicketState {
+    Pending,
+    Approved,
+    Used,
+    Denied,
+    Expired,
+}
+
+impl TicketState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Pending => "pending",
+            TicketState::Approved => "approved",
+            TicketState::Used => "used",
+            TicketState::Denied => "denied",
+            TicketState::Expired => "expired",
+        }
+    }
+}
+
+/// The state a row is in at `now`.
+pub(crate) fn effective_status(row: &ApprovalRow, now: i64) -> TicketState {
+    match row.status {
+        ApprovalStatus::Pending if now >= row.expires_at => TicketState::Expired,
+        ApprovalStatus::Pending => TicketState::Pending,
+        ApprovalStatus::Approved if row.used_at.is_some() => TicketState::Used,
+        ApprovalStatus::Approved => TicketState::Approved,
+        ApprovalStatus::Denied => TicketState::Denied,
+        ApprovalStatus::Expired => TicketState::Expired,
     }
 }
 
@@ -291,11 +318,11 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
             )));
         }
         return match effective_status(&row, crate::clock::unix_now_i64()) {
-            "pending" => Ok(Held::Pending(pending(&row))),
-            "expired" => Err(expired(&row)),
-            "denied" => Err(denied(&row)),
-            "approved" if spend(gw, &row).await? => Ok(Held::Proceed(row.approval_id)),
-            _ => Err(GatewayError::Forbidden(format!(
+            TicketState::Pending => Ok(Held::Pending(pending(&row))),
+            TicketState::Expired => Err(expired(&row)),
+            TicketState::Denied => Err(denied(&row)),
+            TicketState::Approved if spend(gw, &row).await? => Ok(Held::Proceed(row.approval_id)),
+            TicketState::Approved | TicketState::Used => Err(GatewayError::Forbidden(format!(
                 "approval ticket `{}` has already been used or its window has passed; an approval releases one request",
                 row.approval_id
             ))),
@@ -306,7 +333,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
     let timeout = i64::try_from(req.timeout_secs.max(1)).unwrap_or(i64::MAX);
     let row = ApprovalRow {
         approval_id: new_ticket(),
-        status: "pending".into(),
+        status: ApprovalStatus::Pending,
         requester: req.requester.clone(),
         chain: req.chain.clone(),
         action: req.action.to_string(),
@@ -357,7 +384,7 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
         let current = load(gw, &row.approval_id).await?;
         let current = current.unwrap_or_else(|| row.clone());
         match effective_status(&current, crate::clock::unix_now_i64()) {
-            "approved" => {
+            TicketState::Approved => {
                 break if spend(gw, &current).await? {
                     Ok(Held::Proceed(current.approval_id))
                 } else {
@@ -367,9 +394,9 @@ pub(crate) async fn hold(gw: &Arc<Gateway>, req: HoldRequest<'_>) -> Result<Held
                     )))
                 };
             }
-            "denied" => break Err(denied(&current)),
-            "expired" => break Err(expired(&current)),
-            _ => {}
+            TicketState::Denied => break Err(denied(&current)),
+            TicketState::Expired => break Err(expired(&current)),
+            TicketState::Pending | TicketState::Used => {}
         }
         if tokio::time::Instant::now() >= deadline {
             break if crate::clock::unix_now_i64() >= current.expires_at {
@@ -495,7 +522,7 @@ pub(crate) fn public_view(row: &ApprovalRow, now: i64) -> Value {
     };
     json!({
         "id": row.approval_id,
-        "status": effective_status(row, now),
+        "status": effective_status(row, now).as_str(),
         "requester": row.requester,
         "chain": row.chain,
         "action": row.action,

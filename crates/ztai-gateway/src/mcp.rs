@@ -1301,7 +1301,7 @@ async fn pinned(
             404,
             format!("server `{}` offers no tool `{tool}`", cfg.name),
         )),
-        Some(r) if r.status == "approved" => Ok(()),
+        Some(r) if r.status == ztai_store::ToolStatus::Approved => Ok(()),
         Some(r) => Err(RpcError::new(
             TOOL_BLOCKED,
             403,

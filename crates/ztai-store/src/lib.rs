@@ -22,7 +22,7 @@ pub use contracts::{
     AgentStore, ApprovalStore, AuditStore, Backend, DocumentStore, KeyStore, McpStore, MetaStore,
     PolicySetStore, RegistryStore,
 };
-pub use mcp::{McpSessionRow, McpToolRow};
+pub use mcp::{McpSessionRow, McpToolRow, ToolStatus};
 pub use migrations::SCHEMA_VERSION;
 
 /// The domain traits, for callers that hold a `dyn Backend` and call its methods

@@ -6,14 +6,40 @@ use crate::{Store, StoreError};
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeSet;
 
-/// One tool of one MCP server as the gateway last saw it. `status` is `approved` (its current
-/// definition is the pinned one) or `blocked` (new with findings, changed since it was pinned,
-/// or waiting for an administrator); `pinned_digest` is the approved definition's digest.
+/// Whether a tool may be called: `Approved` when its current definition is the pinned one,
+/// `Blocked` when it is new with findings, changed since it was pinned, or waiting for an
+/// administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolStatus {
+    Approved,
+    Blocked,
+}
+
+impl ToolStatus {
+    /// The stored and displayed form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolStatus::Approved => "approved",
+            ToolStatus::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approved" => Some(ToolStatus::Approved),
+            "blocked" => Some(ToolStatus::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// One tool of one MCP server as the gateway last saw it; `pinned_digest` is the approved
+/// definition's digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpToolRow {
     pub server: String,
     pub tool: String,
-    pub status: String,
+    pub status: ToolStatus,
     pub pinned_digest: Option<String>,
     pub seen_digest: String,
     pub definition_json: String,
@@ -44,11 +70,19 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 fn tool_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(McpToolRow, String)> {
+    let status: String = r.get(2)?;
+    let status = ToolStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("unknown tool status `{status}`").into(),
+        )
+    })?;
     Ok((
         McpToolRow {
             server: r.get(0)?,
             tool: r.get(1)?,
-            status: r.get(2)?,
+            status,
             pinned_digest: r.get(3)?,
             seen_digest: r.get(4)?,
             definition_json: r.get(5)?,
@@ -99,7 +133,7 @@ impl Store {
             .execute(params![
                 row.server,
                 row.tool,
-                row.status,
+                row.status.as_str(),
                 row.pinned_digest,
                 row.seen_digest,
                 row.definition_json,
@@ -268,7 +302,7 @@ mod tests {
         McpToolRow {
             server: "files".into(),
             tool: "read".into(),
-            status: "blocked".into(),
+            status: ToolStatus::Blocked,
             pinned_digest: None,
             seen_digest: digest.into(),
             definition_json: "{}".into(),
@@ -308,7 +342,7 @@ mod tests {
         assert!(s.block_mcp_tool("files", "read", "changed", 6).unwrap());
         assert_eq!(
             s.mcp_tool("files", "read").unwrap().unwrap().status,
-            "blocked"
+            ToolStatus::Blocked
         );
         assert!(!s.block_mcp_tool("files", "nope", "changed", 6).unwrap());
         assert_eq!(s.list_mcp_tools(Some("files")).unwrap().len(), 1);

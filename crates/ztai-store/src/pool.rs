@@ -123,3 +123,40 @@ impl r2d2::HandleError<StoreError> for LogErrors {
         tracing::warn!(error = %error, "cannot open a store connection");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    #[test]
+    fn a_call_in_progress_does_not_hold_up_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(&dir.path().join("ztai.db")).unwrap();
+        // A long call (a whole-log verification) holds its connection for its duration; with one
+        // connection behind a mutex, this thread would now wait for itself forever.
+        let held = store.conn().unwrap();
+        store.meta_set("k", "v").unwrap();
+        assert_eq!(store.meta_get("k").unwrap().as_deref(), Some("v"));
+        drop(held);
+    }
+
+    #[test]
+    fn a_bad_path_is_reported_at_open_with_its_own_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Sqlite::open(&dir.path().join("no/such/dir/ztai.db")).unwrap_err();
+        assert!(matches!(e, StoreError::Open { .. }), "{e:?}");
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+    }
+
+    #[test]
+    fn a_second_audit_writer_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(&dir.path().join("ztai.db")).unwrap();
+        let first = store.audit_writer().unwrap();
+        let e = store.audit_writer().err().unwrap();
+        assert!(matches!(e, StoreError::WriterBusy { .. }), "{e:?}");
+        drop(first);
+        assert!(store.audit_writer().is_ok());
+    }
+}

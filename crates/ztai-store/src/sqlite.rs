@@ -18,12 +18,12 @@ fn policy_set_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicySetRow> {
     })
 }
 
-/// A request held for a human approver. Times are Unix seconds. `status` is `pending`,
-/// `approved` or `denied`; a pending request past `expires_at` counts as expired (denied).
+/// A request held for a human approver. Times are Unix seconds; a pending request past
+/// `expires_at` counts as expired (denied) before the sweep writes it so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRow {
     pub approval_id: String,
-    pub status: String,
+    pub status: ztai_core::ApprovalStatus,
     /// `kind:id` of the principal whose request is held.
     pub requester: String,
     /// The delegation chain the request was made under, `kind:id` outermost first.
@@ -436,7 +436,7 @@ impl Store {
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 row.approval_id,
-                row.status,
+                row.status.as_str(),
                 row.requester,
                 chain,
                 row.action,
@@ -462,9 +462,17 @@ impl Store {
     fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
         let chain: String = r.get(3)?;
         let summary: String = r.get(8)?;
+        let status: String = r.get(1)?;
+        let status = ztai_core::ApprovalStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown approval status `{status}`").into(),
+            )
+        })?;
         Ok(ApprovalRow {
             approval_id: r.get(0)?,
-            status: r.get(1)?,
+            status,
             requester: r.get(2)?,
             chain: serde_json::from_str(&chain).unwrap_or_default(),
             action: r.get(4)?,
@@ -532,7 +540,7 @@ impl Store {
              WHERE approval_id = ?1 AND status = 'pending' AND expires_at > ?4",
             params![
                 approval_id,
-                if approved { "approved" } else { "denied" },
+                ztai_core::ApprovalStatus::decided(approved).as_str(),
                 by,
                 at,
                 reason,
@@ -1284,7 +1292,7 @@ mod tests {
     fn approval(id: &str, created: i64, expires: i64) -> ApprovalRow {
         ApprovalRow {
             approval_id: id.into(),
-            status: "pending".into(),
+            status: ztai_core::ApprovalStatus::Pending,
             requester: "user:demo".into(),
             chain: vec!["user:demo".into()],
             action: "invoke".into(),
@@ -1448,10 +1456,10 @@ mod tests {
         );
         // At 200: `old` and `late` have expired; nothing is old enough to forget.
         assert_eq!(s.sweep_approvals(200, 0).unwrap(), (2, 0));
-        let status = |id: &str| s.get_approval(id).unwrap().map(|r| r.status);
-        assert_eq!(status("old").as_deref(), Some("expired"));
-        assert_eq!(status("late").as_deref(), Some("expired"));
-        assert_eq!(status("open").as_deref(), Some("pending"));
+        let status = |id: &str| s.get_approval(id).unwrap().map(|r| r.status.as_str());
+        assert_eq!(status("old"), Some("expired"));
+        assert_eq!(status("late"), Some("expired"));
+        assert_eq!(status("open"), Some("pending"));
         // An expired request can no longer be decided.
         assert!(
             !s.decide_approval("late", true, "user:root", 200, "ok", "sig", None)
@@ -1462,7 +1470,7 @@ mod tests {
         assert_eq!(status("old"), None);
         // A pending request is never deleted, whatever its age; a decided one is.
         assert_eq!(s.sweep_approvals(299, 1000).unwrap(), (0, 2));
-        assert_eq!(status("open").as_deref(), Some("pending"));
+        assert_eq!(status("open"), Some("pending"));
         assert_eq!(status("decided"), None);
     }
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use ztai_core::{ModelState, Transition};
+use ztai_core::{ApprovalStatus, ModelState, Transition};
 use ztai_store::{
     AgentRow, ApprovalRow, AuditFilter, Backend, DocumentRow, KeyRow, McpSessionRow, ModelRow,
     ModelVersionRow, Sqlite, StoreError, VerificationEvidence, VersionMove,
@@ -66,7 +66,7 @@ fn key(id: &str) -> KeyRow {
 fn approval(id: &str, expires_at: i64) -> ApprovalRow {
     ApprovalRow {
         approval_id: id.into(),
-        status: "pending".into(),
+        status: ApprovalStatus::Pending,
         requester: "user:alice".into(),
         chain: vec!["user:alice".into()],
         action: "Action::\"tool_call\"".into(),
@@ -212,11 +212,11 @@ fn an_approval_is_decided_once_and_spent_once_under_contention() {
         });
         assert_eq!(decided.iter().filter(|d| **d).count(), 1, "{name}");
         let row = b.get_approval("apr_1").unwrap().unwrap();
-        if row.status == "approved" {
+        if row.status == ApprovalStatus::Approved {
             let spent = race(8, &b, |_, b| b.use_approval("apr_1", 300, 2_000).unwrap());
             assert_eq!(spent.iter().filter(|s| **s).count(), 1, "{name}");
         } else {
-            assert_eq!(row.status, "denied", "{name}");
+            assert_eq!(row.status, ApprovalStatus::Denied, "{name}");
             assert!(!b.use_approval("apr_1", 300, 2_000).unwrap(), "{name}");
         }
     });

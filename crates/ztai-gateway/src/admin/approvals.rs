@@ -11,7 +11,7 @@
 //! only the tickets the caller may decide.
 
 use super::{Caller, Check, blocking, governed_as};
-use crate::approvals::{effective_status, public_view};
+use crate::approvals::{TicketState, effective_status, public_view};
 use crate::clock::unix_now_i64;
 use crate::error::GatewayError;
 use crate::proxy::Authenticated;
@@ -265,15 +265,16 @@ async fn decide(
             may_decide(&g, &actor, &row, &client)?;
             let now = unix_now_i64();
             match effective_status(&row, now) {
-                "pending" => {}
-                "expired" => {
+                TicketState::Pending => {}
+                TicketState::Expired => {
                     return Err(GatewayError::Conflict(format!(
                         "approval `{id}` expired before a decision; the request was denied"
                     )));
                 }
                 other => {
                     return Err(GatewayError::Conflict(format!(
-                        "approval `{id}` is already {other}; a decision is made once"
+                        "approval `{id}` is already {}; a decision is made once",
+                        other.as_str()
                     )));
                 }
             }
@@ -332,14 +333,14 @@ async fn decide(
             g.metrics
                 .approvals
                 .get_or_create(&crate::metrics::Outcome {
-                    outcome: if approved { "approved" } else { "denied" },
+                    outcome: ztai_core::ApprovalStatus::decided(approved).as_str(),
                 })
                 .inc();
             Ok((
                 StatusCode::OK,
                 json!({
                     "id": id,
-                    "status": if approved { "approved" } else { "denied" },
+                    "status": ztai_core::ApprovalStatus::decided(approved).as_str(),
                     "decided_by": by,
                     "reason": reason,
                     "signature": signature,

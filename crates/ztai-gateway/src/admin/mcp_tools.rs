@@ -21,7 +21,7 @@ fn view(r: &McpToolRow) -> Value {
     json!({
         "server": r.server,
         "tool": r.tool,
-        "status": r.status,
+        "status": r.status.as_str(),
         "pinned_digest": r.pinned_digest,
         "seen_digest": r.seen_digest,
         "definition": serde_json::from_str::<Value>(&r.definition_json).unwrap_or(Value::Null),

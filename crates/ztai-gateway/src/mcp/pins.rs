@@ -132,7 +132,7 @@ pub fn sight(
             row: Box::new(McpToolRow {
                 server: server.into(),
                 tool: tool.into(),
-                status: "blocked".into(),
+                status: ztai_store::ToolStatus::Blocked,
                 pinned_digest: pinned,
                 seen_digest: digest.into(),
                 definition_json: canonical(definition),
@@ -146,7 +146,7 @@ pub fn sight(
             event,
         };
     match existing {
-        Some(row) if row.status == "approved" && row.pinned_digest.as_deref() == Some(digest) => {
+        Some(row) if row.status == ztai_store::ToolStatus::Approved && row.pinned_digest.as_deref() == Some(digest) => {
             Sighting::Approved
         }
         Some(row) if row.seen_digest == digest => {
@@ -190,7 +190,7 @@ pub fn sight(
         None => Sighting::Pinned(Box::new(McpToolRow {
             server: server.into(),
             tool: tool.into(),
-            status: "approved".into(),
+            status: ztai_store::ToolStatus::Approved,
             pinned_digest: Some(digest.into()),
             seen_digest: digest.into(),
             definition_json: canonical(definition),
