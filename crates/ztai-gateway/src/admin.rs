@@ -176,7 +176,7 @@ pub(crate) struct Caller {
     pub headers: HeaderMap,
     pub client: String,
     /// The verified client certificate, on a TLS listener that asked for one.
-    pub peer: Option<crate::server::PeerIdentity>,
+    pub peer: Option<crate::conn::PeerIdentity>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
@@ -188,11 +188,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     ) -> Result<Self, Self::Rejection> {
         Ok(Caller {
             headers: parts.headers.clone(),
-            client: crate::server::ClientAddr::of(&parts.extensions),
-            peer: parts
-                .extensions
-                .get::<crate::server::PeerIdentity>()
-                .cloned(),
+            client: crate::conn::ClientAddr::of(&parts.extensions),
+            peer: parts.extensions.get::<crate::conn::PeerIdentity>().cloned(),
         })
     }
 }

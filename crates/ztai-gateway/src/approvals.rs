@@ -546,8 +546,8 @@ pub async fn poll(
     axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     headers: http::HeaderMap,
-    client: Option<axum::Extension<crate::server::ClientAddr>>,
-    peer: Option<axum::Extension<crate::server::PeerIdentity>>,
+    client: Option<axum::Extension<crate::conn::ClientAddr>>,
+    peer: Option<axum::Extension<crate::conn::PeerIdentity>>,
 ) -> Response {
     let request_id = crate::ids::new_request_id();
     let mut trace = crate::record::Trace::new(request_id.clone(), "approval_status");
@@ -565,7 +565,7 @@ async fn status_of(
     gw: &Arc<Gateway>,
     id: &str,
     headers: &http::HeaderMap,
-    peer: Option<&crate::server::PeerIdentity>,
+    peer: Option<&crate::conn::PeerIdentity>,
     trace: &mut crate::record::Trace,
 ) -> Result<crate::proxy::Answer, GatewayError> {
     let who = crate::proxy::authenticate(gw, headers, peer)?;

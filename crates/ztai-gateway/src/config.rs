@@ -4,6 +4,8 @@
 //! the file's text: the file names an environment variable or a file that holds them, so the
 //! configuration can be committed and shared without leaking a key.
 
+pub mod mcp;
+
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -58,7 +60,7 @@ struct RawConfig {
     #[serde(default)]
     models: Vec<RawModel>,
     #[serde(default)]
-    mcp: crate::mcp::settings::RawMcp,
+    mcp: mcp::RawMcp,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -769,7 +771,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
     /// The MCP servers fronted at `/mcp/{server}`.
-    pub mcp: crate::mcp::settings::McpConfig,
+    pub mcp: mcp::McpConfig,
 }
 
 fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {

@@ -45,7 +45,7 @@ struct AuthorizeRequest {
 pub async fn authorize(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), "authorize");
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     let result = decide(&gw, req, &mut trace).await;
     let resp = finish(&gw, "/v1/authorize", trace, result).await;
     with_request_id(resp, &request_id)

@@ -7,7 +7,7 @@
 //! the data directory, readable only by its owner, with its public half beside it.
 
 use crate::GatewayError;
-use crate::state::StartError;
+use crate::error::StartError;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

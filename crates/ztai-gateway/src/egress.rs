@@ -55,7 +55,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) {
-    crate::server::accept_loop(listener, shutdown, move |stream, peer, mut stop| {
+    crate::conn::accept_loop(listener, shutdown, move |stream, peer, mut stop| {
         let gw = gw.clone();
         async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {

@@ -8,7 +8,7 @@
 //! dropped whenever a key set changes.
 
 use crate::config::{JwksSource, JwtIssuerConfig};
-use crate::state::StartError;
+use crate::error::StartError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;

@@ -10,6 +10,7 @@ pub mod admin;
 mod approvals;
 mod clock;
 pub mod config;
+mod conn;
 mod decision_api;
 pub mod delegation;
 mod documents;
@@ -36,6 +37,6 @@ mod tokens;
 mod upstream;
 
 pub use config::{Config, ConfigError, ModelConfig, UpstreamConfig, UpstreamKey};
-pub use error::GatewayError;
+pub use error::{GatewayError, StartError};
 pub use server::RunningGateway;
-pub use state::{Gateway, StartError};
+pub use state::Gateway;

@@ -24,9 +24,9 @@
 
 pub mod pins;
 pub mod session;
-pub mod settings;
 pub(crate) mod upstream;
 
+use crate::config::mcp::{McpConfig, McpServerConfig};
 use crate::error::GatewayError;
 use crate::ids::new_request_id;
 use crate::proxy::{Authenticated, authenticate, authenticate_traced, read_body, request_context};
@@ -39,7 +39,6 @@ use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use session::{SessionClaims, SessionSealer, session_hash};
-use settings::{McpConfig, McpServerConfig};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -136,15 +135,15 @@ impl Mcp {
     pub fn new(
         cfg: &McpConfig,
         data_dir: &std::path::Path,
-    ) -> Result<Self, crate::state::StartError> {
+    ) -> Result<Self, crate::error::StartError> {
         let key = session_key(cfg, data_dir).map_err(|message| {
-            crate::state::StartError::Config(crate::config::ConfigError {
+            crate::error::StartError::Config(crate::config::ConfigError {
                 key: "mcp.session_key_env".into(),
                 message,
             })
         })?;
         let sealer = SessionSealer::new(&key).map_err(|e| {
-            crate::state::StartError::Config(crate::config::ConfigError {
+            crate::error::StartError::Config(crate::config::ConfigError {
                 key: "mcp.session_key_env".into(),
                 message: e.to_string(),
             })
@@ -310,7 +309,7 @@ pub async fn post(
 ) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), "mcp");
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     trace.resource = format!("mcp:{}", crate::approvals::one_line(&server));
     let mut id = Value::Null;
     let outcome = handle(&gw, &server, req, &mut trace, &mut id).await;
@@ -339,13 +338,10 @@ pub async fn delete(
 ) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), "mcp:end_session");
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     trace.resource = format!("mcp:{}", crate::approvals::one_line(&server));
     let headers = req.headers().clone();
-    let peer = req
-        .extensions()
-        .get::<crate::server::PeerIdentity>()
-        .cloned();
+    let peer = req.extensions().get::<crate::conn::PeerIdentity>().cloned();
     drop(req);
     let result = async {
         let (cfg, up) = gw
@@ -990,7 +986,7 @@ async fn sight_tool(
     let Some(name) = tool.get("name").and_then(Value::as_str) else {
         return Ok(Err("(a tool without a name)".into()));
     };
-    if !settings::valid_tool_name(name) {
+    if !crate::config::mcp::valid_tool_name(name) {
         return Ok(Err(format!(
             "`{}` (not a valid tool name)",
             crate::approvals::one_line(name)
@@ -1438,7 +1434,7 @@ async fn call_tool(
     let name = params
         .get("name")
         .and_then(Value::as_str)
-        .filter(|n| settings::valid_tool_name(n))
+        .filter(|n| crate::config::mcp::valid_tool_name(n))
         .ok_or_else(|| RpcError::new(INVALID_PARAMS, 422, "params.name must be a tool name"))?
         .to_string();
     let arguments = match params.get("arguments") {

@@ -16,8 +16,8 @@
 //! The data and admin routers take this as a layer (`detached`); the egress proxy, which is not
 //! an axum router, calls `guarded` itself.
 
+use crate::conn::ClientAddr;
 use crate::error::GatewayError;
-use crate::server::ClientAddr;
 use crate::state::Gateway;
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -98,7 +98,7 @@ async fn run(gw: Arc<Gateway>, op: Operation, req: Request<Body>) -> Response {
     // the principal and what was found, so its record is as full as any other.
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), Action::Invoke.cedar_id());
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     let result = AssertUnwindSafe(pipeline(&gw, op, req, &mut trace))
         .catch_unwind()
         .await
@@ -233,7 +233,7 @@ pub(crate) fn authenticate_traced<B>(
     let who = authenticate(
         gw,
         req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
+        req.extensions().get::<crate::conn::PeerIdentity>(),
     )?;
     trace.timings.authenticate_us = micros(t);
     trace.principal = Some(who.principal.clone());
@@ -243,7 +243,7 @@ pub(crate) fn authenticate_traced<B>(
 pub(crate) fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
-    peer: Option<&crate::server::PeerIdentity>,
+    peer: Option<&crate::conn::PeerIdentity>,
 ) -> Result<Authenticated, GatewayError> {
     let presented = match (headers.get(header::AUTHORIZATION), headers.get("x-api-key")) {
         (Some(v), _) => {
@@ -804,7 +804,7 @@ async fn pipeline(
     let who = authenticate(
         gw,
         req.headers(),
-        req.extensions().get::<crate::server::PeerIdentity>(),
+        req.extensions().get::<crate::conn::PeerIdentity>(),
     );
     trace.timings.authenticate_us = micros(t);
     gw.metrics

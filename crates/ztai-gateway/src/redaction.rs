@@ -310,7 +310,7 @@ struct RevealRequest {
 pub async fn reveal(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), Action::Reveal.cedar_id());
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     let result = reveal_values(&gw, req, &mut trace).await;
     let resp = finish(&gw, "/v1/reveal", trace, result).await;
     with_request_id(resp, &request_id)

@@ -15,7 +15,7 @@ use ztai_inspect::{Judgement, SemanticScorer, SemanticTier};
 use ztai_semantic::{Encoder, HEAD, Loaded};
 
 use crate::config::SemanticConfig;
-use crate::state::StartError;
+use crate::error::StartError;
 
 #[derive(Debug)]
 struct OffWorker(Encoder);

@@ -21,51 +21,7 @@ use ztai_inspect::Inspector;
 use ztai_policy::{PolicyEngine, PolicyError};
 use ztai_store::prelude::*;
 
-/// Why the gateway could not start. Each names what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot create the data directory `{path}`: {message}")]
-    DataDir { path: String, message: String },
-    #[error("cannot open the store: {0}")]
-    Store(#[from] ztai_store::StoreError),
-    #[error("the policy set in `{dir}` is invalid, so the gateway will not start: {source}")]
-    Policy {
-        dir: String,
-        #[source]
-        source: PolicyError,
-    },
-    #[error("cannot start the audit log: {0}")]
-    Audit(#[from] ztai_audit::AuditError),
-    #[error("cannot build the detectors: {0}")]
-    Inspect(#[from] ztai_inspect::InspectError),
-    #[error(
-        "cannot load the semantic tier ({source}); fetch its weights with `ztai encoder fetch`, or set inspect.semantic.mode = \"off\""
-    )]
-    Semantic {
-        #[source]
-        source: ztai_semantic::SemanticError,
-    },
-    #[error("cannot listen on {addr}: {message}")]
-    Bind { addr: String, message: String },
-    #[error("cannot start audit export: {0}")]
-    Export(ztai_audit::export::ExportError),
-    #[error("cannot set up TLS on the data plane: {message}")]
-    Tls { message: String },
-    #[error(
-        "cannot load the task token key `{path}`: {message}; restore it from backup, or move it aside to mint a new one (every token issued with the old key stops working)"
-    )]
-    TokenKey { path: String, message: String },
-    #[error(
-        "cannot load the key set of JWT issuer `{issuer}` from `{file}`: {message}; fix the source or remove the issuer"
-    )]
-    Jwks {
-        issuer: String,
-        file: String,
-        message: String,
-    },
-}
+use crate::error::StartError;
 
 /// Everything a request needs, shared by all request tasks.
 #[derive(Debug)]

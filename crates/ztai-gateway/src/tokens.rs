@@ -41,7 +41,7 @@ struct DelegateRequest {
 pub async fn delegate(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response {
     let request_id = new_request_id();
     let mut trace = Trace::new(request_id.clone(), Action::Delegate.cedar_id());
-    trace.client = crate::server::ClientAddr::of(req.extensions());
+    trace.client = crate::conn::ClientAddr::of(req.extensions());
     let result = mint(&gw, req, &mut trace).await;
     let resp = finish(&gw, "/v1/tokens", trace, result).await;
     with_request_id(resp, &request_id)

@@ -6,7 +6,7 @@
 //! digest is taken over a canonical form (keys sorted at every level) and its text is scanned.
 //! Pure: the caller reads and writes the store.
 
-use super::settings::ToolApproval;
+use crate::config::mcp::ToolApproval;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use ztai_core::Finding;

@@ -1,6 +1,6 @@
 //! Unit tests of the MCP proxy's pure parts: result screening, taint, answers.
 use super::*;
-use settings::McpTransport;
+use crate::config::mcp::McpTransport;
 
 fn cfg() -> McpServerConfig {
     upstream::settings_for_test(

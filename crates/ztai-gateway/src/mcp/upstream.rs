@@ -11,7 +11,7 @@
 //! its configuration names.
 
 use super::set;
-use super::settings::{McpServerConfig, McpTransport};
+use crate::config::mcp::{McpServerConfig, McpTransport};
 use crate::sse::{SseEvent, SseParser};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
